@@ -1,0 +1,7 @@
+"""`python -m mmsgate` runs the command line."""
+
+from __future__ import annotations
+
+from mmsgate.cli import main
+
+main()

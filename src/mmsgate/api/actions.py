@@ -1,0 +1,369 @@
+"""The five Sinch XML actions: validate, fetch media, store in one commit, answer.
+
+Each action returns the response fields; errors are raised as ApiError and rendered by the
+endpoint. A send is answered `Success` only after the commit that holds it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import secrets
+import uuid
+from collections.abc import Callable
+
+from mmsgate import codes, errors, models, numbers, profiles, routing
+from mmsgate.api import content as content_store
+from mmsgate.api import requests
+from mmsgate.api.guard import Guard
+from mmsgate.api.sinch_xml import Field
+from mmsgate.settings import Settings
+from mmsgate.store import queries
+from mmsgate.store.db import Database
+from mmsgate.store.writer import NewSend, NewTemplate, Writer
+
+E = codes.ErrorCode
+ACCEPTED = "MMS request accepted and queued for delivery"
+LINK_LIFETIME = dt.timedelta(days=365)
+MMS_LIFETIME = dt.timedelta(days=3)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Services:
+    """What the actions need, built once at start."""
+
+    settings: Settings
+    db: Database
+    writer: Writer
+    guard: Guard
+    content: content_store.ContentStore
+    clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Recipient:
+    """One number of a send's `to`, as given and as understood."""
+
+    raw: str
+    msisdn: str | None
+    error: errors.ApiError | None = None
+
+
+async def save_mms(
+    services: Services, account: models.Account, req: requests.SaveMms
+) -> list[Field]:
+    now = services.clock()
+    link_expires = (
+        link_expiration(req.fallback.link_expiration, now) if req.fallback.link_expiration else None
+    )
+    stored = await services.content.store(req.content)
+    state = models.TemplateState.ENCODING if stored.has_av else models.TemplateState.READY
+    mms_id = await services.writer.save_template(
+        NewTemplate(
+            account_id=account.id,
+            kind="saved",
+            name=req.content.name,
+            subject=req.content.subject,
+            state=state,
+            slides=stored.slides,
+            total_size=stored.total_size,
+            fallback_sms_text=req.fallback.text,
+            disable_fallback=req.fallback.disabled,
+            disable_fallback_link=req.fallback.link_disabled,
+            link_expires_at=link_expires,
+        )
+    )
+    return [("status", "Success"), ("mms-id", str(mms_id))]
+
+
+async def send_mms(
+    services: Services, account: models.Account, req: requests.SendMms
+) -> list[Field]:
+    now = services.clock()
+    plan = check_delivery(services.settings, account, req.delivery)
+    check_fallback_text(account, req.fallback, None)
+    expires_at, link_expires = expirations(req.delivery, req.fallback, now)
+    stored = await services.content.store(req.content)
+    template = NewTemplate(
+        account_id=account.id,
+        kind="inline",
+        name=req.content.name,
+        subject=req.content.subject,
+        state=models.TemplateState.READY,
+        slides=stored.slides,
+        total_size=stored.total_size,
+    )
+    send = new_send(
+        account, models.Action.SEND_MMS, req.delivery, req.fallback, plan, expires_at, link_expires
+    )
+    mms_id = await services.writer.accept(
+        dataclasses.replace(send, template=template, subject=req.content.subject)
+    )
+    return sent_fields(plan, send, mms_id, with_from=False)
+
+
+async def send_saved_mms(
+    services: Services, account: models.Account, req: requests.SendSavedMms
+) -> list[Field]:
+    now = services.clock()
+    plan = check_delivery(services.settings, account, req.delivery)
+    info = await services.content.template(account.id, req.mms_id)
+    if info is None or info.state is models.TemplateState.FAILED:
+        raise errors.ApiError(E.BAD_MMS_ID, f"Invalid mms-id {req.mms_id} / MMS don't exist")
+    if info.state is models.TemplateState.ENCODING:
+        raise errors.ApiError(
+            E.TEMPLATE_ENCODING,
+            f"MMS {req.mms_id} is not available: encoding in progress, retry later",
+        )
+    for slide in req.custom_texts:
+        if slide > info.slide_count:
+            raise errors.ApiError(
+                E.INVALID_REQUEST,
+                f"Invalid custom-text: slide {slide} does not exist "
+                f"(the MMS has {info.slide_count})",
+            )
+    check_fallback_text(account, req.fallback, info)
+    expires_at, link_expires = expirations(req.delivery, req.fallback, now)
+    send = new_send(
+        account,
+        models.Action.SEND_SAVED_MMS,
+        req.delivery,
+        req.fallback,
+        plan,
+        expires_at,
+        link_expires,
+    )
+    send = dataclasses.replace(
+        send,
+        template_id=req.mms_id,
+        subject=req.custom_subject,
+        custom_texts={str(k): v for k, v in req.custom_texts.items()} or None,
+        merge_data=req.data or None,
+        fallback_sms_text=req.fallback.text or info.fallback_sms_text,
+    )
+    mms_id = await services.writer.accept(send)
+    return sent_fields(plan, send, mms_id, with_from=True)
+
+
+async def delete_mms_id(
+    services: Services, account: models.Account, req: requests.DeleteMmsId
+) -> list[Field]:
+    if not await queries.delete_template(services.db, account.id, req.mms_id):
+        raise errors.ApiError(E.BAD_MMS_ID, f"Invalid mms-id {req.mms_id} / MMS don't exist")
+    services.content.forget(account.id, req.mms_id)
+    return [("status", "Success"), ("mms-id", str(req.mms_id))]
+
+
+async def get_mms_templates(
+    services: Services, account: models.Account, req: requests.GetMmsTemplates
+) -> list[Field]:
+    total, page = await queries.list_templates(
+        services.db, account.id, req.start_date, req.page, req.per_page
+    )
+    fields: list[Field] = [
+        ("status", "Success"),
+        ("start-date", req.start_date.isoformat() if req.start_date else ""),
+        ("page-number", str(req.page)),
+        ("items-per-page", str(req.per_page)),
+        ("total-results", str(total)),
+    ]
+    for t in page:
+        fields.append(
+            (
+                "mms-template",
+                [
+                    ("mms-id", str(t.id)),
+                    ("mms-name", t.name),
+                    ("mms-subject", t.subject or ""),
+                    ("date-created", t.created_at.isoformat(timespec="seconds")),
+                    ("total-slides", str(t.slide_count)),
+                    ("mms-size", str(t.total_size)),
+                ],
+            )
+        )
+    return fields
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Plan:
+    """The checked recipients of a send and the operator it names."""
+
+    recipients: tuple[Recipient, ...]
+    operator_id: int | None
+    is_list: bool
+
+    @property
+    def accepted(self) -> list[Recipient]:
+        return [r for r in self.recipients if r.error is None]
+
+
+def check_delivery(settings: Settings, account: models.Account, d: requests.Delivery) -> Plan:
+    """Recipients (E201, E623, E110), sender (E111), service-id (E627), operator (E650/1, E628)."""
+    if not d.to:
+        raise errors.ApiError(E.TO_REQUIRED)
+    if len(d.to) > settings.api.max_recipients:
+        raise errors.ApiError(
+            E.TOO_MANY_RECIPIENTS,
+            f"'to' holds {len(d.to)} numbers, at most {settings.api.max_recipients}",
+        )
+    if not d.sender or d.sender not in account.senders:
+        raise errors.ApiError(
+            E.BAD_FROM, f"Invalid shortcode: '{d.sender or ''}' is not a sender of this account"
+        )
+    if account.service_ids and d.service_id not in account.service_ids:
+        raise errors.ApiError(
+            E.BAD_SERVICE_ID,
+            "service-id is required"
+            if d.service_id is None
+            else f"Invalid service-id '{d.service_id}'",
+        )
+    operator_id = check_operator(settings, d.operator_id)
+    recipients = tuple(check_number(settings, raw, operator_id) for raw in d.to)
+    plan = Plan(recipients, operator_id, d.to_is_list)
+    if not plan.accepted:
+        first = recipients[0].error
+        assert first is not None
+        raise first
+    return plan
+
+
+def check_operator(settings: Settings, raw: str | None) -> int | None:
+    if raw is None or raw == "":
+        return None
+    if not raw.isdigit() or len(raw) > 9:
+        raise errors.ApiError(E.BAD_OPERATOR_ID, f"Invalid operator-id '{raw}'")
+    operator_id = int(raw)
+    known = set(profiles.OPERATORS) | {op for r in settings.routes for op in r.operators}
+    if operator_id not in known:
+        raise errors.ApiError(E.UNKNOWN_OPERATOR_ID, f"operator-id {operator_id} not found")
+    if routing.route_for(settings.routes, operator_id, None) is None:
+        raise errors.ApiError(
+            E.OPERATOR_NOT_SUPPORTED, f"Mobile operator {operator_id} is not supported by any route"
+        )
+    return operator_id
+
+
+def check_number(settings: Settings, raw: str, operator_id: int | None) -> Recipient:
+    msisdn = numbers.normalize_msisdn(raw)
+    if msisdn is None:
+        return Recipient(
+            raw, None, errors.ApiError(E.BAD_TO, f"Invalid 'to' / receiver number '{raw}'")
+        )
+    if routing.route_for(settings.routes, operator_id, msisdn) is None:
+        return Recipient(
+            raw,
+            msisdn,
+            errors.ApiError(E.OPERATOR_NOT_SUPPORTED, f"No route serves number {msisdn}"),
+        )
+    return Recipient(raw, msisdn)
+
+
+def check_fallback_text(
+    account: models.Account, fallback: requests.Fallback, template: models.TemplateInfo | None
+) -> None:
+    """E622 when an optimized account may fall back to SMS but gave no text for it."""
+    if account.mode is not models.AccountMode.OPTIMIZED:
+        return
+    disabled = (
+        fallback.disabled
+        if fallback.disabled is not None
+        else (template and template.disable_fallback)
+    )
+    if disabled:
+        return
+    if not fallback.text and not (template and template.fallback_sms_text):
+        raise errors.ApiError(E.FALLBACK_TEXT_REQUIRED)
+
+
+def link_expiration(raw: str, now: dt.datetime) -> dt.datetime:
+    value = requests.parse_timestamp(raw)
+    if value is None or value <= now or value > now + LINK_LIFETIME + dt.timedelta(days=1):
+        raise errors.ApiError(
+            E.INVALID_REQUEST,
+            f"Invalid fallback-sms-link-expiration '{raw}': an ISO 8601 date within one year",
+        )
+    return value
+
+
+def expirations(
+    d: requests.Delivery, fallback: requests.Fallback, now: dt.datetime
+) -> tuple[dt.datetime, dt.datetime]:
+    """(MMS expiry, link expiry): defaults 3 days and 365 days, and no later than that."""
+    link = (
+        link_expiration(fallback.link_expiration, now)
+        if fallback.link_expiration
+        else now + LINK_LIFETIME
+    )
+    if d.expiry is None:
+        return now + MMS_LIFETIME, link
+    value = requests.parse_timestamp(d.expiry)
+    if value is None or value <= now or value > now + MMS_LIFETIME:
+        raise errors.ApiError(
+            E.INVALID_REQUEST, f"Invalid mms-expiry-timestamp '{d.expiry}': at most 3 days ahead"
+        )
+    return value, link
+
+
+def new_send(
+    account: models.Account,
+    action: models.Action,
+    d: requests.Delivery,
+    fallback: requests.Fallback,
+    plan: Plan,
+    expires_at: dt.datetime,
+    link_expires: dt.datetime,
+) -> NewSend:
+    return NewSend(
+        message_id=uuid.uuid4().hex,
+        account_id=account.id,
+        action=action.value,
+        sender=d.sender or "",
+        recipients=tuple((new_tracking_id(), r.msisdn or "") for r in plan.accepted),
+        expires_at=expires_at,
+        link_expires_at=link_expires,
+        service_id=d.service_id,
+        operator_id=plan.operator_id,
+        campaign_ref=d.campaign_ref,
+        client_reference=d.client_reference,
+        fallback_sms_text=fallback.text,
+        disable_fallback=bool(fallback.disabled),
+        disable_fallback_link=bool(fallback.link_disabled),
+    )
+
+
+def new_tracking_id() -> str:
+    """An opaque, unguessable tracking-id (120 random bits)."""
+    return secrets.token_urlsafe(15)
+
+
+def sent_fields(plan: Plan, send: NewSend, mms_id: int, *, with_from: bool) -> list[Field]:
+    """The Success response: the seed's shape for one number, `<sending>` blocks for a list."""
+    if not plan.is_list:
+        tracking_id, msisdn = send.recipients[0]
+        fields: list[Field] = [("status", "Success"), ("to", msisdn)]
+        if with_from:
+            fields.append(("from", send.sender))
+        fields += [
+            ("mms-id", str(mms_id)),
+            ("tracking-id", tracking_id),
+            ("status-details", ACCEPTED),
+        ]
+        return fields
+    fields = [("status", "Success"), ("mms-id", str(mms_id))]
+    tracking = iter(send.recipients)
+    for r in plan.recipients:
+        if r.error is None:
+            tracking_id, msisdn = next(tracking)
+            fields.append(("sending", [("to", msisdn), ("tracking-id", tracking_id)]))
+        else:
+            fields.append(
+                (
+                    "sending",
+                    [
+                        ("to", r.raw),
+                        ("error-code", r.error.code.value),
+                        ("error-info", r.error.info),
+                    ],
+                )
+            )
+    return fields

@@ -1,0 +1,184 @@
+"""The ASGI application: routes, the one error handler, and start-up/shut-down of parts."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import email.parser
+import email.policy
+import urllib.parse
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import structlog
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from mmsgate import codes, errors, models
+from mmsgate.api import actions, requests, sinch_xml, status
+from mmsgate.api.content import ContentStore, DbFetchCache
+from mmsgate.api.guard import Guard
+from mmsgate.media.fetch import Fetcher
+from mmsgate.settings import Settings
+from mmsgate.store.blobs import FileBlobStore
+from mmsgate.store.db import Database
+from mmsgate.store.writer import Writer
+
+log = structlog.get_logger(__name__)
+XML = "application/xml; charset=utf-8"
+SEND_ACTIONS = {models.Action.SEND_MMS, models.Action.SEND_SAVED_MMS}
+
+Handler = Callable[
+    [actions.Services, models.Account, sinch_xml.Node], Awaitable[list[sinch_xml.Field]]
+]
+DISPATCH: dict[models.Action, Handler] = {
+    models.Action.SEND_MMS: lambda s, a, d: actions.send_mms(s, a, requests.send_mms(d)),
+    models.Action.SAVE_MMS: lambda s, a, d: actions.save_mms(s, a, requests.save_mms(d)),
+    models.Action.SEND_SAVED_MMS: lambda s, a, d: actions.send_saved_mms(
+        s, a, requests.send_saved_mms(d)
+    ),
+    models.Action.DELETE_MMS_ID: lambda s, a, d: actions.delete_mms_id(
+        s, a, requests.delete_mms_id(d)
+    ),
+    models.Action.GET_MMS_TEMPLATES: lambda s, a, d: actions.get_mms_templates(
+        s, a, requests.get_mms_templates(d)
+    ),
+}
+
+
+def build_services(settings: Settings, db: Database) -> actions.Services:
+    blobs = FileBlobStore(settings.blob_dir)
+    fetcher = Fetcher(settings.media, DbFetchCache(db, blobs))
+    return actions.Services(
+        settings=settings,
+        db=db,
+        writer=Writer(db),
+        guard=Guard(db, settings.api.account_cache_seconds),
+        content=ContentStore(db, blobs, fetcher, settings.media),
+    )
+
+
+def create_app(settings: Settings, services: actions.Services | None = None) -> Starlette:
+    """The whole HTTP surface of one mmsgate process."""
+    svc = services or build_services(settings, Database(settings.db_url))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        svc.writer.start()
+        try:
+            yield
+        finally:
+            await svc.writer.close()
+            await svc.content.aclose()
+            await svc.db.close()
+
+    async def sinch_xml_endpoint(request: Request) -> Response:
+        return await handle_xml(svc, request)
+
+    async def status_endpoint(request: Request) -> Response:
+        return await status.message_status(svc, request)
+
+    async def healthz(_request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(_request: Request) -> Response:
+        ok = await svc.db.ping()
+        return JSONResponse({"status": "ok" if ok else "database unreachable"}, 200 if ok else 503)
+
+    return Starlette(
+        routes=[
+            Route("/ep/v1/", sinch_xml_endpoint, methods=["POST"]),
+            Route("/ep/v1", sinch_xml_endpoint, methods=["POST"]),
+            Route("/v1/messages/{tracking_id}", status_endpoint, methods=["GET"]),
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/readyz", readyz, methods=["GET"]),
+        ],
+        exception_handlers={Exception: internal_error},
+        lifespan=lifespan,
+    )
+
+
+@dataclasses.dataclass(slots=True)
+class _Echo:
+    """What a Failure response repeats from the request (the `to` of send actions)."""
+
+    to: str | None = None
+
+
+async def handle_xml(svc: actions.Services, request: Request) -> Response:
+    """POST /ep/v1/: the one place where an ApiError becomes a Failure response."""
+    echo = _Echo()
+    try:
+        body = await read_body(request, svc.settings.api.max_body_bytes)
+        doc = sinch_xml.parse(xml_of(request, body), svc.settings.api.max_xml_depth)
+        action = requests.action_of(doc)
+        if action in SEND_ACTIONS:
+            echo.to = ",".join(n.text for n in doc.all("to")) or None
+        client = request.client.host if request.client else None
+        account = await svc.guard.check(doc.value("api-key"), action, client)
+        fields = await DISPATCH[action](svc, account, doc)
+    except errors.ApiError as exc:
+        log.info("api.refused", code=exc.code.value, info=exc.info)
+        return Response(sinch_xml.failure(exc, echo.to), media_type=XML)
+    if action in SEND_ACTIONS:
+        log.info("mms.accepted", action=action.value, account=account.name)
+    return Response(sinch_xml.render(fields), media_type=XML)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused (E100) as soon as it passes `limit` bytes."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise _too_big(limit)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _too_big(limit)
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    if not body.strip():
+        raise errors.ApiError(codes.ErrorCode.INVALID_REQUEST, "Invalid request: the body is empty")
+    return body
+
+
+def _too_big(limit: int) -> errors.ApiError:
+    return errors.ApiError(
+        codes.ErrorCode.INVALID_REQUEST, f"Invalid request: the body is larger than {limit} bytes"
+    )
+
+
+def xml_of(request: Request, body: bytes) -> bytes:
+    """The XML document: the raw body, or the legacy `xml` form field."""
+    content_type = request.headers.get("content-type", "").lower()
+    if content_type.startswith("application/x-www-form-urlencoded"):
+        fields = urllib.parse.parse_qs(body.decode("utf-8", "replace"))
+        return _form_field(fields.get("xml", [""])[0].encode("utf-8"))
+    if content_type.startswith("multipart/form-data"):
+        header = f"Content-Type: {request.headers['content-type']}\r\n\r\n".encode("latin-1")
+        message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(header + body)
+        for part in message.iter_parts():
+            if part.get_param("name", header="content-disposition") == "xml":
+                payload: Any = part.get_payload(decode=True)
+                return _form_field(payload or b"")
+        return _form_field(b"")
+    return body
+
+
+def _form_field(value: bytes) -> bytes:
+    if not value.strip():
+        raise errors.ApiError(
+            codes.ErrorCode.INVALID_REQUEST, "Invalid request: the form has no 'xml' field"
+        )
+    return value
+
+
+async def internal_error(request: Request, exc: Exception) -> Response:
+    """Anything unexpected: logged with its trace, answered without one."""
+    log.exception("api.internal_error", path=request.url.path, error=repr(exc))
+    if request.url.path.startswith("/ep/v1"):
+        failure = errors.ApiError(codes.ErrorCode.INTERNAL)
+        return Response(sinch_xml.failure(failure), media_type=XML)
+    return JSONResponse({"error": "internal error"}, status_code=500)

@@ -1,0 +1,54 @@
+"""GET /v1/messages/{tracking-id}: the state and history of one recipient of one send."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from mmsgate import errors
+from mmsgate.api.actions import Services
+from mmsgate.store import queries
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    return None if value is None else value.isoformat(timespec="milliseconds")
+
+
+async def message_status(svc: Services, request: Request) -> Response:
+    """Answer JSON for the caller's own tracking-id; another account's is a 404 like a miss."""
+    try:
+        account = await svc.guard.authenticate(request.headers.get("x-api-key"))
+    except errors.ApiError as exc:
+        return JSONResponse({"error-code": exc.code.value, "error-info": exc.info}, 401)
+    tracking_id = request.path_params["tracking_id"]
+    found = await queries.recipient_status(svc.db, account.id, tracking_id)
+    if found is None:
+        return JSONResponse({"error": f"no message with tracking-id {tracking_id}"}, 404)
+    return JSONResponse(render(found))
+
+
+def render(found: dict[str, Any]) -> dict[str, Any]:
+    r = found["recipient"]
+    return {
+        "tracking-id": r["tracking_id"],
+        "mms-id": str(r["template_id"]),
+        "action": r["action"],
+        "to": r["msisdn"],
+        "from": r["sender"],
+        "operator-id": r["operator_id"],
+        "client-reference": r["client_reference"],
+        "state": r["state"],
+        "sent-as": r["sent_as"],
+        "route": r["route"],
+        "created-at": _iso(r["created_at"]),
+        "updated-at": _iso(r["updated_at"]),
+        "expires-at": _iso(r["expires_at"]),
+        "history": [
+            {"state": e["state"], "code": e["code"], "detail": e["detail"], "at": _iso(e["at"])}
+            for e in found["events"]
+        ],
+        "fallback": None,
+    }

@@ -1,0 +1,353 @@
+"""The `mmsgate` command: run, serve, migrate, accounts."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+import uvicorn
+from rich.console import Console
+from rich.panel import Panel
+from rich.table import Table
+
+from mmsgate import errors, logs, models, settings
+from mmsgate.store import accounts
+from mmsgate.store.db import Database
+
+app = typer.Typer(
+    help="mmsgate: a self-hostable MMS platform speaking the Sinch MMS API.", no_args_is_help=True
+)
+accounts_app = typer.Typer(help="Create and manage API accounts.", no_args_is_help=True)
+app.add_typer(accounts_app, name="accounts")
+out = Console()
+err = Console(stderr=True)
+T = TypeVar("T")
+
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", help="TOML config file (env MMSGATE_CONFIG).")
+]
+DataDirOpt = Annotated[
+    Path | None, typer.Option("--data-dir", help="Embedded data folder (env MMSGATE_DATA_DIR).")
+]
+HostOpt = Annotated[
+    str | None, typer.Option("--host", help="Address to listen on (default 127.0.0.1).")
+]
+PortOpt = Annotated[int | None, typer.Option("--port", help="Port to listen on (default 8080).")]
+LogOpt = Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")]
+
+DEMO_NAME, DEMO_SENDER, DEMO_SERVICE_ID = "demo", "28444", "32113"
+
+
+def main() -> None:
+    app()
+
+
+def load_settings(
+    config: Path | None, data_dir: Path | None = None, **more: Any
+) -> settings.Settings:
+    try:
+        return settings.load(config, dict(os.environ), data_dir=data_dir, **more)
+    except errors.ConfigError as exc:
+        err.print(f"[red]configuration error:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+
+def with_db(cfg: settings.Settings, work: Callable[[Database], Awaitable[T]]) -> T:
+    """Open the database (migrating a fresh embedded one), run `work`, close it."""
+
+    async def go() -> T:
+        db = Database(cfg.db_url)
+        try:
+            if db.is_sqlite:
+                await db.migrate()
+            return await work(db)
+        finally:
+            await db.close()
+
+    return asyncio.run(go())
+
+
+@app.command()
+def run(
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+    host: HostOpt = None,
+    port: PortOpt = None,
+    log_level: LogOpt = "info",
+) -> None:
+    """All in one: API, embedded SQLite, and the built-in carrier simulator."""
+    cfg = load_settings(config, data_dir, host=host, port=port)
+    logs.configure(log_level)
+
+    async def prepare(db: Database) -> None:
+        await db.migrate()
+        if not await accounts.list_all(db):
+            created = await accounts.create(
+                db, DEMO_NAME, senders=[DEMO_SENDER], service_ids=[DEMO_SERVICE_ID]
+            )
+            if created is not None:
+                show_demo(created)
+
+    with_db(cfg, prepare)
+    if cfg.simulated:
+        err.print(
+            "[yellow]No carrier routes configured: every message goes to the built-in "
+            "carrier simulator (simulated delivery).[/yellow]"
+        )
+    serve_api(cfg, log_level)
+
+
+@app.command()
+def serve(
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+    host: HostOpt = None,
+    port: PortOpt = None,
+    log_level: LogOpt = "info",
+) -> None:
+    """The API only (run workers separately); for deployments on PostgreSQL."""
+    cfg = load_settings(config, data_dir, host=host, port=port)
+    logs.configure(log_level)
+    with_db(cfg, lambda db: asyncio.sleep(0))
+    serve_api(cfg, log_level)
+
+
+def serve_api(cfg: settings.Settings, log_level: str) -> None:
+    from mmsgate.api.app import create_app
+
+    where = "PostgreSQL" if cfg.database_url else str(cfg.data_dir.resolve())
+    err.print(f"mmsgate listening on http://{cfg.host}:{cfg.port}  (data: {where})")
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(cfg),
+            host=cfg.host,
+            port=cfg.port,
+            loop="uvloop",
+            http="httptools",
+            log_level="warning" if log_level.lower() != "debug" else "debug",
+            access_log=False,
+            timeout_graceful_shutdown=30,
+        )
+    )
+    server.run()
+
+
+@app.command()
+def migrate(config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
+    """Apply the database schema (PostgreSQL or SQLite) up to the newest revision."""
+    cfg = load_settings(config, data_dir)
+
+    async def go(db: Database) -> None:
+        await db.migrate()
+
+    with_db(cfg, go)
+    out.print("schema is up to date")
+
+
+def show_demo(created: accounts.NewAccount) -> None:
+    out.print(
+        Panel.fit(
+            f"account [bold]{created.account.name}[/bold]  sender {DEMO_SENDER}  "
+            f"service-id {DEMO_SERVICE_ID}\n"
+            f"api-key [bold green]{created.api_key}[/bold green]\n"
+            "This key is shown once; `mmsgate accounts rotate-key demo` makes a new one.",
+            title="demo account created",
+        )
+    )
+
+
+@accounts_app.command("create")
+def accounts_create(
+    name: str,
+    sender: Annotated[
+        list[str], typer.Option("--sender", help="A sender (short code or number); repeatable.")
+    ],
+    service_id: Annotated[
+        list[str] | None, typer.Option("--service-id", help="A service-id; repeatable.")
+    ] = None,
+    postback_url: Annotated[str | None, typer.Option("--postback-url")] = None,
+    mode: Annotated[
+        str, typer.Option("--mode", help="optimized (SMS fallback) or standard.")
+    ] = "optimized",
+    allow_ip: Annotated[
+        list[str] | None,
+        typer.Option("--allow-ip", help="Allowed client IP or network; repeatable."),
+    ] = None,
+    action: Annotated[
+        list[str] | None,
+        typer.Option("--action", help="Allowed action; repeatable (default: all)."),
+    ] = None,
+    max_rps: Annotated[
+        float | None, typer.Option("--max-rps", help="Requests per second allowed.")
+    ] = None,
+    daily_limit: Annotated[
+        int | None, typer.Option("--daily-limit", help="API requests per UTC day.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Create an account and print its API key (shown once)."""
+    cfg = load_settings(config, data_dir)
+    account_mode = _mode(mode)
+    allowed = _actions(action)
+    created = with_db(
+        cfg,
+        lambda db: accounts.create(
+            db,
+            name,
+            senders=sender,
+            service_ids=service_id,
+            mode=account_mode,
+            postback_url=postback_url,
+            allowed_ips=allow_ip,
+            allowed_actions=allowed,
+            max_rps=max_rps,
+            daily_limit=daily_limit,
+        ),
+    )
+    if created is None:
+        err.print(f"[red]an account named {name!r} already exists[/red]")
+        raise typer.Exit(1)
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "account": created.account.name,
+                    "id": created.account.id,
+                    "api_key": created.api_key,
+                    "postback_secret": created.postback_secret,
+                }
+            )
+        )
+    else:
+        out.print(
+            f"account [bold]{name}[/bold] created\n"
+            f"api-key: [bold green]{created.api_key}[/bold green]\n"
+            f"postback secret: {created.postback_secret}"
+        )
+
+
+def _mode(value: str) -> models.AccountMode:
+    try:
+        return models.AccountMode(value.lower())
+    except ValueError:
+        err.print("[red]--mode must be 'optimized' or 'standard'[/red]")
+        raise typer.Exit(2) from None
+
+
+def _actions(values: list[str] | None) -> list[str] | None:
+    if not values:
+        return None
+    found = [models.Action.lookup(v) for v in values]
+    if None in found:
+        err.print(
+            f"[red]unknown action in {values}; known: {[a.value for a in models.Action]}[/red]"
+        )
+        raise typer.Exit(2)
+    return [a.value for a in found if a is not None]
+
+
+@accounts_app.command("list")
+def accounts_list(
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """List accounts (keys are never shown: only their hashes are stored)."""
+    cfg = load_settings(config, data_dir)
+    found = with_db(cfg, accounts.list_all)
+    if as_json:
+        print(
+            json.dumps(
+                [
+                    {
+                        "account": a.name,
+                        "id": a.id,
+                        "senders": list(a.senders),
+                        "service_ids": list(a.service_ids),
+                        "mode": a.mode.value,
+                        "postback_url": a.postback_url,
+                        "api_enabled": a.api_enabled,
+                    }
+                    for a in found
+                ]
+            )
+        )
+        return
+    table = Table("id", "name", "senders", "service-ids", "mode", "postback url", "api")
+    for a in found:
+        table.add_row(
+            str(a.id),
+            a.name,
+            ", ".join(a.senders),
+            ", ".join(a.service_ids),
+            a.mode.value,
+            a.postback_url or "",
+            "on" if a.api_enabled else "off",
+        )
+    out.print(table)
+
+
+@accounts_app.command("rotate-key")
+def accounts_rotate_key(name: str, config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
+    """Give an account a new API key; the old key stops working."""
+    cfg = load_settings(config, data_dir)
+    key = with_db(cfg, lambda db: accounts.rotate_key(db, name))
+    if key is None:
+        err.print(f"[red]no account named {name!r}[/red]")
+        raise typer.Exit(1)
+    out.print(f"new api-key for {name}: [bold green]{key}[/bold green]")
+
+
+@accounts_app.command("update")
+def accounts_update(
+    name: str,
+    sender: Annotated[
+        list[str] | None, typer.Option("--sender", help="Replace the senders.")
+    ] = None,
+    service_id: Annotated[
+        list[str] | None, typer.Option("--service-id", help="Replace the service-ids.")
+    ] = None,
+    postback_url: Annotated[str | None, typer.Option("--postback-url")] = None,
+    mode: Annotated[str | None, typer.Option("--mode")] = None,
+    allow_ip: Annotated[
+        list[str] | None, typer.Option("--allow-ip", help="Replace the IP allow-list.")
+    ] = None,
+    action: Annotated[
+        list[str] | None, typer.Option("--action", help="Replace the allowed actions.")
+    ] = None,
+    max_rps: Annotated[float | None, typer.Option("--max-rps")] = None,
+    daily_limit: Annotated[int | None, typer.Option("--daily-limit")] = None,
+    api_access: Annotated[bool | None, typer.Option("--api-access/--no-api-access")] = None,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Change an account's settings."""
+    cfg = load_settings(config, data_dir)
+    changes: dict[str, Any] = {}
+    for key, value in (
+        ("senders", sender),
+        ("service_ids", service_id),
+        ("postback_url", postback_url),
+        ("allowed_ips", allow_ip),
+        ("max_rps", max_rps),
+        ("daily_limit", daily_limit),
+        ("api_enabled", api_access),
+    ):
+        if value is not None:
+            changes[key] = value
+    if mode is not None:
+        changes["mode"] = _mode(mode).value
+    if action is not None:
+        changes["allowed_actions"] = _actions(action)
+    found = with_db(cfg, lambda db: accounts.update(db, name, **changes))
+    if found is None:
+        err.print(f"[red]no account named {name!r}[/red]")
+        raise typer.Exit(1)
+    out.print(f"account {name} updated")

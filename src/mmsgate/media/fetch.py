@@ -1,0 +1,372 @@
+"""Fetch slide media by URL at accept time, as Sinch does before it answers (API reference §9).
+
+This is the one place where a client makes mmsgate open connections, so it is guarded
+(DESIGN §7): http and https only; every address the host resolves to is checked, and the
+connection goes to a checked address rather than through a second lookup, so DNS rebinding
+cannot swap it; redirects are followed by hand and each hop is checked again; the byte cap is
+enforced while streaming; connect and total timeouts bound every fetch.
+
+    fetch_all ─▶ Fetcher.fetch ─▶ resolve + check ─▶ GET (per hop) ─▶ capped read ─▶ Fetched
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import socket
+import zlib
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Protocol
+
+import anyio
+import httpx
+
+from mmsgate import __version__
+from mmsgate.codes import ErrorCode
+from mmsgate.errors import MediaError
+from mmsgate.media.kinds import FETCH_CODES, TOO_BIG_CODES, byte_cap, noun, subject
+from mmsgate.models import MediaKind, MediaRef
+from mmsgate.settings import MediaSettings
+
+Resolver = Callable[[str, int], Awaitable[Sequence[str]]]
+"""Turns a host name and port into the addresses to connect to, preferred first."""
+
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+# Connection attempts per hop: enough to get past an unreachable IPv6 address to an IPv4 one.
+_MAX_ADDRESSES = 4
+_MAX_URL_IN_TEXT = 200
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Fetched:
+    """The body of one media URL and what its server said about it."""
+
+    url: str
+    data: bytes
+    content_type: str
+    etag: str | None
+    last_modified: str | None
+    revalidated: bool
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CachedCopy:
+    """A copy fetched earlier, with the validators to ask the server whether it is current."""
+
+    data: bytes
+    content_type: str
+    etag: str | None
+    last_modified: str | None
+
+
+class FetchCache(Protocol):
+    """Copies of earlier fetches, keyed by the URL the client named."""
+
+    async def lookup(self, url: str) -> CachedCopy | None: ...
+
+    async def remember(self, fetched: Fetched) -> None: ...
+
+
+async def resolve_host(host: str, port: int) -> list[str]:
+    """Every address `host` resolves to, in the order the system prefers them."""
+    infos = await anyio.getaddrinfo(host.encode("ascii"), port, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+def address_allowed(address: str) -> bool:
+    """Whether a fetch may connect to `address`: only globally routable unicast addresses."""
+    try:
+        ip = ipaddress.ip_address(address.partition("%")[0])
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip in _NAT64:
+            # DNS64 hands out these for IPv4-only hosts; judge the IPv4 address inside.
+            return address_allowed(str(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)))
+        embedded = ip.ipv4_mapped or ip.sixtofour
+        if embedded is not None and not address_allowed(str(embedded)):
+            return False
+    # is_global already excludes private, loopback, link-local (so 169.254.169.254 metadata),
+    # unspecified, CGNAT 100.64/10 and ULA; multicast and reserved ranges count as global.
+    return ip.is_global and not (ip.is_multicast or ip.is_reserved)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Slot:
+    """The media element being fetched; it words the errors about it."""
+
+    ref: MediaRef
+    slide: int
+
+    def failed(self, reason: str) -> MediaError:
+        kind = self.ref.kind
+        return MediaError(
+            FETCH_CODES[kind], f"Could not copy {noun(kind)} in slide {self.slide}: {reason}"
+        )
+
+    def too_big(self, cap: int) -> MediaError:
+        kind = self.ref.kind
+        verb = "too long" if kind is MediaKind.TEXT else "too big"
+        return MediaError(
+            TOO_BIG_CODES[kind],
+            f"{subject(kind)} in slide {self.slide} is {verb}: more than {cap} bytes",
+        )
+
+
+def shown(url: httpx.URL | str) -> str:
+    """A URL as error texts show it: without user info, cut short if very long."""
+    try:
+        text = str(httpx.URL(url).copy_with(userinfo=b""))
+    except httpx.InvalidURL:
+        text = str(url)
+    return text if len(text) <= _MAX_URL_IN_TEXT else text[: _MAX_URL_IN_TEXT - 1] + "…"
+
+
+class Fetcher:
+    """Fetches media URLs through one shared HTTP/1.1 client; close it with `aclose`."""
+
+    def __init__(
+        self,
+        settings: MediaSettings,
+        cache: FetchCache | None = None,
+        *,
+        resolver: Resolver | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._settings = settings
+        self._cache = cache
+        self._resolve = resolver or resolve_host
+        limits = httpx.Limits(
+            max_connections=settings.max_concurrent_fetches,
+            max_keepalive_connections=settings.max_concurrent_fetches,
+        )
+        self._client = httpx.AsyncClient(
+            transport=transport or httpx.AsyncHTTPTransport(limits=limits, http1=True),
+            timeout=httpx.Timeout(settings.total_timeout, connect=settings.connect_timeout),
+            follow_redirects=False,
+            # Proxies from the environment would connect on our behalf, past the address check.
+            trust_env=False,
+            # Asking for identity keeps Content-Length comparable with the byte cap.
+            headers={"User-Agent": f"mmsgate/{__version__}", "Accept-Encoding": "identity"},
+        )
+
+    async def __aenter__(self) -> Fetcher:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the pooled connections."""
+        await self._client.aclose()
+
+    async def fetch(self, ref: MediaRef, slide: int) -> Fetched:
+        """Fetch `ref` for 1-based `slide`, or raise the MediaError a Sinch client expects."""
+        slot = _Slot(ref, slide)
+        cached = await self._cache.lookup(ref.url) if self._cache is not None else None
+        total = self._settings.total_timeout
+        try:
+            with anyio.fail_after(total):
+                fetched = await self._follow(slot, cached)
+        except (TimeoutError, httpx.TimeoutException):
+            raise slot.failed(f"{shown(ref.url)} did not answer within {total:g} s") from None
+        except httpx.TransportError:
+            raise slot.failed(f"the connection to {shown(ref.url)} failed") from None
+        has_validator = fetched.etag is not None or fetched.last_modified is not None
+        if self._cache is not None and not fetched.revalidated and has_validator:
+            await self._cache.remember(fetched)
+        return fetched
+
+    async def _follow(self, slot: _Slot, cached: CachedCopy | None) -> Fetched:
+        url = _checked_url(slot, slot.ref.url, None)
+        for _ in range(self._settings.max_redirects + 1):
+            response = await self._send(slot, url, cached)
+            try:
+                location = response.headers.get("location")
+                if response.status_code not in _REDIRECTS or not location:
+                    return await self._receive(slot, url, response, cached)
+            finally:
+                await response.aclose()
+            url = _checked_url(slot, location, url)
+        raise slot.failed(
+            f"more than {self._settings.max_redirects} redirects from {shown(slot.ref.url)}"
+        )
+
+    async def _send(self, slot: _Slot, url: httpx.URL, cached: CachedCopy | None) -> httpx.Response:
+        addresses = await self._checked_addresses(slot, url)
+        for address in addresses[:_MAX_ADDRESSES]:
+            request = self._request(url, address, cached)
+            try:
+                return await self._client.send(request, stream=True)
+            except (httpx.ConnectError, httpx.ConnectTimeout):
+                continue
+        raise slot.failed(f"could not connect to {shown(url)}")
+
+    async def _checked_addresses(self, slot: _Slot, url: httpx.URL) -> list[str]:
+        host = url.raw_host.decode("ascii")
+        port = url.port or (443 if url.scheme == "https" else 80)
+        try:
+            addresses = list(await self._resolve(host, port))
+        except (OSError, UnicodeError):
+            addresses = []
+        if not addresses:
+            raise slot.failed(f"the host of {shown(url)} could not be resolved")
+        if not self._settings.allow_private_networks and not all(
+            address_allowed(address) for address in addresses
+        ):
+            # Say no more than this: which address it was would map the inside for a prober.
+            raise slot.failed(f"the address of {shown(url)} is not allowed")
+        # A scoped IPv6 address cannot be written into a URL; only allowed private networks
+        # can produce one, and its host usually has another address.
+        return [address for address in addresses if "%" not in address]
+
+    def _request(self, url: httpx.URL, address: str, cached: CachedCopy | None) -> httpx.Request:
+        headers = {"Host": url.netloc.decode("ascii")}
+        extensions: dict[str, str] = {}
+        if url.scheme == "https":
+            # Connect to the checked address, but verify the certificate for the name.
+            extensions["sni_hostname"] = url.raw_host.decode("ascii")
+            # The pool keys connections by address only, so a connection verified for another
+            # name at this address could be reused for this one: never let it be pooled.
+            headers["Connection"] = "close"
+        if cached is not None and cached.etag is not None:
+            headers["If-None-Match"] = cached.etag
+        if cached is not None and cached.last_modified is not None:
+            headers["If-Modified-Since"] = cached.last_modified
+        target = url.copy_with(host=address)
+        return self._client.build_request("GET", target, headers=headers, extensions=extensions)
+
+    async def _receive(
+        self, slot: _Slot, url: httpx.URL, response: httpx.Response, cached: CachedCopy | None
+    ) -> Fetched:
+        headers = response.headers
+        if response.status_code == 304 and cached is not None:
+            return Fetched(
+                url=slot.ref.url,
+                data=cached.data,
+                content_type=cached.content_type,
+                etag=headers.get("etag", cached.etag),
+                last_modified=headers.get("last-modified", cached.last_modified),
+                revalidated=True,
+            )
+        if not 200 <= response.status_code < 300:
+            raise slot.failed(f"HTTP {response.status_code} from {shown(url)}")
+        declared = media_type(headers.get("content-type", ""))
+        if self._settings.strict:
+            _check_strictly(slot, url, response, declared)
+        data = await _read_capped(slot, url, response, declared, self._settings)
+        if not data:
+            raise slot.failed(f"{shown(url)} is empty")
+        return Fetched(
+            url=slot.ref.url,
+            data=data,
+            content_type=declared,
+            etag=headers.get("etag"),
+            last_modified=headers.get("last-modified"),
+            revalidated=False,
+        )
+
+
+def media_type(header: str) -> str:
+    """The media type of a Content-Type value, lower-cased and without parameters."""
+    return header.partition(";")[0].strip().lower()
+
+
+def _checked_url(slot: _Slot, text: str, base: httpx.URL | None) -> httpx.URL:
+    """Parse a URL (a redirect's Location relative to `base`) and accept only http and https."""
+    try:
+        url = httpx.URL(text) if base is None else base.join(text)
+    except (httpx.InvalidURL, UnicodeError):
+        url = None
+    if url is None or url.scheme not in ("http", "https") or not url.raw_host:
+        raise slot.failed(f"{shown(text)} is not an http or https URL")
+    return url
+
+
+def _check_strictly(slot: _Slot, url: httpx.URL, response: httpx.Response, declared: str) -> None:
+    """Refuse what Sinch refuses (API reference §9): no Content-Length, no usable type."""
+    chunked = "chunked" in response.headers.get("transfer-encoding", "").lower()
+    if chunked or _content_length(response) is None:
+        raise slot.failed(f"{shown(url)} was served without Content-Length")
+    if declared in ("", "application/octet-stream"):
+        served = f"as {declared}" if declared else "without Content-Type"
+        raise MediaError(
+            ErrorCode.UNRECOGNIZED_CONTENT_TYPE,
+            f"Unrecognized content type in slide {slot.slide}: {shown(url)} was served {served}",
+        )
+
+
+def _content_length(response: httpx.Response) -> int | None:
+    try:
+        return int(response.headers["content-length"])
+    except (KeyError, ValueError):
+        return None
+
+
+def _decoder(slot: _Slot, url: httpx.URL, response: httpx.Response) -> zlib._Decompress | None:
+    """A decompressor for a body served compressed although we asked for identity."""
+    encoding = response.headers.get("content-encoding", "identity").strip().lower()
+    if encoding in ("", "identity"):
+        return None
+    if encoding in ("gzip", "x-gzip", "deflate"):
+        # 32 + MAX_WBITS accepts both gzip and zlib framing.
+        return zlib.decompressobj(32 + zlib.MAX_WBITS)
+    raise slot.failed(f"{shown(url)} was served with Content-Encoding {encoding}")
+
+
+async def _read_capped(
+    slot: _Slot, url: httpx.URL, response: httpx.Response, declared: str, settings: MediaSettings
+) -> bytes:
+    """Read the body, holding at most cap + 1 bytes, and stop as soon as it is over the cap."""
+    kind = slot.ref.kind
+    cap = byte_cap(kind, settings, gif=declared == "image/gif")
+    decoder = _decoder(slot, url, response)
+    length = _content_length(response)
+    if decoder is None and length is not None and length > cap:
+        raise slot.too_big(cap)
+    body = bytearray()
+    async for raw in response.aiter_raw():
+        room = cap + 1 - len(body)
+        try:
+            # max_length bounds what one compressed chunk may expand to.
+            chunk = raw if decoder is None else decoder.decompress(raw, room)
+        except zlib.error:
+            raise slot.failed(f"{shown(url)} has a corrupt compressed body") from None
+        body += chunk[:room]
+        if kind is MediaKind.IMAGE and body.startswith(b"GIF8"):
+            # A GIF has its own, smaller cap, whatever type the server declared.
+            cap = byte_cap(kind, settings, gif=True)
+        if len(body) > cap:
+            raise slot.too_big(cap)
+    return bytes(body)
+
+
+async def fetch_all(fetcher: Fetcher, refs: Sequence[tuple[int, MediaRef]]) -> list[Fetched]:
+    """Fetch `(slide, ref)` pairs concurrently; results keep their order.
+
+    When several fail, the error raised is that of the earliest (slide, position), so a
+    request gets the same answer however the fetches race. Once one fails, the fetches after
+    it can no longer change the answer and are cancelled.
+    """
+    order = sorted(range(len(refs)), key=lambda index: (refs[index][0], index))
+    scopes = {index: anyio.CancelScope() for index in order}
+    results: dict[int, Fetched] = {}
+    failures: dict[int, MediaError] = {}
+
+    async def fetch_one(rank: int, index: int) -> None:
+        slide, ref = refs[index]
+        with scopes[index]:
+            try:
+                results[index] = await fetcher.fetch(ref, slide)
+            except MediaError as exc:
+                failures[rank] = exc
+                for later in order[rank + 1 :]:
+                    scopes[later].cancel()
+
+    async with anyio.create_task_group() as group:
+        for rank, index in enumerate(order):
+            group.start_soon(fetch_one, rank, index)
+    if failures:
+        raise failures[min(failures)]
+    return [results[index] for index in range(len(refs))]

@@ -1,0 +1,189 @@
+"""The values every part of mmsgate shares: slides, media, accounts, states.
+
+Frozen dataclasses and enums only; nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import enum
+import re
+from collections.abc import Mapping
+
+
+class MediaKind(enum.Enum):
+    """What a slide element holds; objects (vCard, iCal, PDF, Passbook) are exclusive."""
+
+    IMAGE = "image"
+    AUDIO = "audio"
+    VIDEO = "video"
+    TEXT = "text"
+    VCARD = "vcard"
+    ICAL = "ical"
+    PDF = "pdf"
+    PASSBOOK = "passbook"
+
+    @property
+    def is_object(self) -> bool:
+        return self in _OBJECTS
+
+
+_OBJECTS = frozenset({MediaKind.VCARD, MediaKind.ICAL, MediaKind.PDF, MediaKind.PASSBOOK})
+
+
+class AccountMode(enum.Enum):
+    """Optimized accounts fall back to an SMS link; standard accounts send MMS only."""
+
+    OPTIMIZED = "optimized"
+    STANDARD = "standard"
+
+
+class Action(enum.Enum):
+    """The Sinch XML actions, spelled as the API spells them."""
+
+    SEND_MMS = "sendMMS"
+    SAVE_MMS = "saveMMS"
+    SEND_SAVED_MMS = "sendSavedMMS"
+    DELETE_MMS_ID = "deleteMMSID"
+    GET_MMS_TEMPLATES = "getMMSTemplates"
+
+    @classmethod
+    def lookup(cls, name: str) -> Action | None:
+        """Find an action by name, ignoring case, spaces and underscores (`save_mms`)."""
+        key = re.sub(r"[\s_]", "", name).lower()
+        return _ACTIONS_BY_KEY.get(key)
+
+
+_ACTIONS_BY_KEY = {a.value.lower(): a for a in Action}
+
+
+class TemplateState(enum.Enum):
+    """Where a stored template is: being encoded, usable, or failed to encode."""
+
+    ENCODING = "encoding"
+    READY = "ready"
+    FAILED = "failed"
+
+
+class RecipientState(enum.Enum):
+    """The life of one recipient of one send; later states never go back."""
+
+    QUEUED = "queued"
+    SUBMITTED = "submitted"
+    DELIVERED = "delivered"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+    FAILED = "failed"
+
+
+class JobKind(enum.Enum):
+    """The work a queued job asks a worker to do."""
+
+    DELIVER = "deliver"
+    ENCODE_TEMPLATE = "encode_template"
+    POSTBACK = "postback"
+
+
+class JobState(enum.Enum):
+    """A job waits, runs under a lease, ends done, or ends dead after its last attempt."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    DEAD = "dead"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class MediaRef:
+    """A media element of a slide as the client named it."""
+
+    kind: MediaKind
+    url: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SlideSpec:
+    """One slide as requested: optional text, media and duration in seconds."""
+
+    text: str | None = None
+    media: tuple[MediaRef, ...] = ()
+    duration: int | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StoredPart:
+    """A fetched, checked media part; its bytes live in the blob store under `blob_key`."""
+
+    kind: MediaKind
+    url: str
+    blob_key: str
+    content_type: str
+    size: int
+    width: int | None = None
+    height: int | None = None
+    duration_ms: int | None = None
+    codecs: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StoredSlide:
+    """A slide of a stored template: its text, checked parts, and duration."""
+
+    text: str | None
+    parts: tuple[StoredPart, ...]
+    duration: int | None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Account:
+    """A client of the API and the rules its requests are held to."""
+
+    id: int
+    name: str
+    senders: tuple[str, ...]
+    service_ids: tuple[str, ...] = ()
+    mode: AccountMode = AccountMode.OPTIMIZED
+    postback_url: str | None = None
+    allowed_ips: tuple[str, ...] = ()
+    allowed_actions: tuple[str, ...] | None = None
+    max_rps: float | None = None
+    daily_limit: int | None = None
+    api_enabled: bool = True
+    created_at: dt.datetime | None = None
+
+    def may(self, action: Action) -> bool:
+        """Whether this account may call `action` (None allows every action)."""
+        return self.allowed_actions is None or action.value in self.allowed_actions
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TemplateInfo:
+    """What the API needs to know about a stored template before sending it."""
+
+    id: int
+    account_id: int
+    name: str
+    subject: str | None
+    state: TemplateState
+    slide_count: int
+    total_size: int
+    created_at: dt.datetime
+    fallback_sms_text: str | None = None
+    disable_fallback: bool | None = None
+
+
+MERGE_TAG = re.compile(r"\{\$([A-Za-z0-9_\-]+)(?:\|([^}]*))?\}")
+
+
+def render_merge_tags(text: str, data: Mapping[str, str]) -> str:
+    """Replace `{$name|default}` tags from `data` (names match case-insensitively)."""
+    lowered = {k.lower(): v for k, v in data.items()}
+
+    def substitute(match: re.Match[str]) -> str:
+        value = lowered.get(match.group(1).lower())
+        if value is not None:
+            return value
+        return match.group(2) if match.group(2) is not None else ""
+
+    return MERGE_TAG.sub(substitute, text)

@@ -1,0 +1,256 @@
+"""The one settings object: built once at start from the TOML file and `MMSGATE_*` variables.
+
+Nothing here runs at import time; `load()` is called by the command line and by tests.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from mmsgate.errors import ConfigError
+
+KIB = 1024
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class MediaSettings:
+    """How media named by URL is fetched and checked at accept time."""
+
+    strict: bool = False
+    allow_private_networks: bool = False
+    connect_timeout: float = 5.0
+    total_timeout: float = 30.0
+    max_redirects: int = 5
+    max_concurrent_fetches: int = 16
+    image_max_bytes: int = 3000 * KIB
+    gif_max_bytes: int = 1024 * KIB
+    audio_max_bytes: int = 10000 * KIB
+    video_max_bytes: int = 50000 * KIB
+    object_max_bytes: int = 2048 * KIB
+    text_max_chars: int = 5000
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ApiSettings:
+    """Limits on what one API request may be."""
+
+    max_body_bytes: int = 1024 * KIB
+    max_xml_depth: int = 32
+    max_recipients: int = 100
+    account_cache_seconds: float = 2.0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Route:
+    """Where MMS for some operators or number prefixes go (see DESIGN: routes)."""
+
+    name: str
+    kind: str = "simulator"
+    url: str | None = None
+    username: str | None = None
+    password: str | None = None
+    vasp_id: str | None = None
+    vas_id: str | None = None
+    service_code: str | None = None
+    mm7_version: str = "6.8.0"
+    mm7_namespace: str = (
+        "http://www.3gpp.org/ftp/Specs/archive/23_series/23.140/schema/REL-6-MM7-1-4"
+    )
+    profile: str = "default"
+    max_mps: float | None = None
+    operators: tuple[int, ...] = ()
+    prefixes: tuple[str, ...] = ()
+    default: bool = False
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SmsRoute:
+    """Where fallback SMS go."""
+
+    name: str
+    kind: str = "simulator"
+    host: str | None = None
+    port: int | None = None
+    system_id: str | None = None
+    password: str | None = None
+    system_type: str | None = None
+    url: str | None = None
+    username: str | None = None
+    default: bool = False
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything configurable, validated; pass it explicitly, never read it globally."""
+
+    data_dir: Path = Path("mmsgate-data")
+    database_url: str | None = None
+    public_base_url: str = "http://127.0.0.1:8080"
+    host: str = "127.0.0.1"
+    port: int = 8080
+    media: MediaSettings = MediaSettings()
+    api: ApiSettings = ApiSettings()
+    routes: tuple[Route, ...] = ()
+    sms_routes: tuple[SmsRoute, ...] = ()
+
+    @property
+    def db_url(self) -> str:
+        """The SQLAlchemy URL: the configured one, or SQLite inside the data dir."""
+        if self.database_url:
+            return normalize_database_url(self.database_url)
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'mmsgate.db').resolve()}"
+
+    @property
+    def blob_dir(self) -> Path:
+        return self.data_dir / "blobs"
+
+    @property
+    def simulated(self) -> bool:
+        """True when no real carrier route is configured: everything goes to the simulator."""
+        return all(r.kind == "simulator" for r in self.routes)
+
+
+def normalize_database_url(url: str) -> str:
+    """Accept plain `postgresql://` and `sqlite:///` URLs and pick the async drivers."""
+    for plain, driver in (
+        ("postgresql://", "postgresql+asyncpg://"),
+        ("postgres://", "postgresql+asyncpg://"),
+        ("sqlite:///", "sqlite+aiosqlite:///"),
+    ):
+        if url.startswith(plain):
+            return driver + url[len(plain) :]
+    if url.startswith(("postgresql+asyncpg://", "sqlite+aiosqlite:///")):
+        return url
+    raise ConfigError(f"database url: unsupported scheme in {url.split('://')[0]!r}")
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _env_bool(name: str, value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ConfigError(f"{name}: expected a boolean, got {value!r}")
+
+
+def _build(cls: type[Any], table: Mapping[str, Any], where: str) -> Any:
+    """Build a settings dataclass from a TOML table, naming any unknown or mistyped key."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    values: dict[str, Any] = {}
+    for key, value in table.items():
+        field = fields.get(key)
+        if field is None:
+            raise ConfigError(f"{where}.{key}: unknown setting")
+        values[key] = _coerce(value, field, f"{where}.{key}")
+    try:
+        return cls(**values)
+    except TypeError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def _coerce(value: Any, field: dataclasses.Field[Any], where: str) -> Any:
+    kind = str(field.type)
+    if kind.startswith("tuple"):
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list")
+        return tuple(value)
+    if kind == "bool" and not isinstance(value, bool):
+        raise ConfigError(f"{where}: expected true or false")
+    if kind in ("int", "int | None") and (isinstance(value, bool) or not isinstance(value, int)):
+        raise ConfigError(f"{where}: expected an integer")
+    if kind in ("float", "float | None"):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{where}: expected a number")
+        return float(value)
+    if kind in ("str", "str | None") and not isinstance(value, str):
+        raise ConfigError(f"{where}: expected a string")
+    return value
+
+
+def load(
+    config_path: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    **overrides: Any,
+) -> Settings:
+    """Read the TOML file (if any), then `MMSGATE_*` variables, then explicit overrides."""
+    env = env or {}
+    path = config_path or (Path(env["MMSGATE_CONFIG"]) if env.get("MMSGATE_CONFIG") else None)
+    table: dict[str, Any] = {}
+    if path is not None:
+        try:
+            table = tomllib.loads(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"config file {path}: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path}: {exc}") from None
+    return _from_table(table, env, overrides)
+
+
+def _from_table(
+    table: dict[str, Any], env: Mapping[str, str], overrides: dict[str, Any]
+) -> Settings:
+    top: dict[str, Any] = {}
+    sections = {"media": MediaSettings, "api": ApiSettings}
+    for key, value in table.items():
+        if key in sections:
+            if not isinstance(value, dict):
+                raise ConfigError(f"{key}: expected a table")
+            top[key] = _build(sections[key], value, key)
+        elif key in ("routes", "sms_routes"):
+            cls = Route if key == "routes" else SmsRoute
+            if not isinstance(value, list):
+                raise ConfigError(f"{key}: expected [[{key}]] tables")
+            top[key] = tuple(_build(cls, item, f"{key}[{i}]") for i, item in enumerate(value))
+        elif key in ("data_dir", "database_url", "public_base_url", "host", "port"):
+            top[key] = Path(value) if key == "data_dir" else value
+        else:
+            raise ConfigError(f"{key}: unknown setting")
+    settings = Settings(**top)
+    settings = _apply_env(settings, env)
+    settings = dataclasses.replace(
+        settings, **{k: v for k, v in overrides.items() if v is not None}
+    )
+    _check_routes(settings)
+    return settings
+
+
+def _apply_env(settings: Settings, env: Mapping[str, str]) -> Settings:
+    changes: dict[str, Any] = {}
+    if env.get("MMSGATE_DATA_DIR"):
+        changes["data_dir"] = Path(env["MMSGATE_DATA_DIR"])
+    if env.get("MMSGATE_DATABASE_URL"):
+        normalize_database_url(env["MMSGATE_DATABASE_URL"])
+        changes["database_url"] = env["MMSGATE_DATABASE_URL"]
+    if env.get("MMSGATE_PUBLIC_BASE_URL"):
+        changes["public_base_url"] = env["MMSGATE_PUBLIC_BASE_URL"].rstrip("/")
+    media = settings.media
+    if "MMSGATE_ALLOW_PRIVATE_NETWORKS" in env:
+        allow = _env_bool("MMSGATE_ALLOW_PRIVATE_NETWORKS", env["MMSGATE_ALLOW_PRIVATE_NETWORKS"])
+        media = dataclasses.replace(media, allow_private_networks=allow)
+    if "MMSGATE_MEDIA_STRICT" in env:
+        media = dataclasses.replace(
+            media, strict=_env_bool("MMSGATE_MEDIA_STRICT", env["MMSGATE_MEDIA_STRICT"])
+        )
+    changes["media"] = media
+    return dataclasses.replace(settings, **changes)
+
+
+def _check_routes(settings: Settings) -> None:
+    for i, route in enumerate(settings.routes):
+        if route.kind not in ("mm7", "simulator"):
+            raise ConfigError(f"routes[{i}].kind: expected 'mm7' or 'simulator'")
+        if route.kind == "mm7" and not route.url:
+            raise ConfigError(f"routes[{i}].url: required for an mm7 route")
+    for i, sms in enumerate(settings.sms_routes):
+        if sms.kind not in ("smpp", "kannel", "simulator"):
+            raise ConfigError(f"sms_routes[{i}].kind: expected 'smpp', 'kannel' or 'simulator'")
+    if sum(r.default for r in settings.routes) > 1:
+        raise ConfigError("routes: more than one route has default = true")

@@ -1,0 +1,147 @@
+"""Accounts: creation, key rotation, lookup by API key. Keys are stored only as SHA-256.
+
+API keys are 192-bit random strings, so a fast hash is enough (no password stretching is
+needed); the lookup is by hash and the final comparison is constant-time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import hmac
+import secrets
+from typing import Any
+
+import sqlalchemy as sa
+
+from mmsgate import models
+from mmsgate.store.db import Database
+from mmsgate.store.schema import accounts
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class NewAccount:
+    """An account just created, with the secrets shown to its owner once."""
+
+    account: models.Account
+    api_key: str
+    postback_secret: str
+
+
+def hash_key(api_key: str) -> str:
+    return hashlib.sha256(api_key.encode("utf-8")).hexdigest()
+
+
+def new_api_key() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def _row_to_account(row: Any) -> models.Account:
+    return models.Account(
+        id=row.id,
+        name=row.name,
+        senders=tuple(row.senders),
+        service_ids=tuple(row.service_ids),
+        mode=models.AccountMode(row.mode),
+        postback_url=row.postback_url,
+        allowed_ips=tuple(row.allowed_ips),
+        allowed_actions=tuple(row.allowed_actions) if row.allowed_actions is not None else None,
+        max_rps=row.max_rps,
+        daily_limit=row.daily_limit,
+        api_enabled=row.api_enabled,
+        created_at=row.created_at,
+    )
+
+
+async def create(
+    db: Database,
+    name: str,
+    *,
+    senders: list[str],
+    service_ids: list[str] | None = None,
+    mode: models.AccountMode = models.AccountMode.OPTIMIZED,
+    postback_url: str | None = None,
+    allowed_ips: list[str] | None = None,
+    allowed_actions: list[str] | None = None,
+    max_rps: float | None = None,
+    daily_limit: int | None = None,
+) -> NewAccount | None:
+    """Create an account; None when the name is taken."""
+    api_key, secret = new_api_key(), secrets.token_hex(32)
+    values = {
+        "name": name,
+        "key_hash": hash_key(api_key),
+        "key_hint": api_key[:6],
+        "postback_secret": secret,
+        "postback_url": postback_url,
+        "mode": mode.value,
+        "senders": senders,
+        "service_ids": service_ids or [],
+        "allowed_ips": allowed_ips or [],
+        "allowed_actions": allowed_actions,
+        "max_rps": max_rps,
+        "daily_limit": daily_limit,
+        "api_enabled": True,
+        "created_at": dt.datetime.now(dt.UTC),
+    }
+    async with db.write() as conn:
+        taken = await conn.scalar(sa.select(accounts.c.id).where(accounts.c.name == name))
+        if taken is not None:
+            return None
+        await conn.execute(accounts.insert().values(**values))
+        row = (await conn.execute(sa.select(accounts).where(accounts.c.name == name))).one()
+    return NewAccount(_row_to_account(row), api_key, secret)
+
+
+async def by_key(db: Database, api_key: str) -> models.Account | None:
+    """The account whose key this is, or None."""
+    digest = hash_key(api_key)
+    async with db.read() as conn:
+        row = (await conn.execute(sa.select(accounts).where(accounts.c.key_hash == digest))).first()
+    if row is None or not hmac.compare_digest(row.key_hash, digest):
+        return None
+    return _row_to_account(row)
+
+
+async def by_name(db: Database, name: str) -> models.Account | None:
+    async with db.read() as conn:
+        row = (await conn.execute(sa.select(accounts).where(accounts.c.name == name))).first()
+    return None if row is None else _row_to_account(row)
+
+
+async def postback_secret(db: Database, account_id: int) -> str | None:
+    async with db.read() as conn:
+        return await conn.scalar(
+            sa.select(accounts.c.postback_secret).where(accounts.c.id == account_id)
+        )
+
+
+async def list_all(db: Database) -> list[models.Account]:
+    async with db.read() as conn:
+        rows = (await conn.execute(sa.select(accounts).order_by(accounts.c.id))).all()
+    return [_row_to_account(r) for r in rows]
+
+
+async def rotate_key(db: Database, name: str) -> str | None:
+    """Give the account a new API key (the old one stops working); None if no such account."""
+    api_key = new_api_key()
+    async with db.write() as conn:
+        result = await conn.execute(
+            accounts.update()
+            .where(accounts.c.name == name)
+            .values(key_hash=hash_key(api_key), key_hint=api_key[:6])
+        )
+    return api_key if result.rowcount == 1 else None
+
+
+async def update(db: Database, name: str, **changes: Any) -> models.Account | None:
+    """Change account settings (columns of the accounts table); None if no such account."""
+    unknown = set(changes) - {c.name for c in accounts.columns}
+    if unknown or {"id", "key_hash", "name"} & set(changes):
+        raise ValueError(f"cannot update account fields: {sorted(unknown or changes)}")
+    async with db.write() as conn:
+        if changes:
+            await conn.execute(accounts.update().where(accounts.c.name == name).values(**changes))
+        row = (await conn.execute(sa.select(accounts).where(accounts.c.name == name))).first()
+    return None if row is None else _row_to_account(row)

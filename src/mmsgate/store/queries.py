@@ -1,0 +1,170 @@
+"""Reads and small writes on templates, messages and the media cache, scoped to an account."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from typing import Any
+
+import sqlalchemy as sa
+
+from mmsgate import models
+from mmsgate.store.db import Database
+from mmsgate.store.schema import media_cache, messages, recipient_events, recipients, templates
+
+
+def _template_info(row: Any) -> models.TemplateInfo:
+    return models.TemplateInfo(
+        id=row.id,
+        account_id=row.account_id,
+        name=row.name,
+        subject=row.subject,
+        state=models.TemplateState(row.state),
+        slide_count=row.slide_count,
+        total_size=row.total_size,
+        created_at=row.created_at,
+        fallback_sms_text=row.fallback_sms_text,
+        disable_fallback=row.disable_fallback,
+    )
+
+
+_INFO_COLUMNS = (
+    templates.c.id,
+    templates.c.account_id,
+    templates.c.name,
+    templates.c.subject,
+    templates.c.state,
+    templates.c.slide_count,
+    templates.c.total_size,
+    templates.c.created_at,
+    templates.c.fallback_sms_text,
+    templates.c.disable_fallback,
+)
+
+
+async def template_info(db: Database, account_id: int, mms_id: int) -> models.TemplateInfo | None:
+    """A live (not deleted) template of this account, or None."""
+    query = sa.select(*_INFO_COLUMNS).where(
+        templates.c.id == mms_id,
+        templates.c.account_id == account_id,
+        templates.c.deleted_at.is_(None),
+    )
+    async with db.read() as conn:
+        row = (await conn.execute(query)).first()
+    return None if row is None else _template_info(row)
+
+
+async def list_templates(
+    db: Database, account_id: int, since: dt.datetime | None, page: int, per_page: int
+) -> tuple[int, list[models.TemplateInfo]]:
+    """Saved templates of the account, newest first: (total count, one page)."""
+    where = [
+        templates.c.account_id == account_id,
+        templates.c.kind == "saved",
+        templates.c.deleted_at.is_(None),
+    ]
+    if since is not None:
+        where.append(templates.c.created_at > since)
+    async with db.read() as conn:
+        total = await conn.scalar(sa.select(sa.func.count()).select_from(templates).where(*where))
+        rows = (
+            await conn.execute(
+                sa.select(*_INFO_COLUMNS)
+                .where(*where)
+                .order_by(templates.c.created_at.desc(), templates.c.id.desc())
+                .limit(per_page)
+                .offset((page - 1) * per_page)
+            )
+        ).all()
+    return int(total or 0), [_template_info(r) for r in rows]
+
+
+async def delete_template(db: Database, account_id: int, mms_id: int) -> bool:
+    """Mark a saved template deleted; False when it is not this account's or already gone."""
+    async with db.write() as conn:
+        result = await conn.execute(
+            templates.update()
+            .where(
+                templates.c.id == mms_id,
+                templates.c.account_id == account_id,
+                templates.c.kind == "saved",
+                templates.c.deleted_at.is_(None),
+            )
+            .values(deleted_at=dt.datetime.now(dt.UTC))
+        )
+    return result.rowcount == 1
+
+
+async def recipient_status(
+    db: Database, account_id: int, tracking_id: str
+) -> dict[str, Any] | None:
+    """Everything the status API shows about one recipient of one send, or None."""
+    query = (
+        sa.select(
+            recipients,
+            messages.c.template_id,
+            messages.c.sender,
+            messages.c.action,
+            messages.c.operator_id,
+            messages.c.client_reference,
+            messages.c.expires_at,
+            messages.c.link_expires_at,
+        )
+        .join(messages, messages.c.id == recipients.c.message_id)
+        .where(recipients.c.tracking_id == tracking_id, recipients.c.account_id == account_id)
+    )
+    async with db.read() as conn:
+        row = (await conn.execute(query)).first()
+        if row is None:
+            return None
+        events = (
+            await conn.execute(
+                sa.select(recipient_events)
+                .where(recipient_events.c.tracking_id == tracking_id)
+                .order_by(recipient_events.c.id)
+            )
+        ).all()
+    return {"recipient": row._mapping, "events": [e._mapping for e in events]}
+
+
+def url_hash(url: str) -> str:
+    return hashlib.sha256(url.encode("utf-8")).hexdigest()
+
+
+async def cached_media(db: Database, url: str) -> Any:
+    """The cache row for a media URL (etag, last_modified, content_type, blob_key), or None."""
+    async with db.read() as conn:
+        return (
+            await conn.execute(
+                sa.select(media_cache).where(media_cache.c.url_hash == url_hash(url))
+            )
+        ).first()
+
+
+async def remember_media(
+    db: Database,
+    url: str,
+    *,
+    etag: str | None,
+    last_modified: str | None,
+    content_type: str,
+    blob_key: str,
+    size: int,
+) -> None:
+    """Record what a URL served so that the next fetch can revalidate instead of download."""
+    values = {
+        "url": url,
+        "etag": etag,
+        "last_modified": last_modified,
+        "content_type": content_type,
+        "blob_key": blob_key,
+        "size": size,
+        "fetched_at": dt.datetime.now(dt.UTC),
+    }
+    key = url_hash(url)
+    async with db.write() as conn:
+        updated = await conn.execute(
+            media_cache.update().where(media_cache.c.url_hash == key).values(**values)
+        )
+        if updated.rowcount == 0:
+            await conn.execute(media_cache.insert().values(url_hash=key, **values))

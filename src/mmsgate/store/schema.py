@@ -1,0 +1,160 @@
+"""The tables, as SQLAlchemy Core metadata. Migrations create exactly this (a test checks)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+
+
+class UtcDateTime(sa.types.TypeDecorator[dt.datetime]):
+    """Timestamps are always aware UTC in Python, whatever the database keeps."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database")
+        value = value.astimezone(dt.UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            value = dt.datetime.fromisoformat(value)
+        assert isinstance(value, dt.datetime)
+        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+metadata = sa.MetaData()
+
+accounts = sa.Table(
+    "accounts",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(64), nullable=False, unique=True),
+    sa.Column("key_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("key_hint", sa.String(8), nullable=False),
+    sa.Column("postback_secret", sa.String(64), nullable=False),
+    sa.Column("postback_url", sa.Text),
+    sa.Column("mode", sa.String(16), nullable=False),
+    sa.Column("senders", sa.JSON, nullable=False),
+    sa.Column("service_ids", sa.JSON, nullable=False),
+    sa.Column("allowed_ips", sa.JSON, nullable=False),
+    sa.Column("allowed_actions", sa.JSON),
+    sa.Column("max_rps", sa.Float),
+    sa.Column("daily_limit", sa.Integer),
+    sa.Column("api_enabled", sa.Boolean, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+)
+
+templates = sa.Table(
+    "templates",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("account_id", sa.Integer, sa.ForeignKey("accounts.id"), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("subject", sa.Text),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("slides", sa.JSON, nullable=False),
+    sa.Column("slide_count", sa.Integer, nullable=False),
+    sa.Column("total_size", sa.Integer, nullable=False),
+    sa.Column("fallback_sms_text", sa.Text),
+    sa.Column("disable_fallback", sa.Boolean),
+    sa.Column("disable_fallback_link", sa.Boolean),
+    sa.Column("link_expires_at", UtcDateTime),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("deleted_at", UtcDateTime),
+    sa.Index("ix_templates_account_listing", "account_id", "kind", "created_at"),
+)
+
+messages = sa.Table(
+    "messages",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("account_id", sa.Integer, sa.ForeignKey("accounts.id"), nullable=False),
+    sa.Column("template_id", sa.Integer, sa.ForeignKey("templates.id"), nullable=False),
+    sa.Column("action", sa.String(16), nullable=False),
+    sa.Column("sender", sa.String(32), nullable=False),
+    sa.Column("service_id", sa.String(64)),
+    sa.Column("operator_id", sa.Integer),
+    sa.Column("campaign_ref", sa.Text),
+    sa.Column("client_reference", sa.String(64)),
+    sa.Column("subject", sa.Text),
+    sa.Column("custom_texts", sa.JSON),
+    sa.Column("merge_data", sa.JSON),
+    sa.Column("fallback_sms_text", sa.Text),
+    sa.Column("disable_fallback", sa.Boolean, nullable=False),
+    sa.Column("disable_fallback_link", sa.Boolean, nullable=False),
+    sa.Column("link_expires_at", UtcDateTime, nullable=False),
+    sa.Column("expires_at", UtcDateTime, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+)
+
+recipients = sa.Table(
+    "recipients",
+    metadata,
+    sa.Column("tracking_id", sa.String(40), primary_key=True),
+    sa.Column("message_id", sa.String(32), sa.ForeignKey("messages.id"), nullable=False),
+    sa.Column("account_id", sa.Integer, sa.ForeignKey("accounts.id"), nullable=False),
+    sa.Column("msisdn", sa.String(16), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("sent_as", sa.String(8)),
+    sa.Column("route", sa.String(64)),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+    sa.Index("ix_recipients_message", "message_id"),
+)
+
+recipient_events = sa.Table(
+    "recipient_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column(
+        "tracking_id", sa.String(40), sa.ForeignKey("recipients.tracking_id"), nullable=False
+    ),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("code", sa.String(8)),
+    sa.Column("detail", sa.Text),
+    sa.Column("at", UtcDateTime, nullable=False),
+    sa.Index("ix_recipient_events_tracking", "tracking_id"),
+)
+
+jobs = sa.Table(
+    "jobs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("tracking_id", sa.String(40)),
+    sa.Column("template_id", sa.Integer),
+    sa.Column("payload", sa.JSON),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("run_at", UtcDateTime, nullable=False),
+    sa.Column("lease_expires_at", UtcDateTime),
+    sa.Column("locked_by", sa.String(64)),
+    sa.Column("last_error", sa.Text),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+    sa.Index("ix_jobs_claim", "state", "run_at"),
+)
+
+media_cache = sa.Table(
+    "media_cache",
+    metadata,
+    sa.Column("url_hash", sa.String(64), primary_key=True),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("etag", sa.Text),
+    sa.Column("last_modified", sa.Text),
+    sa.Column("content_type", sa.Text, nullable=False),
+    sa.Column("blob_key", sa.String(64), nullable=False),
+    sa.Column("size", sa.Integer, nullable=False),
+    sa.Column("fetched_at", UtcDateTime, nullable=False),
+)

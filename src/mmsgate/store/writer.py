@@ -1,0 +1,316 @@
+"""Group commit: every accepted request's rows, written in shared transactions.
+
+Each API request hands its rows to the writer and waits. The writer takes everything that
+queued up while the previous transaction was committing and writes it in one transaction,
+so one fsync covers many requests. A request is answered only after the commit that holds
+its rows; a request whose rows cannot be written is rolled back alone (the batch is retried
+one request at a time) and nothing of it remains.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+import structlog
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from mmsgate import codes, errors, models
+from mmsgate.store.db import Database
+from mmsgate.store.schema import jobs, messages, recipient_events, recipients, templates
+
+log = structlog.get_logger(__name__)
+
+MAX_BATCH = 256
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class NewTemplate:
+    """A template to store: saved by saveMMS, or created inline by sendMMS."""
+
+    account_id: int
+    kind: str
+    name: str
+    subject: str | None
+    state: models.TemplateState
+    slides: list[dict[str, Any]]
+    total_size: int
+    fallback_sms_text: str | None = None
+    disable_fallback: bool | None = None
+    disable_fallback_link: bool | None = None
+    link_expires_at: dt.datetime | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class NewSend:
+    """One accepted send: the message, its recipients (tracking-id, number) and their jobs."""
+
+    message_id: str
+    account_id: int
+    action: str
+    sender: str
+    recipients: tuple[tuple[str, str], ...]
+    expires_at: dt.datetime
+    link_expires_at: dt.datetime
+    template_id: int | None = None
+    template: NewTemplate | None = None
+    service_id: str | None = None
+    operator_id: int | None = None
+    campaign_ref: str | None = None
+    client_reference: str | None = None
+    subject: str | None = None
+    custom_texts: dict[str, str] | None = None
+    merge_data: dict[str, str] | None = None
+    fallback_sms_text: str | None = None
+    disable_fallback: bool = False
+    disable_fallback_link: bool = False
+
+
+_Item = tuple[NewTemplate | NewSend, "asyncio.Future[int]"]
+
+
+class Writer:
+    """Queues writes from many requests and commits them together."""
+
+    def __init__(self, db: Database, clock: Callable[[], dt.datetime] | None = None) -> None:
+        self._db = db
+        self._clock = clock or (lambda: dt.datetime.now(dt.UTC))
+        self._queue: asyncio.Queue[_Item | None] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="mmsgate-writer")
+
+    async def close(self) -> None:
+        """Write everything already queued, then stop."""
+        self._closing = True
+        if self._task is not None:
+            await self._queue.put(None)
+            await self._task
+            self._task = None
+
+    async def save_template(self, template: NewTemplate) -> int:
+        """Store a template (and its encode job when it is encoding); returns its mms-id."""
+        return await self._submit(template)
+
+    async def accept(self, send: NewSend) -> int:
+        """Store a send with its recipients and delivery jobs; returns the mms-id it uses.
+
+        Raises ApiError E241 when the template is gone and E626 while it is encoding: the
+        template's state is checked inside the transaction that writes the send.
+        """
+        return await self._submit(send)
+
+    async def _submit(self, item: NewTemplate | NewSend) -> int:
+        if self._closing or self._task is None:
+            raise errors.ApiError(codes.ErrorCode.INTERNAL, "The server is shutting down")
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        await self._queue.put((item, future))
+        return await asyncio.shield(future)
+
+    async def _run(self) -> None:
+        stop = False
+        while not stop:
+            first = await self._queue.get()
+            batch: list[_Item] = []
+            if first is None:
+                stop = True
+            else:
+                batch.append(first)
+            while len(batch) < MAX_BATCH and not self._queue.empty():
+                item = self._queue.get_nowait()
+                if item is None:
+                    stop = True
+                    continue
+                batch.append(item)
+            if batch:
+                await self._write_batch(batch)
+
+    async def _write_batch(self, batch: list[_Item]) -> None:
+        try:
+            results = await self._transaction([item for item, _ in batch])
+        except Exception as exc:  # noqa: BLE001 - isolate the failing request, keep the rest
+            if len(batch) == 1:
+                log.error("store.write_failed", error=repr(exc))
+                _resolve(batch[0][1], errors.ApiError(codes.ErrorCode.INTERNAL))
+                return
+            for one in batch:
+                await self._write_batch([one])
+            return
+        for (_, future), result in zip(batch, results, strict=True):
+            _resolve(future, result)
+
+    async def _transaction(
+        self, items: Sequence[NewTemplate | NewSend]
+    ) -> list[int | errors.ApiError]:
+        now = self._clock()
+        results: list[int | errors.ApiError] = [0] * len(items)
+        async with self._db.write() as conn:
+            for i, item in enumerate(items):
+                if isinstance(item, NewTemplate):
+                    results[i] = await _insert_template(conn, item, now)
+            sends = [(i, s) for i, s in enumerate(items) if isinstance(s, NewSend)]
+            for i, send in sends:
+                if send.template is not None:
+                    results[i] = await _insert_template(conn, send.template, now)
+            checked = await _check_templates(conn, [s for _, s in sends if s.template is None])
+            ready: list[tuple[NewSend, int]] = []
+            for i, send in sends:
+                if send.template is None:
+                    assert send.template_id is not None
+                    problem = checked.get((send.account_id, send.template_id))
+                    results[i] = problem or send.template_id
+                result = results[i]
+                if not isinstance(result, errors.ApiError):
+                    ready.append((send, result))
+            await _insert_sends(conn, ready, now)
+        return results
+
+
+def _resolve(future: asyncio.Future[int], result: int | BaseException) -> None:
+    if future.done():
+        return
+    if isinstance(result, BaseException):
+        future.set_exception(result)
+    else:
+        future.set_result(result)
+
+
+async def _insert_template(conn: AsyncConnection, t: NewTemplate, now: dt.datetime) -> int:
+    result = await conn.execute(
+        templates.insert()
+        .values(
+            account_id=t.account_id,
+            kind=t.kind,
+            name=t.name,
+            subject=t.subject,
+            state=t.state.value,
+            slides=t.slides,
+            slide_count=len(t.slides),
+            total_size=t.total_size,
+            fallback_sms_text=t.fallback_sms_text,
+            disable_fallback=t.disable_fallback,
+            disable_fallback_link=t.disable_fallback_link,
+            link_expires_at=t.link_expires_at,
+            created_at=now,
+        )
+        .returning(templates.c.id)
+    )
+    template_id = int(result.scalar_one())
+    if t.state is models.TemplateState.ENCODING:
+        await conn.execute(
+            jobs.insert().values(_job(models.JobKind.ENCODE_TEMPLATE, now, template_id=template_id))
+        )
+    return template_id
+
+
+async def _check_templates(
+    conn: AsyncConnection, sends: list[NewSend]
+) -> dict[tuple[int, int], errors.ApiError]:
+    """Problems with the templates these sends name, keyed by (account, mms-id)."""
+    wanted = {(s.account_id, s.template_id) for s in sends if s.template_id is not None}
+    if not wanted:
+        return {}
+    ids = sorted({t for _, t in wanted})
+    rows = (
+        await conn.execute(
+            sa.select(templates.c.id, templates.c.account_id, templates.c.state).where(
+                templates.c.id.in_(ids), templates.c.deleted_at.is_(None)
+            )
+        )
+    ).all()
+    live = {(r.account_id, r.id): models.TemplateState(r.state) for r in rows}
+    problems: dict[tuple[int, int], errors.ApiError] = {}
+    for account_id, template_id in wanted:
+        state = live.get((account_id, template_id))
+        if state is None or state is models.TemplateState.FAILED:
+            problems[(account_id, template_id)] = errors.ApiError(
+                codes.ErrorCode.BAD_MMS_ID, f"Invalid mms-id {template_id} / MMS don't exist"
+            )
+        elif state is models.TemplateState.ENCODING:
+            problems[(account_id, template_id)] = errors.ApiError(
+                codes.ErrorCode.TEMPLATE_ENCODING,
+                f"MMS {template_id} is not available: encoding in progress, retry later",
+            )
+    return problems
+
+
+def _job(kind: models.JobKind, now: dt.datetime, **refs: Any) -> dict[str, Any]:
+    return {
+        "kind": kind.value,
+        "state": models.JobState.PENDING.value,
+        "tracking_id": refs.get("tracking_id"),
+        "template_id": refs.get("template_id"),
+        "payload": None,
+        "attempts": 0,
+        "run_at": now,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+async def _insert_sends(
+    conn: AsyncConnection, sends: list[tuple[NewSend, int]], now: dt.datetime
+) -> None:
+    if not sends:
+        return
+    message_rows, recipient_rows, event_rows, job_rows = [], [], [], []
+    for send, template_id in sends:
+        message_rows.append(_message_row(send, template_id, now))
+        for tracking_id, msisdn in send.recipients:
+            recipient_rows.append(
+                {
+                    "tracking_id": tracking_id,
+                    "message_id": send.message_id,
+                    "account_id": send.account_id,
+                    "msisdn": msisdn,
+                    "state": models.RecipientState.QUEUED.value,
+                    "sent_as": None,
+                    "route": None,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            )
+            event_rows.append(
+                {
+                    "tracking_id": tracking_id,
+                    "state": models.RecipientState.QUEUED.value,
+                    "code": None,
+                    "detail": "accepted",
+                    "at": now,
+                }
+            )
+            job_rows.append(_job(models.JobKind.DELIVER, now, tracking_id=tracking_id))
+    await conn.execute(messages.insert(), message_rows)
+    await conn.execute(recipients.insert(), recipient_rows)
+    await conn.execute(recipient_events.insert(), event_rows)
+    await conn.execute(jobs.insert(), job_rows)
+
+
+def _message_row(send: NewSend, template_id: int, now: dt.datetime) -> dict[str, Any]:
+    return {
+        "id": send.message_id,
+        "account_id": send.account_id,
+        "template_id": template_id,
+        "action": send.action,
+        "sender": send.sender,
+        "service_id": send.service_id,
+        "operator_id": send.operator_id,
+        "campaign_ref": send.campaign_ref,
+        "client_reference": send.client_reference,
+        "subject": send.subject,
+        "custom_texts": send.custom_texts,
+        "merge_data": send.merge_data,
+        "fallback_sms_text": send.fallback_sms_text,
+        "disable_fallback": send.disable_fallback,
+        "disable_fallback_link": send.disable_fallback_link,
+        "link_expires_at": send.link_expires_at,
+        "expires_at": send.expires_at,
+        "created_at": now,
+    }
