@@ -30,7 +30,7 @@ cleanup() {
     if [[ -n "$SERVER_PID" ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
         kill -TERM "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true
     fi
-    rm -rf "$WORK"
+    [[ -n "${KEEP_WORKDIR:-}" ]] || rm -rf "$WORK"
 }
 trap cleanup EXIT
 export MMSGATE_DATA_DIR="$WORK/data"

@@ -3,7 +3,7 @@
 local api_key = os.getenv("BENCH_API_KEY")
 local mms_id = os.getenv("BENCH_MMS_ID")
 local counter = 0
-local ok, failed = 0, 0
+ok, failed = 0, 0  -- globals: done() reads them per thread with thread:get
 local threads = {}
 
 function setup(thread)
@@ -18,7 +18,7 @@ end
 
 function request()
   counter = counter + 1
-  local to = string.format("1774%07d", (id * 1000000 + counter) % 10000000)
+  local to = string.format("17745%06d", (id * 100000 + counter) % 1000000)
   local body = "<request><action>sendSavedMMS</action><api-key>" .. api_key ..
     "</api-key><mms-id>" .. mms_id .. "</mms-id><to>" .. to ..
     "</to><from>28444</from><service-id>32113</service-id>" ..

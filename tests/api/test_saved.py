@@ -172,6 +172,15 @@ async def test_xml_form_field_is_accepted(gateway: Gateway) -> None:
     assert fields(multipart.content)["status"] == "Success"
 
 
+async def test_raw_xml_labelled_as_a_form_is_read_as_xml(gateway: Gateway) -> None:
+    """A raw XML body sent with a form Content-Type (curl --data-binary does this) works."""
+    response = await gateway.xml(
+        text_template(gateway.api_key),
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert fields(response.content)["status"] == "Success"
+
+
 async def test_another_accounts_template_is_e241(gateway: Gateway) -> None:
     """One account can neither send nor delete another account's template."""
     from mmsgate.store import accounts

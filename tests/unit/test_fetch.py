@@ -6,7 +6,7 @@ import dataclasses
 import gzip
 import socket
 import threading
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import anyio
@@ -235,7 +235,9 @@ Answer = tuple[int, dict[str, str], bytes]
 
 
 def fake_fetcher(
-    hosts: dict[str, Sequence[str]], requests: list[httpx.Request], answers: dict[str, Answer]
+    hosts: Mapping[str, Sequence[str]],
+    requests: list[httpx.Request],
+    answers: Mapping[str, Answer],
 ) -> Fetcher:
     """A Fetcher on a fake public network: names resolve from `hosts`, answers go by Host."""
 

@@ -153,6 +153,10 @@ def _too_big(limit: int) -> errors.ApiError:
 def xml_of(request: Request, body: bytes) -> bytes:
     """The XML document: the raw body, or the legacy `xml` form field."""
     content_type = request.headers.get("content-type", "").lower()
+    if body.lstrip().startswith(b"<"):
+        # A raw XML body, whatever the header says: curl --data-binary and many HTTP
+        # libraries label any POST body application/x-www-form-urlencoded.
+        return body
     if content_type.startswith("application/x-www-form-urlencoded"):
         fields = urllib.parse.parse_qs(body.decode("utf-8", "replace"))
         return _form_field(fields.get("xml", [""])[0].encode("utf-8"))

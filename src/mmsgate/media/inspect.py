@@ -233,18 +233,32 @@ def _inspect_video(
     try:
         with av.open(io.BytesIO(data), mode="r") as container:
             streams = _moving_pictures(container)
-            if not streams or not _decodes(container, streams[0]):
+            if not streams:
                 raise broken
-            context = streams[0].codec_context
+            width, height = _frame_size(streams[0], slide)
+            if not _decodes(container, streams[0]):
+                raise broken
             return Inspected(
                 content_type,
-                width=getattr(context, "width", None),
-                height=getattr(context, "height", None),
+                width=width,
+                height=height,
                 duration_ms=_duration_ms(container, streams[0]),
                 codecs=_codecs(container),
             )
     except _AV_ERRORS:
         raise broken from None
+
+
+def _frame_size(stream: Stream, slide: int) -> tuple[int | None, int | None]:
+    """The frame size from the stream header, refused before decoding would allocate it."""
+    width = getattr(stream.codec_context, "width", None)
+    height = getattr(stream.codec_context, "height", None)
+    if width and height and width * height > MAX_PIXELS:
+        raise MediaError(
+            ErrorCode.VIDEO_TOO_BIG,
+            f"Video in slide {slide} is too big: {width}x{height} is more than {MAX_PIXELS} pixels",
+        )
+    return width, height
 
 
 def _moving_pictures(container: InputContainer) -> list[Stream]:
