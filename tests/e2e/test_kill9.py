@@ -36,6 +36,15 @@ def cli(env: dict[str, str], *args: str) -> str:
     ).stdout
 
 
+def start_server(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [*MMSGATE, "serve", "--port", str(port), "--log-level", "warning"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
 async def wait_healthy(client: httpx.AsyncClient, proc: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -57,12 +66,7 @@ async def test_sigkill_under_load_loses_no_accepted_message(db_url: str, tmp_pat
         "api_key"
     ]
     port = free_port()
-    proc = subprocess.Popen(
-        [*MMSGATE, "serve", "--port", str(port), "--log-level", "warning"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc = start_server(env, port)
     accepted: list[str] = []
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
