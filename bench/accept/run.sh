@@ -38,7 +38,7 @@ PORT="${BENCH_PORT:-$(python3 -c 'import socket; s=socket.socket(); s.bind(("127
 
 if [[ -n "${MMSGATE_DATABASE_URL:-}" ]]; then "$MMSGATE" migrate >/dev/null; fi
 KEY="$("$MMSGATE" accounts create bench --sender 28444 --service-id 32113 --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["api_key"])')"
-"$MMSGATE" serve --host "$HOST" --port "$PORT" --log-level warning 2>"$WORK/server.log" &
+"$MMSGATE" serve --host "$HOST" --port "$PORT" --workers "${SERVE_WORKERS:-1}" --log-level warning 2>"$WORK/server.log" &
 SERVER_PID=$!
 for _ in $(seq 1 100); do
     curl -sf "http://$HOST:$PORT/healthz" >/dev/null 2>&1 && break
@@ -51,9 +51,12 @@ MMS_ID="$(curl -sf --data-binary "$SAVE" "http://$HOST:$PORT/ep/v1/" | sed -n 's
 
 # warm-up (imports, caches, connection pools), not measured
 BENCH_API_KEY="$KEY" BENCH_MMS_ID="$MMS_ID" wrk -t1 -c4 -d2s -s "$HERE/send_saved.lua" "http://$HOST:$PORT" >/dev/null 2>&1 || true
-rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$SERVER_PID/status"; }
-hwm_kib() { awk '/^VmHWM/ {print $2}' "/proc/$SERVER_PID/status"; }
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$SERVER_PID/stat"; }
+# the server and every process it started (with --workers N: a supervisor and N workers)
+tree() { local p="$1" c; echo "$p"; for c in $(pgrep -P "$p"); do tree "$c"; done; }
+sum_status() { local t=0 p v; for p in $(tree "$SERVER_PID"); do v=$(awk -v k="$1" '$1 == k {print $2}' "/proc/$p/status" 2>/dev/null); t=$((t + ${v:-0})); done; echo "$t"; }
+rss_kib() { sum_status VmRSS:; }
+hwm_kib() { sum_status VmHWM:; }
+cpu_ticks() { local t=0 p v; for p in $(tree "$SERVER_PID"); do v=$(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null); t=$((t + ${v:-0})); done; echo "$t"; }
 before_rows="$(python3 - "$MMSGATE_DATA_DIR" <<'PY'
 import sqlite3, sys, os
 p = os.path.join(sys.argv[1], "mmsgate.db")

@@ -108,13 +108,40 @@ def serve(
     data_dir: DataDirOpt = None,
     host: HostOpt = None,
     port: PortOpt = None,
+    workers: Annotated[int, typer.Option("--workers", help="API processes sharing the port.")] = 1,
     log_level: LogOpt = "info",
 ) -> None:
     """The API only (run workers separately); for deployments on PostgreSQL."""
     cfg = load_settings(config, data_dir, host=host, port=port)
     logs.configure(log_level)
     with_db(cfg, lambda db: asyncio.sleep(0))
-    serve_api(cfg, log_level)
+    if workers > 1:
+        serve_processes(cfg, config, workers, log_level)
+    else:
+        serve_api(cfg, log_level)
+
+
+def serve_processes(
+    cfg: settings.Settings, config: Path | None, workers: int, log_level: str
+) -> None:
+    """Several API processes on one listening socket; each builds its app from the environment."""
+    os.environ["MMSGATE_DATA_DIR"] = str(cfg.data_dir.resolve())
+    os.environ["MMSGATE_LOG_LEVEL"] = log_level
+    if config is not None:
+        os.environ["MMSGATE_CONFIG"] = str(config.resolve())
+    err.print(f"mmsgate listening on http://{cfg.host}:{cfg.port} with {workers} processes")
+    uvicorn.run(
+        "mmsgate.api.app:app_from_environment",
+        factory=True,
+        host=cfg.host,
+        port=cfg.port,
+        workers=workers,
+        loop="uvloop",
+        http="httptools",
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=30,
+    )
 
 
 def serve_api(cfg: settings.Settings, log_level: str) -> None:

@@ -27,7 +27,7 @@ from mmsgate.models import MediaKind, MediaRef
 from mmsgate.settings import MediaSettings
 
 if TYPE_CHECKING:
-    from conftest import MediaHandler, MediaServer
+    from tests.unit.conftest import MediaHandler, MediaServer
 
 pytestmark = pytest.mark.anyio
 
@@ -164,7 +164,7 @@ async def test_timeout_bounds_the_whole_fetch(media_server: MediaServer) -> None
     with anyio.fail_after(5):
         error = await fetch_error(settings, image(url))
     assert error.code is ErrorCode.IMAGE_FETCH
-    assert "did not answer within 0.5 s" in error.info
+    assert "could not be fetched within 0.5 s" in error.info
 
 
 # --- the address guard -----------------------------------------------------------------------

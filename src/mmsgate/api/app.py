@@ -60,6 +60,16 @@ def build_services(settings: Settings, db: Database) -> actions.Services:
     )
 
 
+def app_from_environment() -> Starlette:
+    """The app built from `MMSGATE_*` variables: for server processes started by uvicorn."""
+    import os
+
+    from mmsgate import logs, settings
+
+    logs.configure(os.environ.get("MMSGATE_LOG_LEVEL", "info"))
+    return create_app(settings.load(None, dict(os.environ)))
+
+
 def create_app(settings: Settings, services: actions.Services | None = None) -> Starlette:
     """The whole HTTP surface of one mmsgate process."""
     svc = services or build_services(settings, Database(settings.db_url))

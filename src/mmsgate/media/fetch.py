@@ -170,7 +170,7 @@ class Fetcher:
             with anyio.fail_after(total):
                 fetched = await self._follow(slot, cached)
         except (TimeoutError, httpx.TimeoutException):
-            raise slot.failed(f"{shown(ref.url)} did not answer within {total:g} s") from None
+            raise slot.failed(f"{shown(ref.url)} could not be fetched within {total:g} s") from None
         except httpx.TransportError:
             raise slot.failed(f"the connection to {shown(ref.url)} failed") from None
         has_validator = fetched.etag is not None or fetched.last_modified is not None

@@ -135,9 +135,10 @@ def _not_allowed(slide: int, detail: str) -> MediaError:
     )
 
 
-def _corrupt(code: ErrorCode, kind: MediaKind, slide: int, detail: str = "") -> MediaError:
+def _corrupt(code: ErrorCode, what: str, slide: int, detail: str = "") -> MediaError:
+    """`what` starts the sentence, as in §6.3: "Image file in slide 2 is corrupted"."""
     suffix = f": {detail}" if detail else ""
-    return MediaError(code, f"{subject(kind)} file in slide {slide} is corrupted{suffix}")
+    return MediaError(code, f"{what} in slide {slide} is corrupted{suffix}")
 
 
 # --- images -------------------------------------------------------------------------------
@@ -160,7 +161,7 @@ def _inspect_image(
         # Pillow's own bomb check fires in open() for sizes far beyond ours.
         raise _too_many_pixels(slide, f"more than {MAX_PIXELS} pixels") from None
     except _PILLOW_ERRORS:
-        raise _corrupt(ErrorCode.IMAGE_CORRUPT, MediaKind.IMAGE, slide) from None
+        raise _corrupt(ErrorCode.IMAGE_CORRUPT, "Image file", slide) from None
     return Inspected(content_type, width=width, height=height, duration_ms=duration_ms)
 
 
@@ -207,11 +208,11 @@ def _heif_available() -> bool:
 def _inspect_audio(
     data: bytes, content_type: str, slide: int, settings: MediaSettings
 ) -> Inspected:
-    corrupt = _corrupt(ErrorCode.AUDIO_CORRUPT, MediaKind.AUDIO, slide)
+    corrupt = _corrupt(ErrorCode.AUDIO_CORRUPT, "Audio file", slide)
     try:
         with av.open(io.BytesIO(data), mode="r") as container:
             if _moving_pictures(container):
-                raise _not_allowed(slide, f"audio slot holds a video ({content_type})")
+                raise _not_allowed(slide, "audio slot holds a file with moving pictures")
             streams = container.streams.audio
             if not streams or not _decodes(container, streams[0]):
                 raise corrupt
@@ -328,17 +329,19 @@ def _check_calendar_like(
     text = decode_text(data, lenient=not settings.strict)
     body = text.lstrip().upper() if text is not None else ""
     if not body.startswith(f"BEGIN:{component}") or f"END:{component}" not in body:
-        raise _corrupt(ErrorCode.OBJECT_CORRUPT, kind, slide, f"not a {noun(kind)}")
+        raise _corrupt(
+            ErrorCode.OBJECT_CORRUPT, f"{subject(kind)} file", slide, f"not a {noun(kind)}"
+        )
 
 
 def _inspect_pdf(data: bytes, content_type: str, slide: int, settings: MediaSettings) -> Inspected:
     if not data.startswith(b"%PDF-"):
-        raise _corrupt(ErrorCode.OBJECT_CORRUPT, MediaKind.PDF, slide, "no %PDF- header")
+        raise _corrupt(ErrorCode.OBJECT_CORRUPT, "PDF file", slide, "no %PDF- header")
     return Inspected("application/pdf")
 
 
 def _inspect_pass(data: bytes, content_type: str, slide: int, settings: MediaSettings) -> Inspected:
-    corrupt = _corrupt(ErrorCode.OBJECT_CORRUPT, MediaKind.PASSBOOK, slide, "no valid pass.json")
+    corrupt = _corrupt(ErrorCode.OBJECT_CORRUPT, "Passbook file", slide, "no valid pass.json")
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             member = archive.getinfo("pass.json")
