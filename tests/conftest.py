@@ -102,7 +102,7 @@ async def gateway(settings: settings_mod.Settings) -> AsyncIterator[Gateway]:
     assert created is not None
     services = build_services(settings, db)
     app = create_app(settings, services)
-    async with app.router.lifespan_context(app):
+    async with app.routes.router.lifespan_context(app.routes):
         transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50000))
         async with httpx.AsyncClient(transport=transport, base_url="http://mmsgate.test") as client:
             yield Gateway(client, services, created.api_key, created.account)

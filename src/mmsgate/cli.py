@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -186,6 +187,7 @@ def show_demo(created: accounts.NewAccount) -> None:
             title="demo account created",
         )
     )
+    sys.stdout.flush()  # the key must reach a log file or pipe now, not at exit
 
 
 @accounts_app.command("create")

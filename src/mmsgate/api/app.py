@@ -15,6 +15,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from mmsgate import codes, errors, models
 from mmsgate.api import actions, requests, sinch_xml, status
@@ -28,6 +29,7 @@ from mmsgate.store.writer import Writer
 
 log = structlog.get_logger(__name__)
 XML = "application/xml; charset=utf-8"
+XML_PATHS = frozenset({"/ep/v1/", "/ep/v1"})
 SEND_ACTIONS = {models.Action.SEND_MMS, models.Action.SEND_SAVED_MMS}
 
 Handler = Callable[
@@ -60,7 +62,7 @@ def build_services(settings: Settings, db: Database) -> actions.Services:
     )
 
 
-def app_from_environment() -> Starlette:
+def app_from_environment() -> MmsgateApp:
     """The app built from `MMSGATE_*` variables: for server processes started by uvicorn."""
     import os
 
@@ -70,7 +72,7 @@ def app_from_environment() -> Starlette:
     return create_app(settings.load(None, dict(os.environ)))
 
 
-def create_app(settings: Settings, services: actions.Services | None = None) -> Starlette:
+def create_app(settings: Settings, services: actions.Services | None = None) -> MmsgateApp:
     """The whole HTTP surface of one mmsgate process."""
     svc = services or build_services(settings, Database(settings.db_url))
 
@@ -84,9 +86,6 @@ def create_app(settings: Settings, services: actions.Services | None = None) -> 
             await svc.content.aclose()
             await svc.db.close()
 
-    async def sinch_xml_endpoint(request: Request) -> Response:
-        return await handle_xml(svc, request)
-
     async def status_endpoint(request: Request) -> Response:
         return await status.message_status(svc, request)
 
@@ -97,10 +96,8 @@ def create_app(settings: Settings, services: actions.Services | None = None) -> 
         ok = await svc.db.ping()
         return JSONResponse({"status": "ok" if ok else "database unreachable"}, 200 if ok else 503)
 
-    return Starlette(
+    routes = Starlette(
         routes=[
-            Route("/ep/v1/", sinch_xml_endpoint, methods=["POST"]),
-            Route("/ep/v1", sinch_xml_endpoint, methods=["POST"]),
             Route("/v1/messages/{tracking_id}", status_endpoint, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
@@ -108,6 +105,34 @@ def create_app(settings: Settings, services: actions.Services | None = None) -> 
         exception_handlers={Exception: internal_error},
         lifespan=lifespan,
     )
+    return MmsgateApp(svc, routes)
+
+
+class MmsgateApp:
+    """The ASGI entry: POST /ep/v1/ is served directly (it is the hot path, and needs none of
+    the routing and middleware layers); everything else goes to the Starlette routes."""
+
+    def __init__(self, services: actions.Services, routes: Starlette) -> None:
+        self.services = services
+        self.routes = routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] in XML_PATHS:
+            if scope["method"] != "POST":
+                await send_bytes(send, 405, b"POST the request XML\n", "text/plain")
+                return
+            await send_bytes(send, 200, await handle_xml(self.services, scope, receive), XML)
+            return
+        await self.routes(scope, receive, send)
+
+
+async def send_bytes(send: Send, status: int, body: bytes, content_type: str) -> None:
+    headers = [
+        (b"content-type", content_type.encode()),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 @dataclasses.dataclass(slots=True)
@@ -117,37 +142,50 @@ class _Echo:
     to: str | None = None
 
 
-async def handle_xml(svc: actions.Services, request: Request) -> Response:
-    """POST /ep/v1/: the one place where an ApiError becomes a Failure response."""
+async def handle_xml(svc: actions.Services, scope: Scope, receive: Receive) -> bytes:
+    """POST /ep/v1/: the one place where an error becomes a Failure response."""
     echo = _Echo()
     try:
-        body = await read_body(request, svc.settings.api.max_body_bytes)
-        doc = sinch_xml.parse(xml_of(request, body), svc.settings.api.max_xml_depth)
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        body = await read_body(headers, receive, svc.settings.api.max_body_bytes)
+        doc = sinch_xml.parse(
+            xml_of(headers.get("content-type", ""), body), svc.settings.api.max_xml_depth
+        )
         action = requests.action_of(doc)
         if action in SEND_ACTIONS:
             echo.to = ",".join(n.text for n in doc.all("to")) or None
-        client = request.client.host if request.client else None
+        client = scope["client"][0] if scope.get("client") else None
         account = await svc.guard.check(doc.value("api-key"), action, client)
         fields = await DISPATCH[action](svc, account, doc)
     except errors.ApiError as exc:
         log.info("api.refused", code=exc.code.value, info=exc.info)
-        return Response(sinch_xml.failure(exc, echo.to), media_type=XML)
+        return sinch_xml.failure(exc, echo.to)
+    except Exception as exc:  # the endpoint's error boundary: never a trace to the client
+        log.exception("api.internal_error", error=repr(exc))
+        return sinch_xml.failure(errors.ApiError(codes.ErrorCode.INTERNAL), echo.to)
     if action in SEND_ACTIONS:
-        log.info("mms.accepted", action=action.value, account=account.name)
-    return Response(sinch_xml.render(fields), media_type=XML)
+        log.debug("mms.accepted", action=action.value, account=account.name)
+    return sinch_xml.render(fields)
 
 
-async def read_body(request: Request, limit: int) -> bytes:
+async def read_body(headers: dict[str, str], receive: Receive, limit: int) -> bytes:
     """The request body, refused (E100) as soon as it passes `limit` bytes."""
-    declared = request.headers.get("content-length", "")
+    declared = headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise _too_big(limit)
-    chunks, size = [], 0
-    async for chunk in request.stream():
+    chunks, size, more = [], 0, True
+    while more:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise errors.ApiError(
+                codes.ErrorCode.INVALID_REQUEST, "Invalid request: client went away"
+            )
+        chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
             raise _too_big(limit)
         chunks.append(chunk)
+        more = message.get("more_body", False)
     body = b"".join(chunks)
     if not body.strip():
         raise errors.ApiError(codes.ErrorCode.INVALID_REQUEST, "Invalid request: the body is empty")
@@ -160,9 +198,9 @@ def _too_big(limit: int) -> errors.ApiError:
     )
 
 
-def xml_of(request: Request, body: bytes) -> bytes:
+def xml_of(content_type: str, body: bytes) -> bytes:
     """The XML document: the raw body, or the legacy `xml` form field."""
-    content_type = request.headers.get("content-type", "").lower()
+    raw_type, content_type = content_type, content_type.lower()
     if body.lstrip().startswith(b"<"):
         # A raw XML body, whatever the header says: curl --data-binary and many HTTP
         # libraries label any POST body application/x-www-form-urlencoded.
@@ -171,7 +209,7 @@ def xml_of(request: Request, body: bytes) -> bytes:
         fields = urllib.parse.parse_qs(body.decode("utf-8", "replace"))
         return _form_field(fields.get("xml", [""])[0].encode("utf-8"))
     if content_type.startswith("multipart/form-data"):
-        header = f"Content-Type: {request.headers['content-type']}\r\n\r\n".encode("latin-1")
+        header = f"Content-Type: {raw_type}\r\n\r\n".encode("latin-1")
         message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(header + body)
         for part in message.iter_parts():
             if part.get_param("name", header="content-disposition") == "xml":
@@ -192,7 +230,4 @@ def _form_field(value: bytes) -> bytes:
 async def internal_error(request: Request, exc: Exception) -> Response:
     """Anything unexpected: logged with its trace, answered without one."""
     log.exception("api.internal_error", path=request.url.path, error=repr(exc))
-    if request.url.path.startswith("/ep/v1"):
-        failure = errors.ApiError(codes.ErrorCode.INTERNAL)
-        return Response(sinch_xml.failure(failure), media_type=XML)
     return JSONResponse({"error": "internal error"}, status_code=500)

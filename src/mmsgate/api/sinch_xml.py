@@ -11,11 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from xml.etree.ElementTree import Element, ParseError
+from xml.parsers import expat
 from xml.sax.saxutils import escape
-
-import defusedxml
-import defusedxml.ElementTree
 
 from mmsgate import codes, errors
 
@@ -79,46 +76,79 @@ def normalize_name(tag: str) -> str:
 def parse(body: bytes, max_depth: int) -> Node:
     """Parse a request document; E108 for anything that is not plain, well-formed XML.
 
-    DTDs, entity declarations and external references are refused outright (defusedxml),
-    which stops billion-laughs and XXE before any expansion happens.
+    expat is driven directly: a document type declaration stops the parse at once, before
+    any entity is declared, so billion-laughs and XXE never expand; no external entity is
+    ever loaded. The tree is built in the same pass, with names normalised.
     """
+    builder = _Builder(max_depth)
+    parser = expat.ParserCreate()
+    parser.buffer_text = True
+    parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
+    parser.StartDoctypeDeclHandler = builder.doctype
+    parser.EntityDeclHandler = builder.entity
+    parser.StartElementHandler = builder.start
+    parser.EndElementHandler = builder.end
+    parser.CharacterDataHandler = builder.data
     try:
-        root = defusedxml.ElementTree.fromstring(
-            body, forbid_dtd=True, forbid_entities=True, forbid_external=True
-        )
-    except defusedxml.DTDForbidden:
-        raise _bad_xml("document type declarations are not allowed") from None
-    except (defusedxml.EntitiesForbidden, defusedxml.ExternalReferenceForbidden):
-        raise _bad_xml("entity declarations and external references are not allowed") from None
-    except (ParseError, ValueError) as exc:
-        raise _bad_xml(str(exc).split(":")[0]) from None
-    node = _convert(root, max_depth, 1)
-    if node.name not in ("request",):
+        parser.Parse(body, True)
+    except expat.ExpatError as exc:
+        raise _bad_xml(expat.ErrorString(exc.code)) from None
+    except ValueError as exc:
+        raise _bad_xml(str(exc)) from None
+    root = builder.root
+    if root is None or root.name != "request":
+        tag = root.tag if root is not None else ""
         raise errors.ApiError(
             codes.ErrorCode.INVALID_REQUEST,
-            f"Invalid request: the root element must be <request>, not <{root.tag}>",
+            f"Invalid request: the root element must be <request>, not <{tag}>",
         )
-    return node
+    return root
 
 
 def _bad_xml(reason: str) -> errors.ApiError:
     return errors.ApiError(codes.ErrorCode.BAD_XML, f"Invalid XML: {reason}")
 
 
-def _convert(element: Element, max_depth: int, depth: int) -> Node:
-    if depth > max_depth:
-        raise _bad_xml(f"elements nested deeper than {max_depth} levels")
-    local = element.tag.rsplit("}", 1)[-1]
-    node = Node(normalize_name(local), (element.text or "").strip(), tag=local)
-    for attribute, value in element.attrib.items():
-        node.children.append(Node(normalize_name(attribute), value.strip(), tag=attribute))
-    for child in element:
-        converted = _convert(child, max_depth, depth + 1)
-        if converted.name in TRANSPARENT:
-            node.children.extend(converted.children)
+class _Builder:
+    """expat callbacks that build the Node tree; raising inside one aborts the parse."""
+
+    def __init__(self, max_depth: int) -> None:
+        self.max_depth = max_depth
+        self.root: Node | None = None
+        self.stack: list[Node] = []
+        self.text: list[list[str]] = []
+
+    def doctype(self, *_args: object) -> None:
+        raise _bad_xml("document type declarations are not allowed")
+
+    def entity(self, *_args: object) -> None:
+        raise _bad_xml("entity declarations are not allowed")
+
+    def start(self, tag: str, attributes: dict[str, str]) -> None:
+        if len(self.stack) >= self.max_depth:
+            raise _bad_xml(f"elements nested deeper than {self.max_depth} levels")
+        local = tag.rsplit("}", 1)[-1].rsplit(":", 1)[-1]
+        node = Node(normalize_name(local), tag=local)
+        for name, value in attributes.items():
+            node.children.append(Node(normalize_name(name), value.strip(), tag=name))
+        if self.stack:
+            self.stack[-1].children.append(node)
         else:
-            node.children.append(converted)
-    return node
+            self.root = node
+        self.stack.append(node)
+        self.text.append([])
+
+    def data(self, text: str) -> None:
+        self.text[-1].append(text)
+
+    def end(self, _tag: str) -> None:
+        node = self.stack.pop()
+        node.text = "".join(self.text.pop()).strip()
+        if node.name in TRANSPARENT and self.stack:
+            # The 2013 wrappers: their children belong to the parent, in place.
+            siblings = self.stack[-1].children
+            siblings.pop()
+            siblings.extend(node.children)
 
 
 Field = tuple[str, "str | Sequence[Field]"]

@@ -1,0 +1,88 @@
+"""The accounts commands, run in-process against an embedded data dir."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from mmsgate.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.delenv("MMSGATE_DATABASE_URL", raising=False)
+    monkeypatch.setenv("MMSGATE_DATA_DIR", str(tmp_path / "data"))
+    return tmp_path / "data"
+
+
+def invoke(*args: str) -> tuple[int, str]:
+    result = runner.invoke(app, list(args))
+    return result.exit_code, result.output
+
+
+def test_create_prints_key_and_secret_as_json(data_dir: Path) -> None:
+    """`accounts create --json` prints account, api_key and postback_secret, and migrates a fresh dir."""
+    code, output = invoke(
+        "accounts", "create", "shop", "--sender", "28444", "--service-id", "32113", "--json"
+    )
+    assert code == 0
+    created = json.loads(output)
+    assert created["account"] == "shop"
+    assert len(created["api_key"]) >= 32
+    assert len(created["postback_secret"]) == 64
+    assert (data_dir / "mmsgate.db").exists()
+
+
+def test_duplicate_name_is_refused(data_dir: Path) -> None:
+    """A second account with the same name is refused with exit code 1."""
+    assert invoke("accounts", "create", "shop", "--sender", "1")[0] == 0
+    code, output = invoke("accounts", "create", "shop", "--sender", "1")
+    assert code == 1
+    assert "already exists" in output
+
+
+def test_list_shows_accounts_without_keys(data_dir: Path) -> None:
+    """`accounts list --json` lists settings and never a key."""
+    created = json.loads(invoke("accounts", "create", "shop", "--sender", "28444", "--json")[1])
+    code, output = invoke("accounts", "list", "--json")
+    assert code == 0
+    listed = json.loads(output)
+    assert [a["account"] for a in listed] == ["shop"]
+    assert created["api_key"] not in output
+
+
+def test_rotate_key_and_update(data_dir: Path) -> None:
+    """rotate-key prints a new key; update changes settings; unknown names exit 1."""
+    invoke("accounts", "create", "shop", "--sender", "28444")
+    code, output = invoke("accounts", "rotate-key", "shop")
+    assert code == 0
+    assert "new api-key" in output
+    assert invoke("accounts", "update", "shop", "--no-api-access", "--mode", "standard")[0] == 0
+    listed = json.loads(invoke("accounts", "list", "--json")[1])
+    assert listed[0]["api_enabled"] is False
+    assert listed[0]["mode"] == "standard"
+    assert invoke("accounts", "rotate-key", "nobody")[0] == 1
+
+
+def test_bad_options_are_refused(data_dir: Path) -> None:
+    """A bad mode or action name is a usage error (exit 2) naming the problem."""
+    code, output = invoke("accounts", "create", "x", "--sender", "1", "--mode", "turbo")
+    assert code == 2
+    assert "--mode" in output
+    code, output = invoke("accounts", "create", "x", "--sender", "1", "--action", "fly")
+    assert code == 2
+    assert "unknown action" in output
+
+
+def test_bad_config_file_is_reported(data_dir: Path, tmp_path: Path) -> None:
+    """A config file with an unknown key stops the command with the key named."""
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[media]\ncolour = 'blue'\n")
+    code, output = invoke("accounts", "list", "--config", str(bad))
+    assert code == 2
+    assert "media.colour" in output

@@ -1,0 +1,130 @@
+"""Pure vocabulary: numbers, merge tags, routing, action names, settings validation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mmsgate import errors, models, numbers, routing, settings
+
+
+class TestNumbers:
+    @pytest.mark.parametrize(
+        "raw", ["17745550100", "+17745550100", " 447911123456 ", "4915112345678"]
+    )
+    def test_valid_international_numbers(self, raw: str) -> None:
+        """International digits (a leading + tolerated) are valid."""
+        assert numbers.normalize_msisdn(raw) == raw.strip().lstrip("+")
+
+    @pytest.mark.parametrize(
+        "raw",
+        [
+            "",
+            "12",
+            "0017745550100",
+            "1774555010",
+            "17741550100",
+            "17745550100x",
+            "1234567890123456",
+        ],
+    )
+    def test_invalid_numbers(self, raw: str) -> None:
+        """Too short/long, 00 prefixes, letters and impossible NANP numbers are refused."""
+        assert numbers.normalize_msisdn(raw) is None
+
+
+class TestMergeTags:
+    def test_values_replace_tags_case_insensitively(self) -> None:
+        """{$name|default} takes the value of a data element whatever its case."""
+        assert models.render_merge_tags("Hi {$FirstName|Sir}!", {"firstname": "Ann"}) == "Hi Ann!"
+
+    def test_default_and_missing(self) -> None:
+        """Without a value the default is used; without a default the tag disappears."""
+        assert models.render_merge_tags("Hi {$first|Sir} {$last}.", {}) == "Hi Sir ."
+
+
+class TestActions:
+    @pytest.mark.parametrize(
+        "name", ["sendSavedMMS", "sendsavedmms", " SENDSAVEDMMS ", "send_saved_mms"]
+    )
+    def test_action_names_match_loosely(self, name: str) -> None:
+        """Action names are matched ignoring case, spaces and underscores."""
+        assert models.Action.lookup(name) is models.Action.SEND_SAVED_MMS
+
+    def test_unknown_action(self) -> None:
+        """An unknown name finds nothing."""
+        assert models.Action.lookup("sendSMS") is None
+
+
+class TestRouting:
+    routes = (
+        settings.Route(name="att", kind="mm7", url="http://a", operators=(31002,), prefixes=("1",)),
+        settings.Route(name="uk", kind="mm7", url="http://b", prefixes=("44", "447")),
+        settings.Route(name="rest", kind="mm7", url="http://c", default=True),
+    )
+
+    def test_no_routes_means_simulator(self) -> None:
+        """With no routes configured everything goes to the simulator."""
+        assert routing.route_for((), None, "17745550100") is routing.SIMULATOR
+
+    def test_operator_then_longest_prefix_then_default(self) -> None:
+        """Operator ids win, then the longest matching prefix, then the default route."""
+        assert routing.route_for(self.routes, 31002, "447911123456").name == "att"  # type: ignore[union-attr]
+        assert routing.route_for(self.routes, None, "447911123456").name == "uk"  # type: ignore[union-attr]
+        assert routing.route_for(self.routes, None, "4915112345678").name == "rest"  # type: ignore[union-attr]
+
+    def test_nothing_serves_without_default(self) -> None:
+        """Without a default route an unmatched destination has no route."""
+        assert routing.route_for(self.routes[:2], None, "4915112345678") is None
+
+
+class TestSettings:
+    def test_defaults(self) -> None:
+        """With nothing configured: loopback:8080, SQLite in ./mmsgate-data, simulator."""
+        cfg = settings.load(env={})
+        assert (cfg.host, cfg.port) == ("127.0.0.1", 8080)
+        assert cfg.db_url.startswith("sqlite+aiosqlite:///")
+        assert cfg.db_url.endswith("mmsgate-data/mmsgate.db")
+        assert cfg.simulated
+
+    def test_environment_overrides_file(self, tmp_path: Path) -> None:
+        """MMSGATE_* variables override the TOML file."""
+        path = tmp_path / "c.toml"
+        path.write_text('data_dir = "/from/file"\n[media]\nstrict = true\n')
+        cfg = settings.load(
+            path, {"MMSGATE_DATA_DIR": "/from/env", "MMSGATE_ALLOW_PRIVATE_NETWORKS": "1"}
+        )
+        assert cfg.data_dir == Path("/from/env")
+        assert cfg.media.strict
+        assert cfg.media.allow_private_networks
+
+    def test_postgres_url_gets_async_driver(self) -> None:
+        """postgresql:// URLs are used through asyncpg."""
+        cfg = settings.load(env={"MMSGATE_DATABASE_URL": "postgresql://u@h/db"})
+        assert cfg.db_url == "postgresql+asyncpg://u@h/db"
+
+    @pytest.mark.parametrize(
+        ("text", "named"),
+        [
+            ("colour = 1\n", "colour"),
+            ("[media]\nstrcit = true\n", "media.strcit"),
+            ("[media]\nstrict = 'yes'\n", "media.strict"),
+            ("[api]\nmax_body_bytes = 'big'\n", "api.max_body_bytes"),
+            ("[[routes]]\nname = 'x'\nkind = 'smtp'\n", "routes[0].kind"),
+            ("[[routes]]\nname = 'x'\nkind = 'mm7'\n", "routes[0].url"),
+            ("[[routes]]\nname = 'x'\nmax_mps = 'fast'\n", "routes[0].max_mps"),
+            ("this is not toml", "config file"),
+        ],
+    )
+    def test_bad_config_names_the_key(self, tmp_path: Path, text: str, named: str) -> None:
+        """An unknown or mistyped key stops the start with a message naming it."""
+        path = tmp_path / "c.toml"
+        path.write_text(text)
+        with pytest.raises(errors.ConfigError, match=named.replace("[", r"\[").replace("]", r"\]")):
+            settings.load(path, {})
+
+    def test_bad_environment_boolean(self) -> None:
+        """A boolean variable with a value that is not a boolean is refused by name."""
+        with pytest.raises(errors.ConfigError, match="MMSGATE_ALLOW_PRIVATE_NETWORKS"):
+            settings.load(env={"MMSGATE_ALLOW_PRIVATE_NETWORKS": "perhaps"})
