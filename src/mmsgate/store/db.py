@@ -7,18 +7,22 @@ sharing a data dir queue on the lock instead of failing a half-done transaction.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
-from collections.abc import AsyncIterator, Iterator
+import os
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import anyio.to_thread
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+T = TypeVar("T")
 MIGRATIONS = Path(__file__).parent / "migrations"
 _PG_MIGRATION_LOCK = 0x6D6D7367  # "mmsg": advisory lock id held while migrating
 
@@ -29,12 +33,18 @@ class Database:
     def __init__(self, url: str) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
+        self._local_write = asyncio.Lock()
+        self._lock_fd: int | None = None
         if self.is_sqlite:
             self.writer = _sqlite_engine(url, immediate=True, pool_size=1)
             self.reader = _sqlite_engine(url, immediate=False, pool_size=4)
+            self._lock_path = _sqlite_path(url).with_suffix(".write.lock")
+            self.thread_writer: sa.Engine | None = _sqlite_sync_engine(url)
+            self._thread_lock_fd: int | None = None
         else:
             self.writer = create_async_engine(url, pool_size=8, max_overflow=8, pool_pre_ping=True)
             self.reader = self.writer
+            self.thread_writer = None
 
     @contextlib.asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
@@ -44,14 +54,55 @@ class Database:
 
     @contextlib.asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
-        """A connection in a write transaction, committed when the block ends cleanly."""
-        async with self.writer.begin() as conn:
-            yield conn
+        """A connection in a write transaction, committed when the block ends cleanly.
+
+        On SQLite, processes sharing the database take turns through a file lock before
+        BEGIN IMMEDIATE: waiting on the lock wakes a process the moment the other one
+        commits, where SQLite's own busy handler would sleep in growing steps.
+        """
+        if not self.is_sqlite:
+            async with self.writer.begin() as conn:
+                yield conn
+            return
+        async with self._local_write:
+            fd = await self._take_file_lock()
+            try:
+                async with self.writer.begin() as conn:
+                    yield conn
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def write_in_thread(self, work: Callable[[sa.Connection], T]) -> T:
+        """Run `work` in a write transaction from a worker thread (SQLite only).
+
+        The group-commit writer uses this: the whole batch runs on plain sqlite3 in one
+        thread, with no hop back to the event loop per statement, so the write lock is held
+        only as long as the batch really takes.
+        """
+        assert self.thread_writer is not None
+        if self._thread_lock_fd is None:
+            self._thread_lock_fd = _open_lock(self._lock_path)
+        fcntl.flock(self._thread_lock_fd, fcntl.LOCK_EX)
+        try:
+            with self.thread_writer.begin() as conn:
+                return work(conn)
+        finally:
+            fcntl.flock(self._thread_lock_fd, fcntl.LOCK_UN)
+
+    async def _take_file_lock(self) -> int:
+        if self._lock_fd is None:
+            self._lock_fd = _open_lock(self._lock_path)
+        fd = self._lock_fd
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            await anyio.to_thread.run_sync(fcntl.flock, fd, fcntl.LOCK_EX)
+        return fd
 
     async def migrate(self) -> None:
         """Bring the schema to the newest revision; safe to call from several processes."""
         if self.is_sqlite:
-            lock_path = Path(self.url.split("///", 1)[1]).with_suffix(".migrate.lock")
+            lock_path = _sqlite_path(self.url).with_suffix(".migrate.lock")
             lock_path.parent.mkdir(parents=True, exist_ok=True)
             with _file_lock(lock_path):
                 async with self.writer.begin() as conn:
@@ -71,9 +122,22 @@ class Database:
         return True
 
     async def close(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+        if self.thread_writer is not None:
+            self.thread_writer.dispose()
+            if self._thread_lock_fd is not None:
+                os.close(self._thread_lock_fd)
+                self._thread_lock_fd = None
         await self.writer.dispose()
         if self.reader is not self.writer:
             await self.reader.dispose()
+
+
+def _open_lock(path: Path) -> int:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
 
 
 def _upgrade(connection: sa.Connection) -> None:
@@ -93,17 +157,34 @@ def _file_lock(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _sqlite_engine(url: str, *, immediate: bool, pool_size: int) -> AsyncEngine:
-    path = Path(url.split("///", 1)[1])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    engine = create_async_engine(
-        url,
-        pool_size=pool_size,
-        max_overflow=0,
-        connect_args={"timeout": 30},
-    )
+def _sqlite_path(url: str) -> Path:
+    return Path(url.split("///", 1)[1])
 
-    @event.listens_for(engine.sync_engine, "connect")
+
+def _sqlite_engine(url: str, *, immediate: bool, pool_size: int) -> AsyncEngine:
+    _sqlite_path(url).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_async_engine(
+        url, pool_size=pool_size, max_overflow=0, connect_args={"timeout": 30}
+    )
+    _prepare_sqlite(engine.sync_engine, immediate=immediate)
+    return engine
+
+
+def _sqlite_sync_engine(url: str) -> sa.Engine:
+    """The blocking engine of the group-commit writer thread (see `Database.write_in_thread`)."""
+    plain = "sqlite:///" + url.split("///", 1)[1]
+    engine = sa.create_engine(
+        plain,
+        pool_size=1,
+        max_overflow=0,
+        connect_args={"timeout": 30, "check_same_thread": False},
+    )
+    _prepare_sqlite(engine, immediate=True)
+    return engine
+
+
+def _prepare_sqlite(engine: sa.Engine, *, immediate: bool) -> None:
+    @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Take transaction control from the driver so BEGIN IMMEDIATE and SAVEPOINT work
         # (SQLAlchemy's documented recipe for the pysqlite/aiosqlite drivers).
@@ -115,8 +196,6 @@ def _sqlite_engine(url: str, *, immediate: bool, pool_size: int) -> AsyncEngine:
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.close()
 
-    @event.listens_for(engine.sync_engine, "begin")
+    @event.listens_for(engine, "begin")
     def _on_begin(conn: sa.Connection) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
-
-    return engine

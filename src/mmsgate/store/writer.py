@@ -12,12 +12,13 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import anyio.to_thread
 import sqlalchemy as sa
 import structlog
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mmsgate import codes, errors, models
 from mmsgate.store.db import Database
@@ -150,27 +151,39 @@ class Writer:
         self, items: Sequence[NewTemplate | NewSend]
     ) -> list[int | errors.ApiError]:
         now = self._clock()
-        results: list[int | errors.ApiError] = [0] * len(items)
+        if self._db.thread_writer is not None:
+            return await anyio.to_thread.run_sync(
+                self._db.write_in_thread, functools.partial(_write_items, items=items, now=now)
+            )
         async with self._db.write() as conn:
-            for i, item in enumerate(items):
-                if isinstance(item, NewTemplate):
-                    results[i] = await _insert_template(conn, item, now)
-            sends = [(i, s) for i, s in enumerate(items) if isinstance(s, NewSend)]
-            for i, send in sends:
-                if send.template is not None:
-                    results[i] = await _insert_template(conn, send.template, now)
-            checked = await _check_templates(conn, [s for _, s in sends if s.template is None])
-            ready: list[tuple[NewSend, int]] = []
-            for i, send in sends:
-                if send.template is None:
-                    assert send.template_id is not None
-                    problem = checked.get((send.account_id, send.template_id))
-                    results[i] = problem or send.template_id
-                result = results[i]
-                if not isinstance(result, errors.ApiError):
-                    ready.append((send, result))
-            await _insert_sends(conn, ready, now)
-        return results
+            # One hop into synchronous SQLAlchemy for the whole batch: far cheaper than
+            # switching back and forth for every statement.
+            return await conn.run_sync(_write_items, items, now)
+
+
+def _write_items(
+    conn: sa.Connection, items: Sequence[NewTemplate | NewSend], now: dt.datetime
+) -> list[int | errors.ApiError]:
+    results: list[int | errors.ApiError] = [0] * len(items)
+    for i, item in enumerate(items):
+        if isinstance(item, NewTemplate):
+            results[i] = _insert_template(conn, item, now)
+    sends = [(i, s) for i, s in enumerate(items) if isinstance(s, NewSend)]
+    for i, send in sends:
+        if send.template is not None:
+            results[i] = _insert_template(conn, send.template, now)
+    checked = _check_templates(conn, [s for _, s in sends if s.template is None])
+    ready: list[tuple[NewSend, int]] = []
+    for i, send in sends:
+        if send.template is None:
+            assert send.template_id is not None
+            problem = checked.get((send.account_id, send.template_id))
+            results[i] = problem or send.template_id
+        result = results[i]
+        if not isinstance(result, errors.ApiError):
+            ready.append((send, result))
+    _insert_sends(conn, ready, now)
+    return results
 
 
 def _resolve(future: asyncio.Future[int], result: int | BaseException) -> None:
@@ -182,8 +195,8 @@ def _resolve(future: asyncio.Future[int], result: int | BaseException) -> None:
         future.set_result(result)
 
 
-async def _insert_template(conn: AsyncConnection, t: NewTemplate, now: dt.datetime) -> int:
-    result = await conn.execute(
+def _insert_template(conn: sa.Connection, t: NewTemplate, now: dt.datetime) -> int:
+    result = conn.execute(
         templates.insert()
         .values(
             account_id=t.account_id,
@@ -204,31 +217,33 @@ async def _insert_template(conn: AsyncConnection, t: NewTemplate, now: dt.dateti
     )
     template_id = int(result.scalar_one())
     if t.state is models.TemplateState.ENCODING:
-        await conn.execute(
+        conn.execute(
             jobs.insert().values(_job(models.JobKind.ENCODE_TEMPLATE, now, template_id=template_id))
         )
     return template_id
 
 
-async def _check_templates(
-    conn: AsyncConnection, sends: list[NewSend]
+_TEMPLATE_STATE = sa.select(templates.c.account_id, templates.c.state).where(
+    templates.c.id == sa.bindparam("template_id"), templates.c.deleted_at.is_(None)
+)
+
+
+def _check_templates(
+    conn: sa.Connection, sends: list[NewSend]
 ) -> dict[tuple[int, int], errors.ApiError]:
     """Problems with the templates these sends name, keyed by (account, mms-id)."""
     wanted = {(s.account_id, s.template_id) for s in sends if s.template_id is not None}
-    if not wanted:
-        return {}
-    ids = sorted({t for _, t in wanted})
-    rows = (
-        await conn.execute(
-            sa.select(templates.c.id, templates.c.account_id, templates.c.state).where(
-                templates.c.id.in_(ids), templates.c.deleted_at.is_(None)
+    states: dict[int, tuple[int, models.TemplateState] | None] = {}
+    for _, template_id in wanted:
+        if template_id not in states:
+            row = conn.execute(_TEMPLATE_STATE, {"template_id": template_id}).first()
+            states[template_id] = (
+                None if row is None else (row.account_id, models.TemplateState(row.state))
             )
-        )
-    ).all()
-    live = {(r.account_id, r.id): models.TemplateState(r.state) for r in rows}
     problems: dict[tuple[int, int], errors.ApiError] = {}
     for account_id, template_id in wanted:
-        state = live.get((account_id, template_id))
+        found = states[template_id]
+        state = found[1] if found is not None and found[0] == account_id else None
         if state is None or state is models.TemplateState.FAILED:
             problems[(account_id, template_id)] = errors.ApiError(
                 codes.ErrorCode.BAD_MMS_ID, f"Invalid mms-id {template_id} / MMS don't exist"
@@ -255,9 +270,7 @@ def _job(kind: models.JobKind, now: dt.datetime, **refs: Any) -> dict[str, Any]:
     }
 
 
-async def _insert_sends(
-    conn: AsyncConnection, sends: list[tuple[NewSend, int]], now: dt.datetime
-) -> None:
+def _insert_sends(conn: sa.Connection, sends: list[tuple[NewSend, int]], now: dt.datetime) -> None:
     if not sends:
         return
     message_rows, recipient_rows, event_rows, job_rows = [], [], [], []
@@ -287,10 +300,10 @@ async def _insert_sends(
                 }
             )
             job_rows.append(_job(models.JobKind.DELIVER, now, tracking_id=tracking_id))
-    await conn.execute(messages.insert(), message_rows)
-    await conn.execute(recipients.insert(), recipient_rows)
-    await conn.execute(recipient_events.insert(), event_rows)
-    await conn.execute(jobs.insert(), job_rows)
+    conn.execute(messages.insert(), message_rows)
+    conn.execute(recipients.insert(), recipient_rows)
+    conn.execute(recipient_events.insert(), event_rows)
+    conn.execute(jobs.insert(), job_rows)
 
 
 def _message_row(send: NewSend, template_id: int, now: dt.datetime) -> dict[str, Any]:
