@@ -146,13 +146,15 @@ def serve_processes(
 
 
 def serve_api(cfg: settings.Settings, log_level: str) -> None:
-    from mmsgate.api.app import create_app
+    from mmsgate.api.app import create_app, tune_gc
 
     where = "PostgreSQL" if cfg.database_url else str(cfg.data_dir.resolve())
     err.print(f"mmsgate listening on http://{cfg.host}:{cfg.port}  (data: {where})")
+    app = create_app(cfg)
+    tune_gc()
     server = uvicorn.Server(
         uvicorn.Config(
-            create_app(cfg),
+            app,
             host=cfg.host,
             port=cfg.port,
             loop="uvloop",

@@ -104,6 +104,7 @@ FETCH_CASES = [
     ("image", "E351"),
     ("audio", "E352"),
     ("video", "E353"),
+    ("message-text", "E354"),
     ("vcard", "E355"),
     ("ical", "E356"),
     ("pdf", "E357"),
