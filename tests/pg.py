@@ -35,8 +35,11 @@ def _as_postgres(cmd: list[str]) -> list[str]:
 
 
 @contextlib.contextmanager
-def server() -> Iterator[str]:
-    """Start a throwaway server on a free loopback port; yields its admin URL."""
+def server(*, durable: bool = False) -> Iterator[str]:
+    """Start a throwaway server on a free loopback port; yields its admin URL.
+
+    Tests run it with fsync off (their data is thrown away); benchmarks pass durable=True.
+    """
     bindir = find_bin()
     if bindir is None:
         raise RuntimeError(
