@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from mmsgate import settings as settings_mod
 from mmsgate.store import schema
 from mmsgate.store.db import Database
+from tests.e2e.load import send_through_signal
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 MMSGATE = [sys.executable, "-m", "mmsgate"]
@@ -67,7 +68,6 @@ async def test_sigkill_under_load_loses_no_accepted_message(db_url: str, tmp_pat
     ]
     port = free_port()
     proc = start_server(env, port)
-    accepted: list[str] = []
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
             await wait_healthy(client, proc)
@@ -78,7 +78,15 @@ async def test_sigkill_under_load_loses_no_accepted_message(db_url: str, tmp_pat
             mms_id = (
                 (await client.post("/ep/v1/", content=save)).text.split("<mms-id>")[1].split("<")[0]
             )
-            await load_until_killed(client, proc, key, mms_id, accepted)
+            accepted = await send_through_signal(
+                client,
+                proc,
+                key=key,
+                mms_id=mms_id,
+                senders=16,
+                signal_after=300,
+                signum=signal.SIGKILL,
+            )
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -86,39 +94,6 @@ async def test_sigkill_under_load_loses_no_accepted_message(db_url: str, tmp_pat
     assert proc.returncode == -signal.SIGKILL
     assert len(accepted) >= 200
     await assert_all_stored(db_url, accepted)
-
-
-async def load_until_killed(
-    client: httpx.AsyncClient,
-    proc: subprocess.Popen[bytes],
-    key: str,
-    mms_id: str,
-    accepted: list[str],
-) -> None:
-    """16 concurrent senders; SIGKILL the server once 300 sends were accepted, mid-traffic."""
-    stop = asyncio.Event()
-
-    async def sender(n: int) -> None:
-        i = 0
-        while not stop.is_set() and i < 5000:
-            i += 1
-            body = (
-                f"<request><action>sendSavedMMS</action><api-key>{key}</api-key>"
-                f"<mms-id>{mms_id}</mms-id><to>1774555{n:02d}{i % 100:02d}</to><from>28444</from>"
-                "<fallback-sms-text>x</fallback-sms-text></request>"
-            )
-            try:
-                response = await client.post("/ep/v1/", content=body)
-            except httpx.TransportError:
-                return  # the server is gone: whatever was in flight was never answered
-            if "<status>Success</status>" in response.text:
-                accepted.append(response.text.split("<tracking-id>")[1].split("<")[0])
-                if len(accepted) >= 300 and not stop.is_set():
-                    stop.set()
-                    proc.send_signal(signal.SIGKILL)
-
-    async with asyncio.timeout(120):
-        await asyncio.gather(*(sender(n) for n in range(16)))
 
 
 async def assert_all_stored(db_url: str, accepted: list[str]) -> None:

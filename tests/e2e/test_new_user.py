@@ -20,6 +20,7 @@ import pytest
 from tests import samples
 from tests.api.test_send_mms import SEED
 from tests.conftest import MediaServer
+from tests.e2e.load import send_through_signal
 from tests.e2e.test_kill9 import free_port
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
@@ -110,29 +111,6 @@ async def load_then_terminate(
         "<slide><message-text>hi</message-text></slide></request>"
     )
     mms_id = (await client.post("/ep/v1/", content=save)).text.split("<mms-id>")[1].split("<")[0]
-    accepted: list[str] = []
-    stop = asyncio.Event()
-
-    async def sender(n: int) -> None:
-        for i in range(2000):
-            if stop.is_set():
-                return
-            body = (
-                f"<request><action>sendSavedMMS</action><api-key>{key}</api-key><mms-id>{mms_id}</mms-id>"
-                f"<to>1774555{n:02d}{i % 100:02d}</to><from>28444</from><service-id>32113</service-id>"
-                "<fallback-sms-text>x</fallback-sms-text></request>"
-            )
-            try:
-                response = await client.post("/ep/v1/", content=body)
-            except httpx.TransportError:
-                return
-            if "<status>Success</status>" in response.text:
-                accepted.append(response.text.split("<tracking-id>")[1].split("<")[0])
-                if len(accepted) == 100:
-                    proc.send_signal(signal.SIGTERM)
-            elif response.status_code != 200 or "<status>" not in response.text:
-                stop.set()
-
-    async with asyncio.timeout(120):
-        await asyncio.gather(*(sender(n) for n in range(8)))
-    return accepted
+    return await send_through_signal(
+        client, proc, key=key, mms_id=mms_id, senders=8, signal_after=100, signum=signal.SIGTERM
+    )
