@@ -7,6 +7,7 @@ import dataclasses
 import email.parser
 import email.policy
 import gc
+import os
 import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -18,7 +19,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from mmsgate import codes, errors, models
+from mmsgate import codes, errors, logs, models
+from mmsgate import settings as settings_mod
 from mmsgate.api import actions, requests, sinch_xml, status
 from mmsgate.api.content import ContentStore, DbFetchCache
 from mmsgate.api.guard import Guard
@@ -65,12 +67,8 @@ def build_services(settings: Settings, db: Database) -> actions.Services:
 
 def app_from_environment() -> MmsgateApp:
     """The app built from `MMSGATE_*` variables: for server processes started by uvicorn."""
-    import os
-
-    from mmsgate import logs, settings
-
     logs.configure(os.environ.get("MMSGATE_LOG_LEVEL", "info"))
-    app = create_app(settings.load(None, dict(os.environ)))
+    app = create_app(settings_mod.load(None, dict(os.environ)))
     tune_gc()
     return app
 
