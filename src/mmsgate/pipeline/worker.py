@@ -1,0 +1,136 @@
+"""The worker loop: claim due jobs, run each one's step, record the outcome, repeat.
+
+Steps know nothing of the queue: each is `async def step(job, deps) -> Outcome`. The loop
+turns an Outcome into the job's next state, retries with exponential backoff and jitter,
+and is the only place that catches every exception (a step that crashes is retried, then
+buried, and the worker goes on). Stopping is graceful: claimed jobs finish first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import datetime as dt
+import random
+import secrets
+import socket
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import structlog
+
+from mmsgate import models
+from mmsgate.store import jobs
+from mmsgate.store.db import Database
+
+log = structlog.get_logger(__name__)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Outcome:
+    """What a step says happened: done, try again later (`retry_after`), or give up."""
+
+    done: bool = True
+    retry_after: dt.timedelta | None = None
+    error: str | None = None
+    give_up: bool = False
+
+    @classmethod
+    def retry(cls, error: str, after: dt.timedelta | None = None) -> Outcome:
+        return cls(done=False, retry_after=after, error=error)
+
+    @classmethod
+    def failed(cls, error: str) -> Outcome:
+        return cls(done=False, error=error, give_up=True)
+
+
+Step = Callable[[jobs.Job, Any], Awaitable[Outcome]]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Backoff base * 2^(attempt-1), capped, with up to 20 % jitter; `max_attempts` then dead."""
+
+    base: dt.timedelta = dt.timedelta(seconds=2)
+    cap: dt.timedelta = dt.timedelta(minutes=10)
+    max_attempts: int = 20
+
+    def delay(self, attempt: int) -> dt.timedelta:
+        seconds = min(self.cap.total_seconds(), self.base.total_seconds() * 2 ** (attempt - 1))
+        return dt.timedelta(seconds=seconds * (1 + random.uniform(0, 0.2)))
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}-{secrets.token_hex(4)}"
+
+
+class Worker:
+    """Runs steps for claimed jobs until told to stop."""
+
+    def __init__(
+        self,
+        db: Database,
+        steps: Mapping[models.JobKind, Step],
+        deps: Any,
+        *,
+        name: str | None = None,
+        concurrency: int = 8,
+        lease: dt.timedelta = dt.timedelta(minutes=5),
+        idle_poll: float = 0.2,
+        policy: RetryPolicy = RetryPolicy(),
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+    ) -> None:
+        self.db, self.steps, self.deps = db, dict(steps), deps
+        self.name = name or worker_name()
+        self.concurrency, self.lease, self.idle_poll = concurrency, lease, idle_poll
+        self.policy, self.clock = policy, clock
+        self.stopping = asyncio.Event()
+
+    async def run(self) -> None:
+        """Work until `stop()`; jobs already claimed are finished before returning."""
+        log.info("worker.started", worker=self.name, kinds=[k.value for k in self.steps])
+        while not self.stopping.is_set():
+            ran = await self.run_once()
+            if ran == 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stopping.wait(), self.idle_poll)
+        log.info("worker.stopped", worker=self.name)
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    async def run_once(self) -> int:
+        """Claim one batch and run it; returns how many jobs ran."""
+        claimed = await jobs.claim(
+            self.db,
+            self.name,
+            list(self.steps),
+            limit=self.concurrency,
+            lease=self.lease,
+            now=self.clock(),
+        )
+        await asyncio.gather(*(self.run_job(job) for job in claimed))
+        return len(claimed)
+
+    async def run_job(self, job: jobs.Job) -> None:
+        bound = log.bind(job_id=job.id, kind=job.kind.value, attempt=job.attempts)
+        try:
+            outcome = await self.steps[job.kind](job, self.deps)
+        except Exception as exc:  # noqa: BLE001 - the worker's error boundary: record it, go on
+            bound.exception("job.crashed")
+            outcome = Outcome.retry(f"{type(exc).__name__}: {exc}")
+        await self.record(job, outcome, bound)
+
+    async def record(self, job: jobs.Job, outcome: Outcome, bound: Any) -> None:
+        now = self.clock()
+        if outcome.done:
+            await jobs.complete(self.db, job, self.name, now)
+            bound.debug("job.done")
+        elif outcome.give_up or job.attempts >= self.policy.max_attempts:
+            await jobs.bury(self.db, job, self.name, error=outcome.error or "failed", now=now)
+            bound.warning("job.dead", error=outcome.error)
+        else:
+            at = now + (outcome.retry_after or self.policy.delay(job.attempts))
+            await jobs.retry(self.db, job, self.name, at=at, error=outcome.error or "", now=now)
+            bound.info("job.retry", error=outcome.error, at=at.isoformat())

@@ -1,0 +1,136 @@
+"""The queue: claiming, finishing, retrying and burying jobs in the `jobs` table.
+
+A claim sets a lease; a worker that dies simply stops renewing it, and once the lease has
+run out the job can be claimed again. On PostgreSQL claims use FOR UPDATE SKIP LOCKED so
+many workers share the queue without waiting on each other; on SQLite the write lock
+already makes one claim at a time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+
+from mmsgate import models
+from mmsgate.store.db import Database
+from mmsgate.store.schema import jobs
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Job:
+    """A claimed job: what to do, on what, and how many times it was tried (this one included)."""
+
+    id: int
+    kind: models.JobKind
+    attempts: int
+    tracking_id: str | None
+    template_id: int | None
+    payload: dict[str, Any] | None
+    created_at: dt.datetime
+
+
+def _claimable(kinds: Sequence[models.JobKind], now: dt.datetime) -> sa.ColumnElement[bool]:
+    pending = sa.and_(jobs.c.state == models.JobState.PENDING.value, jobs.c.run_at <= now)
+    abandoned = sa.and_(
+        jobs.c.state == models.JobState.RUNNING.value, jobs.c.lease_expires_at < now
+    )
+    return sa.and_(jobs.c.kind.in_([k.value for k in kinds]), sa.or_(pending, abandoned))
+
+
+async def claim(
+    db: Database,
+    worker: str,
+    kinds: Sequence[models.JobKind],
+    *,
+    limit: int,
+    lease: dt.timedelta,
+    now: dt.datetime,
+) -> list[Job]:
+    """Take up to `limit` due jobs (oldest first) under a lease held by `worker`."""
+    due = sa.select(jobs.c.id).where(_claimable(kinds, now)).order_by(jobs.c.run_at).limit(limit)
+    if not db.is_sqlite:
+        due = due.with_for_update(skip_locked=True)
+    statement = (
+        jobs.update()
+        .where(jobs.c.id.in_(due.scalar_subquery()))
+        .values(
+            state=models.JobState.RUNNING.value,
+            locked_by=worker,
+            lease_expires_at=now + lease,
+            attempts=jobs.c.attempts + 1,
+            updated_at=now,
+        )
+        .returning(*jobs.c)
+    )
+    async with db.write() as conn:
+        rows = (await conn.execute(statement)).all()
+    return sorted((_job(r) for r in rows), key=lambda j: j.id)
+
+
+def _job(row: Any) -> Job:
+    return Job(
+        id=row.id,
+        kind=models.JobKind(row.kind),
+        attempts=row.attempts,
+        tracking_id=row.tracking_id,
+        template_id=row.template_id,
+        payload=row.payload,
+        created_at=row.created_at,
+    )
+
+
+async def _finish(db: Database, job: Job, worker: str, **values: Any) -> bool:
+    """Record an outcome, only if `worker` still holds the job (a taken-over job is not ours)."""
+    async with db.write() as conn:
+        result = await conn.execute(
+            jobs.update()
+            .where(
+                jobs.c.id == job.id,
+                jobs.c.locked_by == worker,
+                jobs.c.state == models.JobState.RUNNING.value,
+            )
+            .values(lease_expires_at=None, **values)
+        )
+    return result.rowcount == 1
+
+
+async def complete(db: Database, job: Job, worker: str, now: dt.datetime) -> bool:
+    return await _finish(db, job, worker, state=models.JobState.DONE.value, updated_at=now)
+
+
+async def retry(
+    db: Database, job: Job, worker: str, *, at: dt.datetime, error: str, now: dt.datetime
+) -> bool:
+    return await _finish(
+        db,
+        job,
+        worker,
+        state=models.JobState.PENDING.value,
+        run_at=at,
+        last_error=error[:2000],
+        locked_by=None,
+        updated_at=now,
+    )
+
+
+async def bury(db: Database, job: Job, worker: str, *, error: str, now: dt.datetime) -> bool:
+    return await _finish(
+        db, job, worker, state=models.JobState.DEAD.value, last_error=error[:2000], updated_at=now
+    )
+
+
+async def counts(db: Database) -> dict[tuple[str, str], int]:
+    """Jobs by (kind, state), for metrics and tests."""
+    async with db.read() as conn:
+        rows = (
+            await conn.execute(
+                sa.select(jobs.c.kind, jobs.c.state, sa.func.count()).group_by(
+                    jobs.c.kind, jobs.c.state
+                )
+            )
+        ).all()
+    return {(r[0], r[1]): int(r[2]) for r in rows}
