@@ -110,11 +110,17 @@ async def by_name(db: Database, name: str) -> models.Account | None:
     return None if row is None else _row_to_account(row)
 
 
-async def postback_secret(db: Database, account_id: int) -> str | None:
+async def postback_target(db: Database, account_id: int) -> tuple[str | None, str] | None:
+    """(postback URL, signing secret) of an account, or None when there is no such account."""
     async with db.read() as conn:
-        return await conn.scalar(
-            sa.select(accounts.c.postback_secret).where(accounts.c.id == account_id)
-        )
+        row = (
+            await conn.execute(
+                sa.select(accounts.c.postback_url, accounts.c.postback_secret).where(
+                    accounts.c.id == account_id
+                )
+            )
+        ).first()
+    return None if row is None else (row.postback_url, row.postback_secret)
 
 
 async def list_all(db: Database) -> list[models.Account]:

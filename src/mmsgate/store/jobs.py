@@ -134,3 +134,25 @@ async def counts(db: Database) -> dict[tuple[str, str], int]:
             )
         ).all()
     return {(r[0], r[1]): int(r[2]) for r in rows}
+
+
+def new_job(
+    kind: models.JobKind,
+    now: dt.datetime,
+    *,
+    tracking_id: str | None = None,
+    template_id: int | None = None,
+    payload: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A pending job row, due now, for inserting in the transaction that makes it needed."""
+    return {
+        "kind": kind.value,
+        "state": models.JobState.PENDING.value,
+        "tracking_id": tracking_id,
+        "template_id": template_id,
+        "payload": payload,
+        "attempts": 0,
+        "run_at": now,
+        "created_at": now,
+        "updated_at": now,
+    }

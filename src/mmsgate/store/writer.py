@@ -22,6 +22,7 @@ import structlog
 
 from mmsgate import codes, errors, models
 from mmsgate.store.db import Database
+from mmsgate.store.jobs import new_job
 from mmsgate.store.schema import jobs, messages, recipient_events, recipients, templates
 
 log = structlog.get_logger(__name__)
@@ -218,7 +219,9 @@ def _insert_template(conn: sa.Connection, t: NewTemplate, now: dt.datetime) -> i
     template_id = int(result.scalar_one())
     if t.state is models.TemplateState.ENCODING:
         conn.execute(
-            jobs.insert().values(_job(models.JobKind.ENCODE_TEMPLATE, now, template_id=template_id))
+            jobs.insert().values(
+                new_job(models.JobKind.ENCODE_TEMPLATE, now, template_id=template_id)
+            )
         )
     return template_id
 
@@ -256,20 +259,6 @@ def _check_templates(
     return problems
 
 
-def _job(kind: models.JobKind, now: dt.datetime, **refs: Any) -> dict[str, Any]:
-    return {
-        "kind": kind.value,
-        "state": models.JobState.PENDING.value,
-        "tracking_id": refs.get("tracking_id"),
-        "template_id": refs.get("template_id"),
-        "payload": None,
-        "attempts": 0,
-        "run_at": now,
-        "created_at": now,
-        "updated_at": now,
-    }
-
-
 def _insert_sends(conn: sa.Connection, sends: list[tuple[NewSend, int]], now: dt.datetime) -> None:
     if not sends:
         return
@@ -299,7 +288,7 @@ def _insert_sends(conn: sa.Connection, sends: list[tuple[NewSend, int]], now: dt
                     "at": now,
                 }
             )
-            job_rows.append(_job(models.JobKind.DELIVER, now, tracking_id=tracking_id))
+            job_rows.append(new_job(models.JobKind.DELIVER, now, tracking_id=tracking_id))
     conn.execute(messages.insert(), message_rows)
     conn.execute(recipients.insert(), recipient_rows)
     conn.execute(recipient_events.insert(), event_rows)

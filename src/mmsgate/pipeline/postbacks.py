@@ -1,0 +1,136 @@
+"""Postbacks: one signed POST per event to the account's postback URL, retried until it is
+taken (any 2xx) or the retry window closes, then left dead in the queue for replay.
+
+Each POST carries `X-Mmsgate-Timestamp` and `X-Mmsgate-Signature: v1=<hex>`, the
+HMAC-SHA256 of `timestamp + "." + body` under the account's postback secret. Sinch signs
+nothing; clients that ignore the headers are unaffected.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import hmac
+from collections.abc import Callable
+from xml.sax.saxutils import escape
+
+import httpx
+import structlog
+
+from mmsgate import models
+from mmsgate.media import fetch
+from mmsgate.pipeline.worker import Outcome
+from mmsgate.store import accounts
+from mmsgate.store.db import Database
+from mmsgate.store.jobs import Job, new_job
+
+log = structlog.get_logger(__name__)
+TIMEOUT = 10.0
+SIGNATURE_HEADER = "X-Mmsgate-Signature"
+TIMESTAMP_HEADER = "X-Mmsgate-Timestamp"
+_NAME_OF_FAILED = {
+    models.MediaKind.AUDIO: "audio-name",
+    models.MediaKind.VIDEO: "video-name",
+    models.MediaKind.IMAGE: "image-name",
+}
+
+
+def signature(secret: str, timestamp: int, body: bytes) -> str:
+    """The value of X-Mmsgate-Signature for this body at this time."""
+    message = str(timestamp).encode("ascii") + b"." + body
+    return "v1=" + hmac.new(secret.encode("utf-8"), message, hashlib.sha256).hexdigest()
+
+
+def template_postback(
+    code: str, mms_id: int, failed: tuple[models.MediaKind, str] | None = None
+) -> bytes:
+    """The saveMMS outcome in Sinch's XML shape: N003, or E002/E003/E004 naming the URL."""
+    lines = [
+        "<postback>",
+        "    <origin>MMS_MT</origin>",
+        f"    <code>{code}</code>",
+        f"    <mms-id>{mms_id}</mms-id>",
+    ]
+    if failed is not None:
+        name = _NAME_OF_FAILED.get(failed[0], "image-name")
+        lines.append(f"    <{name}>{escape(failed[1])}</{name}>")
+    lines.append("</postback>")
+    return ("\n".join(lines) + "\n").encode("utf-8")
+
+
+def postback_job(account_id: int, body: bytes, now: dt.datetime) -> dict[str, object]:
+    """A postback job row, to insert in the same transaction as the change it reports."""
+    payload = {
+        "account_id": account_id,
+        "body": body.decode("utf-8"),
+        "content_type": "application/xml",
+    }
+    return new_job(models.JobKind.POSTBACK, now, payload=payload)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PostbackDeps:
+    """What sending postbacks needs."""
+
+    db: Database
+    http: httpx.AsyncClient
+    allow_private_networks: bool = False
+    give_up_after: dt.timedelta = dt.timedelta(hours=24)
+    clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
+
+
+async def send_postback(job: Job, deps: PostbackDeps) -> Outcome:
+    """Step for JobKind.POSTBACK: POST the stored body, signed; retry until accepted."""
+    payload = job.payload or {}
+    target = await accounts.postback_target(deps.db, int(payload["account_id"]))
+    url, secret = target if target is not None else (None, "")
+    if not url:
+        log.info("postback.no_url", job_id=job.id)
+        return Outcome()
+    body = str(payload["body"]).encode("utf-8")
+    problem = await _refused(url, deps.allow_private_networks)
+    if problem is None:
+        problem = await _post(
+            deps, url, secret, body, str(payload.get("content_type", "application/xml"))
+        )
+    if problem is None:
+        log.info("postback.delivered", job_id=job.id, attempt=job.attempts)
+        return Outcome()
+    if deps.clock() - job.created_at > deps.give_up_after:
+        return Outcome.failed(f"gave up after {deps.give_up_after}: {problem}")
+    return Outcome.retry(problem)
+
+
+async def _post(
+    deps: PostbackDeps, url: str, secret: str, body: bytes, content_type: str
+) -> str | None:
+    timestamp = int(deps.clock().timestamp())
+    headers = {
+        "Content-Type": content_type,
+        TIMESTAMP_HEADER: str(timestamp),
+        SIGNATURE_HEADER: signature(secret, timestamp, body),
+    }
+    try:
+        response = await deps.http.post(url, content=body, headers=headers, timeout=TIMEOUT)
+    except httpx.HTTPError as exc:
+        return f"{type(exc).__name__} posting to {url}"
+    if 200 <= response.status_code < 300:
+        return None
+    return f"HTTP {response.status_code} from {url}"
+
+
+async def _refused(url: str, allow_private: bool) -> str | None:
+    """Why the URL may not be posted to (scheme, or an address on a private network)."""
+    parsed = httpx.URL(url)
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        return f"postback URL {url} is not http(s)"
+    if allow_private:
+        return None
+    try:
+        addresses = await fetch.resolve_host(parsed.host, parsed.port or 443)
+    except OSError:
+        return f"postback host {parsed.host} does not resolve"
+    if not addresses or not all(fetch.address_allowed(a) for a in addresses):
+        return f"postback URL {url} points at an address that is not allowed"
+    return None

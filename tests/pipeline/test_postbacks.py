@@ -1,0 +1,169 @@
+"""Postbacks: Sinch XML bodies, HMAC signatures, retries, the 24 h window, address guard."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import threading
+from collections.abc import AsyncIterator, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from mmsgate import models
+from mmsgate import settings as settings_mod
+from mmsgate.pipeline import postbacks
+from mmsgate.pipeline.worker import Worker
+from mmsgate.store import accounts
+from mmsgate.store.db import Database
+from mmsgate.store.schema import jobs
+from tests.api.helpers import GOLDEN
+
+pytestmark = pytest.mark.anyio
+T0 = dt.datetime(2026, 1, 5, 12, 0, tzinfo=dt.UTC)
+
+
+@dataclasses.dataclass
+class Receiver:
+    """A client's postback endpoint on loopback: records requests, answers scripted codes."""
+
+    url: str
+    received: list[tuple[dict[str, str], bytes]]
+    statuses: list[int]
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    received: list[tuple[dict[str, str], bytes]] = []
+    statuses: list[int] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.append(({k.lower(): v for k, v in self.headers.items()}, body))
+            self.send_response(statuses.pop(0) if statuses else 200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield Receiver(f"http://127.0.0.1:{server.server_address[1]}/hook", received, statuses)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+
+@pytest.fixture
+async def db(db_url: str) -> AsyncIterator[Database]:
+    database = Database(settings_mod.normalize_database_url(db_url))
+    await database.migrate()
+    yield database
+    await database.close()
+
+
+async def setup(
+    db: Database, url: str | None, body: bytes, allow_private: bool = True
+) -> tuple[Worker, Clock, str]:
+    created = await accounts.create(db, "acme", senders=["28444"], postback_url=url)
+    assert created is not None
+    async with db.write() as conn:
+        await conn.execute(jobs.insert(), [postbacks.postback_job(created.account.id, body, T0)])
+    clock = Clock()
+    deps = postbacks.PostbackDeps(
+        db, httpx.AsyncClient(), allow_private_networks=allow_private, clock=clock
+    )
+    worker = Worker(db, {models.JobKind.POSTBACK: postbacks.send_postback}, deps, clock=clock)
+    return worker, clock, created.postback_secret
+
+
+async def job_row(db: Database) -> Any:
+    async with db.read() as conn:
+        return (await conn.execute(sa.select(jobs))).one()
+
+
+def test_template_postback_shapes_are_golden() -> None:
+    """N003 and E002 postbacks have Sinch's lower-case XML shape."""
+    ok = postbacks.template_postback("N003", 42)
+    failed = postbacks.template_postback(
+        "E002", 42, (models.MediaKind.AUDIO, "http://x/a.mp3?a=1&b=2")
+    )
+    assert ok == (GOLDEN / "postback_n003.xml").read_bytes()
+    assert failed == (GOLDEN / "postback_e002.xml").read_bytes()
+
+
+async def test_postback_is_signed_and_delivered_once(db: Database, receiver: Receiver) -> None:
+    """The body arrives as stored, with a timestamp and a valid HMAC-SHA256 signature."""
+    body = postbacks.template_postback("N003", 7)
+    worker, _clock, secret = await setup(db, receiver.url, body)
+    assert await worker.run_once() == 1
+    assert await worker.run_once() == 0
+    [(headers, got)] = receiver.received
+    assert got == body
+    timestamp = int(headers["x-mmsgate-timestamp"])
+    assert timestamp == int(T0.timestamp())
+    assert headers["x-mmsgate-signature"] == postbacks.signature(secret, timestamp, body)
+    assert headers["x-mmsgate-signature"].startswith("v1=")
+    assert (await job_row(db)).state == "done"
+    await worker.deps.http.aclose()
+
+
+async def test_failures_are_retried_then_delivered(db: Database, receiver: Receiver) -> None:
+    """A 500 and a 404 are retried later; the first 2xx ends the job."""
+    receiver.statuses.extend([500, 404])
+    worker, clock, _ = await setup(db, receiver.url, b"<postback/>")
+    for _ in range(3):
+        await worker.run_once()
+        clock.now += dt.timedelta(hours=1)
+    assert len(receiver.received) == 3
+    row = await job_row(db)
+    assert (row.state, row.attempts) == ("done", 3)
+    await worker.deps.http.aclose()
+
+
+async def test_gives_up_after_the_window(db: Database, receiver: Receiver) -> None:
+    """Still failing 24 h after it was made, a postback is left dead for replay."""
+    receiver.statuses.extend([503] * 10)
+    worker, clock, _ = await setup(db, receiver.url, b"<postback/>")
+    await worker.run_once()
+    clock.now = T0 + dt.timedelta(hours=25)
+    await worker.run_once()
+    row = await job_row(db)
+    assert row.state == "dead"
+    assert "gave up" in row.last_error
+    await worker.deps.http.aclose()
+
+
+async def test_private_address_is_refused_without_permission(
+    db: Database, receiver: Receiver
+) -> None:
+    """A postback URL on loopback is not posted to unless private networks are allowed."""
+    worker, _clock, _ = await setup(db, receiver.url, b"<postback/>", allow_private=False)
+    await worker.run_once()
+    assert receiver.received == []
+    row = await job_row(db)
+    assert row.state == "pending"
+    assert "not allowed" in row.last_error
+    await worker.deps.http.aclose()
+
+
+async def test_account_without_url_needs_nothing_sent(db: Database) -> None:
+    """Without a postback URL the job simply ends."""
+    worker, _clock, _ = await setup(db, None, b"<postback/>")
+    await worker.run_once()
+    assert (await job_row(db)).state == "done"
+    await worker.deps.http.aclose()
