@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import datetime as dt
 import json
 import os
+import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
+import httpx
 import typer
 import uvicorn
 from rich.console import Console
@@ -17,7 +21,14 @@ from rich.panel import Panel
 from rich.table import Table
 
 from mmsgate import errors, logs, models, settings
+from mmsgate.api.requests import parse_timestamp
+from mmsgate.pipeline import postbacks
+from mmsgate.pipeline.deps import Deps
+from mmsgate.pipeline.worker import Worker
+from mmsgate.profiles import PROFILES
 from mmsgate.store import accounts
+from mmsgate.store import jobs as jobs_store
+from mmsgate.store.blobs import FileBlobStore
 from mmsgate.store.db import Database
 
 app = typer.Typer(
@@ -25,6 +36,8 @@ app = typer.Typer(
 )
 accounts_app = typer.Typer(help="Create and manage API accounts.", no_args_is_help=True)
 app.add_typer(accounts_app, name="accounts")
+postbacks_app = typer.Typer(help="Inspect and replay postbacks.", no_args_is_help=True)
+app.add_typer(postbacks_app, name="postbacks")
 out = Console()
 err = Console(stderr=True)
 T = TypeVar("T")
@@ -100,7 +113,7 @@ def run(
             "[yellow]No carrier routes configured: every message goes to the built-in "
             "carrier simulator (simulated delivery).[/yellow]"
         )
-    serve_api(cfg, log_level)
+    serve_api(cfg, log_level, background=lambda: worker_running(cfg))
 
 
 @app.command()
@@ -145,12 +158,16 @@ def serve_processes(
     )
 
 
-def serve_api(cfg: settings.Settings, log_level: str) -> None:
+def serve_api(
+    cfg: settings.Settings,
+    log_level: str,
+    background: Callable[[], contextlib.AbstractAsyncContextManager[None]] | None = None,
+) -> None:
     from mmsgate.api.app import create_app, tune_gc
 
     where = "PostgreSQL" if cfg.database_url else str(cfg.data_dir.resolve())
     err.print(f"mmsgate listening on http://{cfg.host}:{cfg.port}  (data: {where})")
-    app = create_app(cfg)
+    app = create_app(cfg, background=background)
     tune_gc()
     server = uvicorn.Server(
         uvicorn.Config(
@@ -165,6 +182,56 @@ def serve_api(cfg: settings.Settings, log_level: str) -> None:
         )
     )
     server.run()
+
+
+def build_worker(cfg: settings.Settings) -> Worker:
+    """A pipeline worker with every step that exists so far."""
+    deps = Deps(
+        db=Database(cfg.db_url),
+        blobs=FileBlobStore(cfg.blob_dir),
+        http=httpx.AsyncClient(),
+        profiles=[PROFILES[name] for name in cfg.profile_names],
+        allow_private_networks=cfg.media.allow_private_networks,
+    )
+    steps = {models.JobKind.POSTBACK: postbacks.send_postback}
+    return Worker(deps.db, steps, deps)
+
+
+@contextlib.asynccontextmanager
+async def worker_running(cfg: settings.Settings) -> AsyncIterator[None]:
+    """Run a worker in the background of this event loop until the block ends."""
+    worker = build_worker(cfg)
+    task = asyncio.create_task(worker.run(), name="mmsgate-worker")
+    try:
+        yield
+    finally:
+        worker.stop()
+        await task
+        await worker.deps.http.aclose()
+        await worker.db.close()
+
+
+@app.command()
+def worker(
+    config: ConfigOpt = None, data_dir: DataDirOpt = None, log_level: LogOpt = "info"
+) -> None:
+    """The pipeline only (run any number, next to `serve`); stops cleanly on SIGTERM/Ctrl-C."""
+    cfg = load_settings(config, data_dir)
+    logs.configure(log_level)
+    with_db(cfg, lambda db: asyncio.sleep(0))
+
+    async def go() -> None:
+        running = build_worker(cfg)
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, running.stop)
+        try:
+            await running.run()
+        finally:
+            await running.deps.http.aclose()
+            await running.db.close()
+
+    asyncio.run(go())
 
 
 @app.command()
@@ -382,3 +449,85 @@ def accounts_update(
         err.print(f"[red]no account named {name!r}[/red]")
         raise typer.Exit(1)
     out.print(f"account {name} updated")
+
+
+def _account_id(db: Database, name: str | None) -> Awaitable[int | None]:
+    async def find() -> int | None:
+        if name is None:
+            return None
+        found = await accounts.by_name(db, name)
+        if found is None:
+            err.print(f"[red]no account named {name!r}[/red]")
+            raise typer.Exit(1)
+        return found.id
+
+    return find()
+
+
+@postbacks_app.command("list")
+def postbacks_list(
+    account: Annotated[str | None, typer.Option("--account", help="Only this account's.")] = None,
+    failed: Annotated[
+        bool, typer.Option("--failed", help="Only those that gave up (dead).")
+    ] = False,
+    limit: Annotated[int, typer.Option("--limit")] = 50,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """List postbacks, newest first, with their state, attempts and last error."""
+    cfg = load_settings(config, data_dir)
+
+    async def go(db: Database) -> list[Any]:
+        return await jobs_store.postbacks(
+            db, await _account_id(db, account), failed_only=failed, since=None, limit=limit
+        )
+
+    rows = with_db(cfg, go)
+    if as_json:
+        print(json.dumps([_postback_json(r) for r in rows]))
+        return
+    table = Table("id", "account", "state", "attempts", "created", "last error")
+    for r in rows:
+        table.add_row(
+            str(r.id),
+            str((r.payload or {}).get("account_id")),
+            r.state,
+            str(r.attempts),
+            r.created_at.isoformat(timespec="seconds"),
+            (r.last_error or "")[:60],
+        )
+    out.print(table)
+
+
+def _postback_json(row: Any) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "account_id": (row.payload or {}).get("account_id"),
+        "state": row.state,
+        "attempts": row.attempts,
+        "created_at": row.created_at.isoformat(),
+        "last_error": row.last_error,
+        "body": (row.payload or {}).get("body"),
+    }
+
+
+@postbacks_app.command("replay")
+def postbacks_replay(
+    since: Annotated[str, typer.Option("--since", help="ISO 8601 date or date-time.")],
+    account: Annotated[str | None, typer.Option("--account", help="Only this account's.")] = None,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Queue again every postback that gave up since a time (a worker sends them)."""
+    cfg = load_settings(config, data_dir)
+    start = parse_timestamp(since)
+    if start is None:
+        err.print(f"[red]--since: not an ISO 8601 date or date-time: {since!r}[/red]")
+        raise typer.Exit(2)
+
+    async def go(db: Database) -> int:
+        now = dt.datetime.now(dt.UTC)
+        return await jobs_store.replay_postbacks(db, await _account_id(db, account), start, now)
+
+    out.print(f"{with_db(cfg, go)} postbacks queued again")

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from mmsgate.errors import ConfigError
+from mmsgate.profiles import PROFILES
 
 KIB = 1024
 
@@ -107,6 +108,11 @@ class Settings:
     @property
     def blob_dir(self) -> Path:
         return self.data_dir / "blobs"
+
+    @property
+    def profile_names(self) -> list[str]:
+        """The carrier profiles templates are prepared for: the default and every route's."""
+        return sorted({"default"} | {r.profile for r in self.routes})
 
     @property
     def simulated(self) -> bool:
@@ -252,5 +258,8 @@ def _check_routes(settings: Settings) -> None:
     for i, sms in enumerate(settings.sms_routes):
         if sms.kind not in ("smpp", "kannel", "simulator"):
             raise ConfigError(f"sms_routes[{i}].kind: expected 'smpp', 'kannel' or 'simulator'")
+    for i, route in enumerate(settings.routes):
+        if route.profile not in PROFILES:
+            raise ConfigError(f"routes[{i}].profile: unknown profile {route.profile!r}")
     if sum(r.default for r in settings.routes) > 1:
         raise ConfigError("routes: more than one route has default = true")

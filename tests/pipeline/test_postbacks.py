@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import tempfile
 import threading
 from collections.abc import AsyncIterator, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,8 +18,10 @@ import sqlalchemy as sa
 from mmsgate import models
 from mmsgate import settings as settings_mod
 from mmsgate.pipeline import postbacks
+from mmsgate.pipeline.deps import Deps
 from mmsgate.pipeline.worker import Worker
 from mmsgate.store import accounts
+from mmsgate.store.blobs import FileBlobStore
 from mmsgate.store.db import Database
 from mmsgate.store.schema import jobs
 from tests.api.helpers import GOLDEN
@@ -84,8 +88,12 @@ async def setup(
     async with db.write() as conn:
         await conn.execute(jobs.insert(), [postbacks.postback_job(created.account.id, body, T0)])
     clock = Clock()
-    deps = postbacks.PostbackDeps(
-        db, httpx.AsyncClient(), allow_private_networks=allow_private, clock=clock
+    deps = Deps(
+        db,
+        FileBlobStore(Path(tempfile.mkdtemp())),
+        httpx.AsyncClient(),
+        allow_private_networks=allow_private,
+        clock=clock,
     )
     worker = Worker(db, {models.JobKind.POSTBACK: postbacks.send_postback}, deps, clock=clock)
     return worker, clock, created.postback_secret

@@ -86,3 +86,42 @@ def test_bad_config_file_is_reported(data_dir: Path, tmp_path: Path) -> None:
     code, output = invoke("accounts", "list", "--config", str(bad))
     assert code == 2
     assert "media.colour" in output
+
+
+def test_postbacks_list_and_replay(data_dir: Path) -> None:
+    """Dead postbacks are listed with --failed and queued again by replay --since."""
+    import asyncio
+    import datetime as dt
+
+    from mmsgate import settings
+    from mmsgate.pipeline.postbacks import postback_job
+    from mmsgate.store.db import Database
+    from mmsgate.store.schema import jobs
+
+    created = json.loads(invoke("accounts", "create", "shop", "--sender", "1", "--json")[1])
+    then = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
+
+    async def add_dead() -> None:
+        db = Database(settings.load(env={"MMSGATE_DATA_DIR": str(data_dir)}).db_url)
+        row = {
+            **postback_job(created["id"], b"<postback/>", then),
+            "state": "dead",
+            "last_error": "HTTP 500",
+        }
+        async with db.write() as conn:
+            await conn.execute(jobs.insert().values(row))
+            await conn.execute(jobs.insert().values(postback_job(created["id"], b"<ok/>", then)))
+        await db.close()
+
+    asyncio.run(add_dead())
+    code, output = invoke("postbacks", "list", "--failed", "--json", "--account", "shop")
+    assert code == 0
+    listed = json.loads(output)
+    assert [(p["state"], p["body"], p["last_error"]) for p in listed] == [
+        ("dead", "<postback/>", "HTTP 500")
+    ]
+    assert invoke("postbacks", "replay", "--since", "2026-04-01")[1].startswith("0 postbacks")
+    code, output = invoke("postbacks", "replay", "--since", "2026-02-01", "--account", "shop")
+    assert (code, output.strip()) == (0, "1 postbacks queued again")
+    assert json.loads(invoke("postbacks", "list", "--failed", "--json")[1]) == []
+    assert invoke("postbacks", "replay", "--since", "whenever")[0] == 2

@@ -19,6 +19,7 @@ from mmsgate.api.guard import Guard
 from mmsgate.api.sinch_xml import Field
 from mmsgate.settings import Settings
 from mmsgate.store import queries
+from mmsgate.store.blobs import BlobStore
 from mmsgate.store.db import Database
 from mmsgate.store.writer import NewSend, NewTemplate, Writer
 
@@ -37,6 +38,7 @@ class Services:
     writer: Writer
     guard: Guard
     content: content_store.ContentStore
+    blobs: BlobStore
     clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
 
 

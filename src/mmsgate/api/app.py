@@ -62,6 +62,7 @@ def build_services(settings: Settings, db: Database) -> actions.Services:
         writer=Writer(db),
         guard=Guard(db, settings.api.account_cache_seconds),
         content=ContentStore(db, blobs, fetcher, settings.media),
+        blobs=blobs,
     )
 
 
@@ -82,15 +83,27 @@ def tune_gc() -> None:
     gc.set_threshold(20_000, 20, 20)
 
 
-def create_app(settings: Settings, services: actions.Services | None = None) -> MmsgateApp:
-    """The whole HTTP surface of one mmsgate process."""
+def create_app(
+    settings: Settings,
+    services: actions.Services | None = None,
+    background: Callable[[], contextlib.AbstractAsyncContextManager[None]] | None = None,
+) -> MmsgateApp:
+    """The whole HTTP surface of one mmsgate process.
+
+    `background` runs alongside the server and stops before it shuts down: `mmsgate run`
+    puts the pipeline worker there (the API itself never imports the pipeline).
+    """
     svc = services or build_services(settings, Database(settings.db_url))
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         svc.writer.start()
         try:
-            yield
+            if background is None:
+                yield
+            else:
+                async with background():
+                    yield
         finally:
             await svc.writer.close()
             await svc.content.aclose()

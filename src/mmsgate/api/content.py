@@ -18,7 +18,7 @@ from mmsgate.api.requests import Content
 from mmsgate.media import fetch, inspect
 from mmsgate.settings import MediaSettings
 from mmsgate.store import queries
-from mmsgate.store.blobs import BlobStore
+from mmsgate.store.blobs import BlobStore, blob_key
 from mmsgate.store.db import Database
 
 TEMPLATE_CACHE_SECONDS = 5.0
@@ -74,13 +74,20 @@ class ContentStore:
 
     async def store(self, content: Content) -> StoredContent:
         """Fetch and check all media of the slides (E33x, E34x, E35x, E229, E629), keep it."""
+        stored, data = await self.check(content)
+        for blob in data.values():
+            await self._blobs.put(blob)
+        return stored
+
+    async def check(self, content: Content) -> tuple[StoredContent, dict[str, bytes]]:
+        """Fetch and check all media without keeping anything: the slides as they would be
+        stored, and the bytes by blob key."""
         refs = [(n, ref) for n, s in enumerate(content.slides, start=1) for ref in s.media]
         fetched = await fetch.fetch_all(self._fetcher, refs)
         parts: list[models.StoredPart] = [None] * len(refs)  # type: ignore[list-item]
-
         problems: dict[int, errors.ApiError] = {}
 
-        async def check(i: int) -> None:
+        async def check_one(i: int) -> None:
             (slide_no, ref), got = refs[i], fetched[i]
             try:
                 found = await anyio.to_thread.run_sync(
@@ -89,11 +96,10 @@ class ContentStore:
             except errors.ApiError as exc:
                 problems[i] = exc
                 return
-            key = await self._blobs.put(got.data)
             parts[i] = models.StoredPart(
                 kind=ref.kind,
                 url=ref.url,
-                blob_key=key,
+                blob_key=blob_key(got.data),
                 content_type=found.content_type,
                 size=len(got.data),
                 width=found.width,
@@ -104,10 +110,12 @@ class ContentStore:
 
         async with anyio.create_task_group() as group:
             for i in range(len(refs)):
-                group.start_soon(check, i)
+                group.start_soon(check_one, i)
         if problems:
             raise problems[min(problems)]  # the earliest slide's problem, whatever finished first
-        return _stored(content, parts)
+        return _stored(content, parts), {
+            p.blob_key: f.data for p, f in zip(parts, fetched, strict=True)
+        }
 
     async def template(self, account_id: int, mms_id: int) -> models.TemplateInfo | None:
         now = time.monotonic()

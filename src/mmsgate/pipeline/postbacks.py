@@ -8,11 +8,9 @@ nothing; clients that ignore the headers are unaffected.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import hashlib
 import hmac
-from collections.abc import Callable
 from xml.sax.saxutils import escape
 
 import httpx
@@ -20,9 +18,9 @@ import structlog
 
 from mmsgate import models
 from mmsgate.media import fetch
+from mmsgate.pipeline.deps import Deps
 from mmsgate.pipeline.worker import Outcome
 from mmsgate.store import accounts
-from mmsgate.store.db import Database
 from mmsgate.store.jobs import Job, new_job
 
 log = structlog.get_logger(__name__)
@@ -69,18 +67,7 @@ def postback_job(account_id: int, body: bytes, now: dt.datetime) -> dict[str, ob
     return new_job(models.JobKind.POSTBACK, now, payload=payload)
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class PostbackDeps:
-    """What sending postbacks needs."""
-
-    db: Database
-    http: httpx.AsyncClient
-    allow_private_networks: bool = False
-    give_up_after: dt.timedelta = dt.timedelta(hours=24)
-    clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
-
-
-async def send_postback(job: Job, deps: PostbackDeps) -> Outcome:
+async def send_postback(job: Job, deps: Deps) -> Outcome:
     """Step for JobKind.POSTBACK: POST the stored body, signed; retry until accepted."""
     payload = job.payload or {}
     target = await accounts.postback_target(deps.db, int(payload["account_id"]))
@@ -97,14 +84,12 @@ async def send_postback(job: Job, deps: PostbackDeps) -> Outcome:
     if problem is None:
         log.info("postback.delivered", job_id=job.id, attempt=job.attempts)
         return Outcome()
-    if deps.clock() - job.created_at > deps.give_up_after:
-        return Outcome.failed(f"gave up after {deps.give_up_after}: {problem}")
+    if deps.clock() - job.created_at > deps.postback_window:
+        return Outcome.failed(f"gave up after {deps.postback_window}: {problem}")
     return Outcome.retry(problem)
 
 
-async def _post(
-    deps: PostbackDeps, url: str, secret: str, body: bytes, content_type: str
-) -> str | None:
+async def _post(deps: Deps, url: str, secret: str, body: bytes, content_type: str) -> str | None:
     timestamp = int(deps.clock().timestamp())
     headers = {
         "Content-Type": content_type,

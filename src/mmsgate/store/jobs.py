@@ -156,3 +156,56 @@ def new_job(
         "created_at": now,
         "updated_at": now,
     }
+
+
+async def postbacks(
+    db: Database,
+    account_id: int | None,
+    *,
+    failed_only: bool,
+    since: dt.datetime | None,
+    limit: int,
+) -> list[Any]:
+    """Postback jobs, newest first: optionally one account's, only dead ones, since a time."""
+    where: list[sa.ColumnElement[bool]] = [jobs.c.kind == models.JobKind.POSTBACK.value]
+    if failed_only:
+        where.append(jobs.c.state == models.JobState.DEAD.value)
+    if since is not None:
+        where.append(jobs.c.created_at >= since)
+    async with db.read() as conn:
+        rows = (
+            await conn.execute(
+                sa.select(jobs).where(*where).order_by(jobs.c.id.desc()).limit(limit)
+            )
+        ).all()
+    return [
+        r for r in rows if account_id is None or (r.payload or {}).get("account_id") == account_id
+    ]
+
+
+async def replay_postbacks(
+    db: Database, account_id: int | None, since: dt.datetime, now: dt.datetime
+) -> int:
+    """Queue dead postbacks made since `since` again (as new attempts, due now)."""
+    dead = await postbacks(db, account_id, failed_only=True, since=since, limit=1_000_000)
+    ids = [r.id for r in dead]
+    if not ids:
+        return 0
+    async with db.write() as conn:
+        for start in range(0, len(ids), 500):
+            await conn.execute(
+                jobs.update()
+                .where(
+                    jobs.c.id.in_(ids[start : start + 500]),
+                    jobs.c.state == models.JobState.DEAD.value,
+                )
+                .values(
+                    state=models.JobState.PENDING.value,
+                    run_at=now,
+                    attempts=0,
+                    created_at=now,
+                    locked_by=None,
+                    updated_at=now,
+                )
+            )
+    return len(ids)

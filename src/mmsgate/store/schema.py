@@ -72,6 +72,7 @@ templates = sa.Table(
     sa.Column("link_expires_at", UtcDateTime),
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Column("deleted_at", UtcDateTime),
+    sa.Column("reports", sa.JSON),
     sa.Index("ix_templates_account_listing", "account_id", "kind", "created_at"),
 )
 
@@ -157,4 +158,15 @@ media_cache = sa.Table(
     sa.Column("blob_key", sa.String(64), nullable=False),
     sa.Column("size", sa.Integer, nullable=False),
     sa.Column("fetched_at", UtcDateTime, nullable=False),
+)
+
+# Transcoded parts, keyed by SHA-256 of (source blob, profile, target bytes, pipeline version).
+transcodes = sa.Table(
+    "transcodes",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("output_key", sa.String(64), nullable=False),
+    sa.Column("content_type", sa.Text, nullable=False),
+    sa.Column("report", sa.JSON, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
 )

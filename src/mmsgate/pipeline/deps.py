@@ -1,0 +1,26 @@
+"""What the pipeline steps share: built once per worker process, passed to every step."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Callable, Sequence
+
+import httpx
+
+from mmsgate.profiles import CarrierProfile
+from mmsgate.store.blobs import BlobStore
+from mmsgate.store.db import Database
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Deps:
+    """The database, blob store, HTTP client and policies the steps use."""
+
+    db: Database
+    blobs: BlobStore
+    http: httpx.AsyncClient
+    profiles: Sequence[CarrierProfile] = ()
+    allow_private_networks: bool = False
+    postback_window: dt.timedelta = dt.timedelta(hours=24)
+    clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)

@@ -1,0 +1,72 @@
+"""Template encoding: what the encode step reads and the one transaction that ends it, plus
+the cache of transcoded parts."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import sqlalchemy as sa
+
+from mmsgate import models
+from mmsgate.store.db import Database
+from mmsgate.store.schema import jobs, templates, transcodes
+
+
+async def for_encoding(db: Database, template_id: int) -> Any:
+    """The template row (account, slides, state), or None once deleted."""
+    async with db.read() as conn:
+        return (
+            await conn.execute(
+                sa.select(templates).where(
+                    templates.c.id == template_id, templates.c.deleted_at.is_(None)
+                )
+            )
+        ).first()
+
+
+async def finish_encoding(
+    db: Database,
+    template_id: int,
+    state: models.TemplateState,
+    reports: dict[str, Any],
+    postback: dict[str, Any] | None,
+) -> None:
+    """Record the outcome and queue its postback in one transaction."""
+    async with db.write() as conn:
+        await conn.execute(
+            templates.update()
+            .where(templates.c.id == template_id)
+            .values(state=state.value, reports=reports)
+        )
+        if postback is not None:
+            await conn.execute(jobs.insert().values(postback))
+
+
+async def report(db: Database, account_id: int, template_id: int) -> Any:
+    """State and per-profile reports of a live template of this account, or None."""
+    async with db.read() as conn:
+        return (
+            await conn.execute(
+                sa.select(templates.c.state, templates.c.reports, templates.c.kind).where(
+                    templates.c.id == template_id,
+                    templates.c.account_id == account_id,
+                    templates.c.deleted_at.is_(None),
+                )
+            )
+        ).first()
+
+
+async def cached_transcode(db: Database, key: str) -> Any:
+    async with db.read() as conn:
+        return (await conn.execute(sa.select(transcodes).where(transcodes.c.key == key))).first()
+
+
+async def remember_transcode(db: Database, key: str, values: dict[str, Any]) -> None:
+    """Keep a transcoded output; a concurrent insert of the same key is fine (same bytes)."""
+    async with db.write() as conn:
+        exists = await conn.scalar(sa.select(transcodes.c.key).where(transcodes.c.key == key))
+        if exists is None:
+            await conn.execute(
+                transcodes.insert().values(key=key, created_at=dt.datetime.now(dt.UTC), **values)
+            )
