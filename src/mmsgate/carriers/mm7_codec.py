@@ -1,0 +1,294 @@
+"""MM7 (3GPP TS 23.140) as bytes: SubmitReq out, responses and MMSC requests in.
+
+SOAP 1.1 with attachments (multipart/related, the envelope first). Written in the schema's
+element order (xs:sequence; TS 23.140 SubmitReq), read by local names only, since peers put
+the MM7 namespace on a prefix, on a default xmlns, or nowhere. Spec spellings stay here; the
+rest of mmsgate sees the dataclasses below. No DTD or entity is ever expanded.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import datetime as dt
+import email.parser
+import email.policy
+import secrets
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
+from xml.parsers import expat
+from xml.sax.saxutils import escape, quoteattr
+
+SOAP_NS = "http://schemas.xmlsoap.org/soap/envelope/"
+DEFAULT_NAMESPACE = "http://www.3gpp.org/ftp/Specs/archive/23_series/23.140/schema/REL-6-MM7-1-4"
+DEFAULT_VERSION = "6.8.0"
+# Status codes worth retrying (TS 23.140 §8.7.4; 3100 is Skycore's "throughput exceeded").
+TRANSIENT = frozenset({3000, 4000, 4005, 4006, 3100})
+
+
+class Mm7FormatError(ValueError):
+    """Bytes that are not a usable MM7 message."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Submit:
+    """One SubmitReq: who sends to whom, and the content part (already composed)."""
+
+    transaction_id: str
+    recipients: Sequence[str]
+    content_type: str
+    content: bytes
+    sender: str | None = None
+    vasp_id: str | None = None
+    vas_id: str | None = None
+    service_code: str | None = None
+    linked_id: str | None = None
+    subject: str | None = None
+    expiry: dt.datetime | None = None
+    delivery_report: bool = True
+    allow_adaptations: bool | None = None
+    version: str = DEFAULT_VERSION
+    namespace: str = DEFAULT_NAMESPACE
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Response:
+    """An MMSC's answer: a *Rsp (or RSErrorRsp in a Fault) with its status."""
+
+    kind: str
+    transaction_id: str | None
+    status_code: int
+    status_text: str
+    message_id: str | None = None
+    fault: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return 1000 <= self.status_code < 2000
+
+    @property
+    def transient(self) -> bool:
+        return self.status_code in TRANSIENT
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Incoming:
+    """A request from an MMSC: DeliveryReportReq, ReadReplyReq or DeliverReq."""
+
+    kind: str
+    transaction_id: str | None
+    version: str | None
+    namespace: str | None
+    fields: dict[str, str]
+    parts: tuple[tuple[str, bytes], ...] = ()
+
+
+def encode_submit(submit: Submit, boundary: str | None = None) -> tuple[str, bytes]:
+    """The HTTP Content-Type and body of a SubmitReq with its content attached."""
+    boundary = boundary or "mm7-" + secrets.token_hex(12)
+    envelope = _envelope(submit.namespace, submit.transaction_id, "SubmitReq", _submit_body(submit))
+    head = [f"--{boundary}", 'Content-Type: text/xml; charset="utf-8"', "Content-ID: <soap>", ""]
+    content_head = [
+        f"--{boundary}",
+        f"Content-Type: {submit.content_type}",
+        "Content-ID: <mms-content>",
+    ]
+    if submit.content_type.lower().startswith("multipart/"):
+        # A composite part may not be base64-encoded (RFC 2045 §6.4): its own parts are.
+        content = submit.content
+        content_head += ["Content-Transfer-Encoding: 8bit", ""]
+    else:
+        content = base64.encodebytes(submit.content).replace(b"\n", b"\r\n")
+        content_head += ["Content-Transfer-Encoding: base64", ""]
+    body = (
+        "\r\n".join(head).encode()
+        + b"\r\n"
+        + envelope
+        + b"\r\n"
+        + "\r\n".join(content_head).encode()
+        + b"\r\n"
+        + content.rstrip(b"\r\n")
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    header = f'multipart/related; boundary="{boundary}"; type="text/xml"; start="<soap>"'
+    return header, body
+
+
+def _submit_body(s: Submit) -> list[str]:
+    """SubmitReq children in schema order (TS 23.140 SubmitReq xs:sequence)."""
+    out = [_el("MM7Version", s.version)]
+    ident = [_el(n, v) for n, v in (("VASPID", s.vasp_id), ("VASID", s.vas_id)) if v]
+    if s.sender:
+        ident.append(f"<SenderAddress>{_el('ShortCode', s.sender)}</SenderAddress>")
+    if ident:
+        out.append("<SenderIdentification>" + "".join(ident) + "</SenderIdentification>")
+    out.append(
+        "<Recipients><To>" + "".join(_el("Number", r) for r in s.recipients) + "</To></Recipients>"
+    )
+    optional = [
+        ("ServiceCode", s.service_code),
+        ("LinkedID", s.linked_id),
+        (
+            "ExpiryDate",
+            s.expiry.astimezone(dt.UTC).isoformat(timespec="seconds") if s.expiry else None,
+        ),
+        ("DeliveryReport", "true" if s.delivery_report else "false"),
+        ("Subject", s.subject),
+    ]
+    out += [_el(name, value) for name, value in optional if value is not None]
+    adapt = (
+        ""
+        if s.allow_adaptations is None
+        else f' allowAdaptations="{str(s.allow_adaptations).lower()}"'
+    )
+    out.append(f'<Content href="cid:mms-content"{adapt}/>')
+    return out
+
+
+def _el(name: str, value: str | None) -> str:
+    return f"<{name}>{escape(value or '')}</{name}>"
+
+
+def _envelope(namespace: str, transaction_id: str, kind: str, children: list[str]) -> bytes:
+    body = "".join(children)
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>'
+        f'<env:Envelope xmlns:env="{SOAP_NS}"><env:Header>'
+        f'<mm7:TransactionID xmlns:mm7={quoteattr(namespace)} env:mustUnderstand="1">'
+        f"{escape(transaction_id)}</mm7:TransactionID></env:Header>"
+        f"<env:Body><{kind} xmlns={quoteattr(namespace)}>{body}</{kind}></env:Body></env:Envelope>"
+    ).encode()
+
+
+def encode_response(
+    kind: str,
+    transaction_id: str | None,
+    *,
+    status: int = 1000,
+    text: str = "Success",
+    version: str = DEFAULT_VERSION,
+    namespace: str = DEFAULT_NAMESPACE,
+    message_id: str | None = None,
+) -> bytes:
+    """A *Rsp envelope (DeliveryReportRsp, ReadReplyRsp, DeliverRsp, SubmitRsp)."""
+    children = [
+        _el("MM7Version", version),
+        f"<Status>{_el('StatusCode', str(status))}{_el('StatusText', text)}</Status>",
+    ]
+    if message_id is not None:
+        children.append(_el("MessageID", message_id))
+    return _envelope(namespace, transaction_id or "", kind, children)
+
+
+def _refuse(*_args: object) -> None:
+    raise Mm7FormatError("DTDs and entity declarations are not accepted")
+
+
+def parse_xml(data: bytes) -> ET.Element:
+    """Parse XML with every DTD and entity refused; element names become `uri}local`."""
+    builder = ET.TreeBuilder()
+    parser = expat.ParserCreate(namespace_separator="}")
+    parser.buffer_text = True
+    parser.StartDoctypeDeclHandler = _refuse
+    parser.EntityDeclHandler = _refuse
+    parser.StartElementHandler = builder.start
+    parser.EndElementHandler = builder.end
+    parser.CharacterDataHandler = builder.data
+    try:
+        parser.Parse(data, True)
+    except expat.ExpatError as exc:
+        raise Mm7FormatError(f"not well-formed XML: {expat.ErrorString(exc.code)}") from None
+    return builder.close()
+
+
+def local(tag: str) -> str:
+    return tag.rsplit("}", 1)[-1].rsplit(":", 1)[-1]
+
+
+def _find(root: ET.Element, name: str) -> ET.Element | None:
+    return next((e for e in root.iter() if local(e.tag) == name), None)
+
+
+def _text(root: ET.Element | None, name: str) -> str | None:
+    found = None if root is None else _find(root, name)
+    return None if found is None else "".join(found.itertext()).strip()
+
+
+def _body_element(envelope: ET.Element) -> ET.Element:
+    body = _find(envelope, "Body")
+    if body is None or len(body) == 0:
+        raise Mm7FormatError("no SOAP Body")
+    return body[0]
+
+
+def decode_response(content_type: str, body: bytes) -> Response:
+    """Read a response to our request by local names; a Fault may come with HTTP 200 or 500."""
+    envelope = parse_xml(soap_part(content_type, body)[0])
+    element = _body_element(envelope)
+    transaction_id = _text(envelope, "TransactionID")
+    if local(element.tag) == "Fault":
+        detail = _find(element, "Status")
+        code = _text(detail, "StatusCode") if detail is not None else None
+        return Response(
+            kind=local(element[-1][0].tag) if len(element) and len(element[-1]) else "Fault",
+            transaction_id=transaction_id,
+            status_code=int(code) if code and code.isdigit() else 4000,
+            status_text=_text(detail, "StatusText") or _text(element, "faultstring") or "",
+            fault=_text(element, "faultcode"),
+        )
+    code = _text(element, "StatusCode")
+    if code is None or not code.isdigit():
+        raise Mm7FormatError(f"{local(element.tag)} without a numeric StatusCode")
+    return Response(
+        local(element.tag),
+        transaction_id,
+        int(code),
+        _text(element, "StatusText") or "",
+        message_id=_text(element, "MessageID"),
+    )
+
+
+def decode_request(content_type: str, body: bytes) -> Incoming:
+    """Read a request from an MMSC (and the content parts of a DeliverReq)."""
+    soap, rest = soap_part(content_type, body)
+    envelope = parse_xml(soap)
+    element = _body_element(envelope)
+    fields = {}
+    for child in element:
+        name = local(child.tag)
+        number = (
+            _text(child, "Number") or _text(child, "ShortCode") or _text(child, "RFC2822Address")
+        )
+        fields[name] = number if number is not None else "".join(child.itertext()).strip()
+        if name == "Content":
+            fields["Content"] = child.get("href", "")
+    ns = element.tag.split("}", 1)[0] if "}" in element.tag else None
+    return Incoming(
+        local(element.tag),
+        _text(envelope, "TransactionID"),
+        fields.get("MM7Version"),
+        ns,
+        fields,
+        rest,
+    )
+
+
+def soap_part(content_type: str, body: bytes) -> tuple[bytes, tuple[tuple[str, bytes], ...]]:
+    """The SOAP envelope of a message, and the other leaf parts (type, bytes) if multipart."""
+    if not content_type.lower().startswith("multipart/"):
+        return body, ()
+    header = f"Content-Type: {content_type}\r\n\r\n".encode("latin-1")
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(header + body)
+    if not message.is_multipart():
+        raise Mm7FormatError("multipart body without parts")
+    start = str(message.get_param("start") or "").strip("<>")
+    parts = list(message.iter_parts())
+    soap = next((p for p in parts if str(p.get("Content-ID", "")).strip("<>") == start), parts[0])
+    leaves = tuple(
+        (leaf.get_content_type(), bytes(leaf.get_payload(decode=True) or b""))
+        for p in parts
+        if p is not soap
+        for leaf in p.walk()
+        if not leaf.is_multipart()
+    )
+    return bytes(soap.get_payload(decode=True) or b""), leaves

@@ -1,0 +1,139 @@
+"""The MM7 codec: SubmitReq bytes (golden), responses and MMSC requests from several peers."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from mmsgate.carriers import mm7_codec as mm7
+from tests.api.helpers import GOLDEN
+
+SUBMIT = mm7.Submit(
+    transaction_id="tx-1",
+    recipients=["17745550100"],
+    content_type='multipart/related; type="application/smil"; start="<smil>"; boundary="inner"',
+    content=b"--inner\r\nContent-Type: text/plain\r\n\r\nhi\r\n--inner--\r\n",
+    sender="28444",
+    vasp_id="myvasp",
+    vas_id="myservice",
+    service_code="32113",
+    subject="Hello & welcome",
+    expiry=dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.UTC),
+)
+
+
+def test_submit_req_is_golden() -> None:
+    """A SubmitReq is written byte for byte as the golden file (order, namespaces, CRLF)."""
+    content_type, body = mm7.encode_submit(SUBMIT, boundary="outer")
+    assert content_type == 'multipart/related; boundary="outer"; type="text/xml"; start="<soap>"'
+    assert body == (GOLDEN / "mm7_submit_req.txt").read_bytes()
+
+
+def test_submit_req_reads_back() -> None:
+    """What we write parses back by local names, with the content part intact."""
+    content_type, body = mm7.encode_submit(SUBMIT)
+    request = mm7.decode_request(content_type, body)
+    assert request.kind == "SubmitReq"
+    assert request.transaction_id == "tx-1"
+    assert request.namespace == mm7.DEFAULT_NAMESPACE
+    assert request.fields["MM7Version"] == "6.8.0"
+    assert request.fields["Recipients"] == "17745550100"
+    assert request.fields["Content"] == "cid:mms-content"
+    assert request.fields["Subject"] == "Hello & welcome"
+    order = list(request.fields)
+    assert order == [
+        "MM7Version",
+        "SenderIdentification",
+        "Recipients",
+        "ServiceCode",
+        "ExpiryDate",
+        "DeliveryReport",
+        "Subject",
+        "Content",
+    ]
+    assert request.parts == (("text/plain", b"hi"),)
+
+
+def test_submit_rsp_with_prefixed_namespace() -> None:
+    """A SubmitRsp with the MM7 namespace on a prefix yields status and MessageID."""
+    body = b"""<?xml version="1.0"?><soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/">
+      <soap:Header><mm7:TransactionID xmlns:mm7="urn:x" soap:mustUnderstand="1">tx-1</mm7:TransactionID></soap:Header>
+      <soap:Body><mm7:SubmitRsp xmlns:mm7="urn:x"><mm7:MM7Version>6.8.0</mm7:MM7Version>
+      <mm7:Status><mm7:StatusCode>1000</mm7:StatusCode><mm7:StatusText>Success</mm7:StatusText></mm7:Status>
+      <mm7:MessageID>msg-77</mm7:MessageID></mm7:SubmitRsp></soap:Body></soap:Envelope>"""
+    response = mm7.decode_response("text/xml", body)
+    assert (response.kind, response.status_code, response.message_id, response.ok) == (
+        "SubmitRsp",
+        1000,
+        "msg-77",
+        True,
+    )
+    assert response.transaction_id == "tx-1"
+
+
+def test_fault_with_rserror_detail() -> None:
+    """A SOAP Fault carrying RSErrorRsp gives its status; 4006 counts as transient."""
+    body = b"""<env:Envelope xmlns:env="http://schemas.xmlsoap.org/soap/envelope/"><env:Body><env:Fault>
+      <faultcode>env:Server</faultcode><faultstring>busy</faultstring><detail>
+      <RSErrorRsp xmlns="urn:x"><MM7Version>6.8.0</MM7Version><Status><StatusCode>4006</StatusCode>
+      <StatusText>Service unavailable</StatusText></Status></RSErrorRsp></detail></env:Fault></env:Body></env:Envelope>"""
+    response = mm7.decode_response("text/xml; charset=utf-8", body)
+    assert (response.kind, response.status_code, response.fault) == (
+        "RSErrorRsp",
+        4006,
+        "env:Server",
+    )
+    assert response.transient
+    assert not response.ok
+
+
+def test_fault_without_detail_is_a_general_error() -> None:
+    """A bare Fault without a status reads as 4000 with its faultstring."""
+    body = b"""<Envelope xmlns="http://schemas.xmlsoap.org/soap/envelope/"><Body><Fault>
+      <faultcode>Client</faultcode><faultstring>bad</faultstring></Fault></Body></Envelope>"""
+    response = mm7.decode_response("text/xml", body)
+    assert (response.status_code, response.status_text) == (4000, "bad")
+
+
+@pytest.mark.parametrize(
+    ("recipient", "expected"),
+    [
+        ("<Recipient><Number>17745550100</Number></Recipient>", "17745550100"),
+        ("<Recipient>17745550100</Recipient>", "17745550100"),
+        ("<Recipient><To><Number>17745550100</Number></To></Recipient>", "17745550100"),
+    ],
+)
+def test_delivery_report_shapes(recipient: str, expected: str) -> None:
+    """DeliveryReportReq addresses are read wrapped in Number, bare, or inside To."""
+    body = f"""<?xml version="1.0"?><env:Envelope xmlns:env="http://schemas.xmlsoap.org/soap/envelope/">
+      <env:Header><TransactionID xmlns="urn:y">dr-1</TransactionID></env:Header><env:Body>
+      <DeliveryReportReq xmlns="urn:y"><MM7Version>5.3.0</MM7Version><MessageID>msg-77</MessageID>
+      {recipient}<Sender><ShortCode>28444</ShortCode></Sender><Date>2026-11-25T10:00:00Z</Date>
+      <MMStatus>Retrieved</MMStatus></DeliveryReportReq></env:Body></env:Envelope>""".encode()
+    request = mm7.decode_request("text/xml", body)
+    assert request.kind == "DeliveryReportReq"
+    assert request.fields["Recipient"] == expected
+    assert (request.fields["MessageID"], request.fields["MMStatus"]) == ("msg-77", "Retrieved")
+    assert request.transaction_id == "dr-1"
+
+
+def test_response_envelope_reads_back() -> None:
+    """DeliveryReportRsp as we answer it is a readable 1000 Success."""
+    body = mm7.encode_response("DeliveryReportRsp", "dr-1")
+    response = mm7.decode_response("text/xml", body)
+    assert (response.kind, response.transaction_id, response.status_code) == (
+        "DeliveryReportRsp",
+        "dr-1",
+        1000,
+    )
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b'<!DOCTYPE e [<!ENTITY x "y">]><e>&x;</e>', b"<Envelope><Body>", b"not xml"],
+)
+def test_bad_xml_is_a_format_error(body: bytes) -> None:
+    """DTDs and malformed documents are refused with Mm7FormatError, nothing expanded."""
+    with pytest.raises(mm7.Mm7FormatError):
+        mm7.decode_request("text/xml", body)
