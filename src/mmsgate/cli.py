@@ -531,3 +531,24 @@ def postbacks_replay(
         return await jobs_store.replay_postbacks(db, await _account_id(db, account), start, now)
 
     out.print(f"{with_db(cfg, go)} postbacks queued again")
+
+
+@app.command("carrier-sim")
+def carrier_sim(
+    host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port")] = 8090,
+    report_url: Annotated[
+        str | None,
+        typer.Option("--report-url", help="Where DeliveryReportReqs go (the gateway's /mm7)."),
+    ] = "http://127.0.0.1:8080/mm7",
+    max_bytes: Annotated[int, typer.Option("--max-bytes", help="Largest content accepted.")] = 1_000
+    * 1024,
+    log_level: LogOpt = "info",
+) -> None:
+    """Run the simulated MMSC on its own: POST MM7 SubmitReqs to http://HOST:PORT/mm7."""
+    from mmsgate.sim.mmsc import SimulatedMmsc
+
+    logs.configure(log_level)
+    sim = SimulatedMmsc(report_url or None, max_bytes=max_bytes)
+    err.print(f"simulated MMSC on http://{host}:{port}/mm7, reports to {report_url or 'nowhere'}")
+    uvicorn.run(sim.app(), host=host, port=port, log_level="warning", access_log=False)

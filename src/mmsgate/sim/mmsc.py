@@ -1,0 +1,160 @@
+"""A simulated MMSC speaking MM7: it checks each SubmitReq like a strict carrier would,
+answers with MM7 status codes, and sends DeliveryReportReqs back, scripted by the last four
+digits of the recipient (the table is in the README and in `OUTCOMES`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import dataclasses
+import datetime as dt
+import secrets
+
+import httpx
+import structlog
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from mmsgate.carriers import mm7_codec as mm7
+
+log = structlog.get_logger(__name__)
+
+# last four digits → (what the MMSC answers, the reports it sends afterwards)
+OUTCOMES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "0002": ("address-error", ()),
+    "0003": ("accept", ("Expired",)),
+    "0004": ("accept", ("Retrieved", "Forwarded", "Retrieved")),
+    "0005": ("not-mms-capable", ()),
+    "0006": ("accept", ()),
+    "0007": ("busy-twice", ("Retrieved",)),
+    "0008": ("not-mms-capable", ()),
+    "0009": ("accept", ("Rejected",)),
+}
+DEFAULT = ("accept", ("Retrieved",))
+
+
+@dataclasses.dataclass(slots=True)
+class SimulatedMmsc:
+    """State of one simulated MMSC: where reports go, its size limit, what it has seen."""
+
+    report_url: str | None
+    max_bytes: int = 1_000 * 1024
+    report_delay: float = 0.05
+    submits: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
+    accepted: dict[str, str] = dataclasses.field(default_factory=dict)
+    tasks: set[asyncio.Task[None]] = dataclasses.field(default_factory=set)
+
+    def app(self) -> Starlette:
+        return Starlette(routes=[Route("/mm7", self.handle, methods=["POST"])])
+
+    async def handle(self, request: Request) -> Response:
+        body = await request.body()
+        try:
+            incoming = mm7.decode_request(request.headers.get("content-type", ""), body)
+        except mm7.Mm7FormatError as exc:
+            return fault(None, 2007, f"Message format corrupt: {exc}")
+        if incoming.kind != "SubmitReq":
+            return fault(incoming.transaction_id, 4003, f"Unsupported operation {incoming.kind}")
+        problem = self.check(incoming)
+        if problem is not None:
+            return fault(incoming.transaction_id, *problem)
+        return self.answer(incoming)
+
+    def check(self, incoming: mm7.Incoming) -> tuple[int, str] | None:
+        """Structure and size, as a strict MMSC checks them (TS 23.140 status codes)."""
+        fields = incoming.fields
+        if not fields.get("MM7Version") or not fields.get("Recipients"):
+            return 4004, "Validation error: MM7Version and Recipients are required"
+        if not fields.get("Content", "").startswith("cid:") or not incoming.parts:
+            return 4004, "Validation error: Content href resolves to no attachment"
+        size = sum(len(data) for _, data in incoming.parts)
+        if size > self.max_bytes:
+            return 2004, f"Multimedia content refused: {size} bytes over {self.max_bytes}"
+        return None
+
+    def answer(self, incoming: mm7.Incoming) -> Response:
+        number = incoming.fields["Recipients"]
+        behaviour, reports = OUTCOMES.get(number[-4:], DEFAULT)
+        self.submits[number] += 1
+        if behaviour == "address-error":
+            return fault(incoming.transaction_id, 2002, f"Address Error: {number}")
+        if behaviour == "not-mms-capable":
+            return fault(
+                incoming.transaction_id, 3001, f"Not Possible: {number} cannot receive MMS"
+            )
+        if behaviour == "busy-twice" and self.submits[number] <= 2:
+            return Response(b"server busy", status_code=500, media_type="text/plain")
+        message_id = "sim-" + secrets.token_hex(8)
+        self.accepted[message_id] = number
+        for status in reports:
+            self.schedule(message_id, number, status)
+        body = mm7.encode_response("SubmitRsp", incoming.transaction_id, message_id=message_id)
+        return Response(body, media_type="text/xml; charset=utf-8")
+
+    def schedule(self, message_id: str, number: str, status: str) -> None:
+        task = asyncio.get_running_loop().create_task(self.report(message_id, number, status))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def report(self, message_id: str, number: str, status: str) -> None:
+        """Send one DeliveryReportReq, retrying a few times if the gateway is not there."""
+        if self.report_url is None:
+            return
+        await asyncio.sleep(
+            self.report_delay * (1 + len([t for t in self.tasks if not t.done()]) % 3)
+        )
+        body = delivery_report(message_id, number, status)
+        async with httpx.AsyncClient(timeout=10) as client:
+            for attempt in range(5):
+                try:
+                    response = await client.post(
+                        self.report_url, content=body, headers={"Content-Type": "text/xml"}
+                    )
+                    if response.status_code < 300:
+                        return
+                except httpx.HTTPError:
+                    pass
+                await asyncio.sleep(0.2 * 2**attempt)
+        log.warning("sim.report_undelivered", message_id=message_id, status=status)
+
+
+def delivery_report(message_id: str, number: str, status: str) -> bytes:
+    """A DeliveryReportReq as MMSCs send them (recipient in Recipient/Number)."""
+    now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    children = [
+        "<MM7Version>6.8.0</MM7Version>",
+        f"<MessageID>{message_id}</MessageID>",
+        f"<Recipient><Number>{number}</Number></Recipient>",
+        "<Sender><ShortCode>sim</ShortCode></Sender>",
+        f"<Date>{now}</Date>",
+        f"<MMStatus>{status}</MMStatus>",
+    ]
+    ns = mm7.DEFAULT_NAMESPACE
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>'
+        f'<env:Envelope xmlns:env="{mm7.SOAP_NS}"><env:Header>'
+        f'<mm7:TransactionID xmlns:mm7="{ns}" env:mustUnderstand="1">dr-{secrets.token_hex(6)}'
+        f'</mm7:TransactionID></env:Header><env:Body><DeliveryReportReq xmlns="{ns}">'
+        + "".join(children)
+        + "</DeliveryReportReq></env:Body></env:Envelope>"
+    ).encode("utf-8")
+
+
+def fault(transaction_id: str | None, code: int, text: str) -> Response:
+    """A SOAP Fault with RSErrorRsp detail, sent with HTTP 500 as SOAP 1.1 says."""
+    detail = mm7.encode_response("RSErrorRsp", transaction_id, status=code, text=text)
+    inner = detail.split(b"<env:Body>")[1].split(b"</env:Body>")[0]
+    faultcode = b"env:Client" if 2000 <= code < 3000 or code == 4004 else b"env:Server"
+    body = detail.split(b"<env:Body>")[0] + (
+        b"<env:Body><env:Fault><faultcode>"
+        + faultcode
+        + b"</faultcode><faultstring>"
+        + text.encode("utf-8").replace(b"&", b"&amp;").replace(b"<", b"&lt;")
+        + b"</faultstring><detail>"
+        + inner
+        + b"</detail></env:Fault></env:Body></env:Envelope>"
+    )
+    return Response(body, status_code=500, media_type="text/xml; charset=utf-8")

@@ -1,0 +1,109 @@
+"""The simulated MMSC: checks, scripted answers per number, and its delivery reports."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+
+import httpx
+import pytest
+
+from mmsgate.carriers import mm7_codec as mm7
+from mmsgate.carriers.mm7 import Mm7Carrier
+from mmsgate.settings import Route
+from mmsgate.sim.mmsc import SimulatedMmsc
+from tests.carriers.test_mm7_codec import SUBMIT
+from tests.pipeline.test_postbacks import Receiver, receiver  # noqa: F401 - fixture
+
+pytestmark = pytest.mark.anyio
+
+
+def carrier_for(sim: SimulatedMmsc) -> Mm7Carrier:
+    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=sim.app()), base_url="http://sim")
+    return Mm7Carrier(Route(name="sim", kind="mm7", url="http://sim/mm7"), client)
+
+
+async def reports(receiver: Receiver, count: int) -> list[mm7.Incoming]:  # noqa: F811
+    for _ in range(1000):  # the receiver is a threaded server: poll it, 10 s at most
+        if len(receiver.received) >= count:
+            break
+        await asyncio.sleep(0.01)
+    assert len(receiver.received) >= count, "reports did not arrive within 10 s"
+    return [mm7.decode_request("text/xml", body) for _, body in receiver.received]
+
+
+async def send(sim: SimulatedMmsc, number: str, **changes: object) -> object:
+    carrier = carrier_for(sim)
+    try:
+        return await carrier.submit(dataclasses.replace(SUBMIT, recipients=[number], **changes))  # type: ignore[arg-type]
+    finally:
+        await carrier.close()
+
+
+async def test_ordinary_number_is_accepted_and_retrieved(receiver: Receiver) -> None:  # noqa: F811
+    """Any other number is accepted with a MessageID and gets one Retrieved report."""
+    sim = SimulatedMmsc(receiver.url)
+    result = await send(sim, "17745550100")
+    assert result.accepted  # type: ignore[attr-defined]
+    assert result.message_id  # type: ignore[attr-defined]
+    [report] = await reports(receiver, 1)
+    assert report.kind == "DeliveryReportReq"
+    assert report.fields["MessageID"] == result.message_id  # type: ignore[attr-defined]
+    assert (report.fields["MMStatus"], report.fields["Recipient"]) == ("Retrieved", "17745550100")
+
+
+async def test_duplicate_and_out_of_order_reports(receiver: Receiver) -> None:  # noqa: F811
+    """Numbers ending 0004 get Retrieved, Forwarded and Retrieved again."""
+    sim = SimulatedMmsc(receiver.url)
+    await send(sim, "17745550004")
+    got = await reports(receiver, 3)
+    assert sorted(r.fields["MMStatus"] for r in got) == ["Forwarded", "Retrieved", "Retrieved"]
+
+
+@pytest.mark.parametrize(
+    ("number", "code", "transient"),
+    [("17745550002", 2002, False), ("17745550005", 3001, False), ("17745550008", 3001, False)],
+)
+async def test_scripted_refusals(number: str, code: int, transient: bool) -> None:
+    """0002 is an address error; 0005 and 0008 cannot receive MMS; no report follows."""
+    sim = SimulatedMmsc(None)
+    result = await send(sim, number)
+    assert (result.accepted, result.status_code, result.transient) == (False, code, transient)  # type: ignore[attr-defined]
+    assert not sim.tasks
+
+
+async def test_busy_twice_then_accepts() -> None:
+    """0007 answers HTTP 500 to the first two submits, then accepts."""
+    sim = SimulatedMmsc(None)
+    results = [await send(sim, "17745550007") for _ in range(3)]
+    assert [(r.accepted, r.transient) for r in results] == [
+        (False, True),
+        (False, True),
+        (True, False),
+    ]  # type: ignore[attr-defined]
+
+
+async def test_no_report_number_schedules_nothing() -> None:
+    """0006 is accepted and no report is ever scheduled."""
+    sim = SimulatedMmsc("http://127.0.0.1:9/never")
+    result = await send(sim, "17745550006")
+    assert result.accepted  # type: ignore[attr-defined]
+    assert not sim.tasks
+
+
+async def test_oversized_content_is_refused() -> None:
+    """Content over the simulated carrier's size limit is refused with 2004."""
+    sim = SimulatedMmsc(None, max_bytes=100)
+    result = await send(sim, "17745550100", content=b"x" * 500, content_type="image/jpeg")
+    assert (result.accepted, result.status_code) == (False, 2004)  # type: ignore[attr-defined]
+
+
+async def test_corrupt_request_is_2007() -> None:
+    """A body that is not MM7 gets a 2007 fault."""
+    sim = SimulatedMmsc(None)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=sim.app()), base_url="http://sim"
+    ) as client:
+        response = await client.post("/mm7", content=b"<nope", headers={"content-type": "text/xml"})
+    assert response.status_code == 500
+    assert mm7.decode_response("text/xml", response.content).status_code == 2007
