@@ -6,7 +6,7 @@ import dataclasses
 import datetime as dt
 import tempfile
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -16,7 +16,6 @@ import pytest
 import sqlalchemy as sa
 
 from mmsgate import models
-from mmsgate import settings as settings_mod
 from mmsgate.pipeline import postbacks
 from mmsgate.pipeline.deps import Deps
 from mmsgate.pipeline.worker import Worker
@@ -25,9 +24,9 @@ from mmsgate.store.blobs import FileBlobStore
 from mmsgate.store.db import Database
 from mmsgate.store.schema import jobs
 from tests.api.helpers import GOLDEN
+from tests.pipeline.conftest import T0, Clock
 
 pytestmark = pytest.mark.anyio
-T0 = dt.datetime(2026, 1, 5, 12, 0, tzinfo=dt.UTC)
 
 
 @dataclasses.dataclass
@@ -62,22 +61,6 @@ def receiver() -> Iterator[Receiver]:
     finally:
         server.shutdown()
         server.server_close()
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-
-@pytest.fixture
-async def db(db_url: str) -> AsyncIterator[Database]:
-    database = Database(settings_mod.normalize_database_url(db_url))
-    await database.migrate()
-    yield database
-    await database.close()
 
 
 async def setup(

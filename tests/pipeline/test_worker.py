@@ -4,38 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import AsyncIterator
 
 import pytest
 import sqlalchemy as sa
 
 from mmsgate import models
-from mmsgate import settings as settings_mod
 from mmsgate.pipeline.worker import Outcome, RetryPolicy, Worker
 from mmsgate.store import jobs as jobs_mod
 from mmsgate.store.db import Database
 from mmsgate.store.schema import jobs
+from tests.pipeline.conftest import T0, Clock
 
 pytestmark = pytest.mark.anyio
-T0 = dt.datetime(2026, 1, 5, 12, 0, tzinfo=dt.UTC)  # in the past, so jobs are due
-
-
-class Clock:
-    """A clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-
-@pytest.fixture
-async def db(db_url: str) -> AsyncIterator[Database]:
-    database = Database(settings_mod.normalize_database_url(db_url))
-    await database.migrate()
-    yield database
-    await database.close()
 
 
 async def enqueue(

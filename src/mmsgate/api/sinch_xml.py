@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from xml.parsers import expat
 from xml.sax.saxutils import escape
 
-from mmsgate import codes, errors
+from mmsgate import codes, errors, xmlsafe
 
 # Older and Skycore spellings → the current Sinch element names.
 ALIASES = {
@@ -81,11 +81,7 @@ def parse(body: bytes, max_depth: int) -> Node:
     ever loaded. The tree is built in the same pass, with names normalised.
     """
     builder = _Builder(max_depth)
-    parser = expat.ParserCreate()
-    parser.buffer_text = True
-    parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
-    parser.StartDoctypeDeclHandler = builder.doctype
-    parser.EntityDeclHandler = builder.entity
+    parser = xmlsafe.parser()
     parser.StartElementHandler = builder.start
     parser.EndElementHandler = builder.end
     parser.CharacterDataHandler = builder.data
@@ -93,7 +89,7 @@ def parse(body: bytes, max_depth: int) -> Node:
         parser.Parse(body, True)
     except expat.ExpatError as exc:
         raise _bad_xml(expat.ErrorString(exc.code)) from None
-    except ValueError as exc:
+    except xmlsafe.Refused as exc:
         raise _bad_xml(str(exc)) from None
     root = builder.root
     if root is None or root.name != "request":
@@ -117,12 +113,6 @@ class _Builder:
         self.root: Node | None = None
         self.stack: list[Node] = []
         self.text: list[list[str]] = []
-
-    def doctype(self, *_args: object) -> None:
-        raise _bad_xml("document type declarations are not allowed")
-
-    def entity(self, *_args: object) -> None:
-        raise _bad_xml("entity declarations are not allowed")
 
     def start(self, tag: str, attributes: dict[str, str]) -> None:
         if len(self.stack) >= self.max_depth:

@@ -19,6 +19,8 @@ from collections.abc import Sequence
 from xml.parsers import expat
 from xml.sax.saxutils import escape, quoteattr
 
+from mmsgate import xmlsafe
+
 SOAP_NS = "http://schemas.xmlsoap.org/soap/envelope/"
 DEFAULT_NAMESPACE = "http://www.3gpp.org/ftp/Specs/archive/23_series/23.140/schema/REL-6-MM7-1-4"
 DEFAULT_VERSION = "6.8.0"
@@ -180,17 +182,10 @@ def encode_response(
     return _envelope(namespace, transaction_id or "", kind, children)
 
 
-def _refuse(*_args: object) -> None:
-    raise Mm7FormatError("DTDs and entity declarations are not accepted")
-
-
 def parse_xml(data: bytes) -> ET.Element:
     """Parse XML with every DTD and entity refused; element names become `uri}local`."""
     builder = ET.TreeBuilder()
-    parser = expat.ParserCreate(namespace_separator="}")
-    parser.buffer_text = True
-    parser.StartDoctypeDeclHandler = _refuse
-    parser.EntityDeclHandler = _refuse
+    parser = xmlsafe.parser(namespace_separator="}")
     parser.StartElementHandler = builder.start
     parser.EndElementHandler = builder.end
     parser.CharacterDataHandler = builder.data
@@ -198,6 +193,8 @@ def parse_xml(data: bytes) -> ET.Element:
         parser.Parse(data, True)
     except expat.ExpatError as exc:
         raise Mm7FormatError(f"not well-formed XML: {expat.ErrorString(exc.code)}") from None
+    except xmlsafe.Refused as exc:
+        raise Mm7FormatError(str(exc)) from None
     return builder.close()
 
 
