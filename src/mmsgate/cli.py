@@ -20,12 +20,11 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
-from mmsgate import errors, logs, models, settings
+from mmsgate import codes, errors, logs, models, settings
 from mmsgate.api.requests import parse_timestamp
-from mmsgate.pipeline import postbacks
+from mmsgate.pipeline import encode, postbacks
 from mmsgate.pipeline.deps import Deps
 from mmsgate.pipeline.worker import Worker
-from mmsgate.profiles import PROFILES
 from mmsgate.store import accounts
 from mmsgate.store import jobs as jobs_store
 from mmsgate.store.blobs import FileBlobStore
@@ -190,10 +189,13 @@ def build_worker(cfg: settings.Settings) -> Worker:
         db=Database(cfg.db_url),
         blobs=FileBlobStore(cfg.blob_dir),
         http=httpx.AsyncClient(),
-        profiles=[PROFILES[name] for name in cfg.profile_names],
+        profiles=cfg.profiles_in_use,
         allow_private_networks=cfg.media.allow_private_networks,
     )
-    steps = {models.JobKind.POSTBACK: postbacks.send_postback}
+    steps = {
+        models.JobKind.ENCODE_TEMPLATE: encode.encode_template,
+        models.JobKind.POSTBACK: postbacks.send_postback,
+    }
     return Worker(deps.db, steps, deps)
 
 
@@ -531,6 +533,96 @@ def postbacks_replay(
         return await jobs_store.replay_postbacks(db, await _account_id(db, account), start, now)
 
     out.print(f"{with_db(cfg, go)} postbacks queued again")
+
+
+@app.command()
+def preview(
+    file: Annotated[Path, typer.Argument(help="A sendMMS, saveMMS or sendSavedMMS request.")],
+    account: Annotated[
+        str | None, typer.Option(help="Preview as this account (default: the file's api-key).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Dry run: what each carrier profile would get for a request; stores and sends nothing."""
+    from mmsgate.api import reports, sinch_xml
+    from mmsgate.api.app import build_services
+    from mmsgate.media.prepare import PartFailed, failure_code
+
+    cfg = load_settings(config, data_dir)
+    try:
+        body = file.read_bytes()
+    except OSError as exc:
+        err.print(f"[red]cannot read {file}:[/red] {exc.strerror}")
+        raise typer.Exit(2) from None
+
+    async def go(db: Database) -> dict[str, Any]:
+        svc = build_services(cfg, db)
+        try:
+            if account is not None:
+                who = await accounts.by_name(db, account)
+                if who is None:
+                    raise errors.ApiError(codes.ErrorCode.BAD_API_KEY, f"no account {account!r}")
+            else:
+                doc = sinch_xml.parse(body, cfg.api.max_xml_depth)
+                who = await svc.guard.authenticate(doc.value("api-key"))
+            return await reports.preview_document(svc, who, body)
+        finally:
+            await svc.content.aclose()
+
+    try:
+        profiles = with_db(cfg, go)
+    except errors.ApiError as exc:
+        err.print(f"[red]{exc.code.value}:[/red] {exc.info}")
+        raise typer.Exit(1) from None
+    except PartFailed as exc:
+        err.print(f"[red]{failure_code(exc.kind)}:[/red] {exc}")
+        raise typer.Exit(1) from None
+    if as_json:
+        out.print_json(data={"state": "preview", "profiles": profiles})
+        return
+    for name, report in profiles.items():
+        out.print(_preview_table(name, report))
+
+
+def _preview_table(name: str, report: dict[str, Any]) -> Table:
+    verdict = (
+        "[green]fits[/green]" if report["fits"] else f"[red]fallback:[/red] {report['fallback']}"
+    )
+    table = Table(
+        title=f"{name}: {report['total_bytes']:,} of {report['budget_bytes']:,} bytes, {verdict}",
+        title_justify="left",
+    )
+    for column in (
+        "slide",
+        "kind",
+        "type",
+        "source",
+        "output",
+        "size",
+        "duration",
+        "codec",
+        "quality",
+        "dropped",
+    ):
+        table.add_column(column, justify="right" if column in ("source", "output") else "left")
+    for part in report["parts"]:
+        size = f"{part['width']}x{part['height']}" if part["width"] else ""
+        duration = f"{part['duration_ms'] / 1000:.1f}s" if part["duration_ms"] else ""
+        table.add_row(
+            str(part["slide"]),
+            part["kind"],
+            part["content_type"],
+            f"{part['source_bytes']:,}",
+            f"{part['output_bytes']:,}",
+            size,
+            duration,
+            part["codec"] or "",
+            str(part["quality"] or ""),
+            ", ".join(part["dropped"]),
+        )
+    return table
 
 
 @app.command("carrier-sim")

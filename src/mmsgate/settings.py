@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from mmsgate.errors import ConfigError
-from mmsgate.profiles import PROFILES
+from mmsgate.profiles import PROFILES, CarrierProfile
 
 KIB = 1024
 
@@ -97,6 +97,9 @@ class Settings:
     api: ApiSettings = ApiSettings()
     routes: tuple[Route, ...] = ()
     sms_routes: tuple[SmsRoute, ...] = ()
+    profiles: Mapping[str, CarrierProfile] = dataclasses.field(
+        default_factory=lambda: dict(PROFILES)
+    )
 
     @property
     def db_url(self) -> str:
@@ -113,6 +116,11 @@ class Settings:
     def profile_names(self) -> list[str]:
         """The carrier profiles templates are prepared for: the default and every route's."""
         return sorted({"default"} | {r.profile for r in self.routes})
+
+    @property
+    def profiles_in_use(self) -> list[CarrierProfile]:
+        """The profiles themselves, as the config file may have changed them."""
+        return [self.profiles[name] for name in self.profile_names]
 
     @property
     def simulated(self) -> bool:
@@ -160,6 +168,33 @@ def _build(cls: type[Any], table: Mapping[str, Any], where: str) -> Any:
         return cls(**values)
     except TypeError as exc:
         raise ConfigError(f"{where}: {exc}") from None
+
+
+def _profiles(table: Any) -> dict[str, CarrierProfile]:
+    """The shipped profiles with `[profiles.NAME]` tables applied: a known name is changed
+    key by key; a new name starts from `base` (default: the default profile)."""
+    if not isinstance(table, dict):
+        raise ConfigError("profiles: expected [profiles.NAME] tables")
+    profiles = dict(PROFILES)
+    fields = {f.name: f for f in dataclasses.fields(CarrierProfile) if f.name != "name"}
+    for name, item in table.items():
+        where = f"profiles.{name}"
+        if not isinstance(item, dict):
+            raise ConfigError(f"{where}: expected a table")
+        base_name = item.get("base", name if name in PROFILES else "default")
+        if base_name not in profiles:
+            raise ConfigError(f"{where}.base: unknown profile {base_name!r}")
+        changes: dict[str, Any] = {}
+        for key, value in item.items():
+            if key == "base":
+                continue
+            if key not in fields:
+                raise ConfigError(f"{where}.{key}: unknown setting")
+            changes[key] = _coerce(value, fields[key], f"{where}.{key}")
+        if changes.get("budget_bytes", 1) <= 0:
+            raise ConfigError(f"{where}.budget_bytes: must be positive")
+        profiles[name] = dataclasses.replace(profiles[base_name], name=name, **changes)
+    return profiles
 
 
 def _coerce(value: Any, field: dataclasses.Field[Any], where: str) -> Any:
@@ -215,6 +250,8 @@ def _from_table(
             if not isinstance(value, list):
                 raise ConfigError(f"{key}: expected [[{key}]] tables")
             top[key] = tuple(_build(cls, item, f"{key}[{i}]") for i, item in enumerate(value))
+        elif key == "profiles":
+            top[key] = _profiles(value)
         elif key in ("data_dir", "database_url", "public_base_url", "host", "port"):
             top[key] = Path(value) if key == "data_dir" else value
         else:
@@ -259,7 +296,7 @@ def _check_routes(settings: Settings) -> None:
         if sms.kind not in ("smpp", "kannel", "simulator"):
             raise ConfigError(f"sms_routes[{i}].kind: expected 'smpp', 'kannel' or 'simulator'")
     for i, route in enumerate(settings.routes):
-        if route.profile not in PROFILES:
+        if route.profile not in settings.profiles:
             raise ConfigError(f"routes[{i}].profile: unknown profile {route.profile!r}")
     if sum(r.default for r in settings.routes) > 1:
         raise ConfigError("routes: more than one route has default = true")

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import http.server
+import io
 import json
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from PIL import Image
 from typer.testing import CliRunner
 
 from mmsgate.cli import app
@@ -125,3 +130,73 @@ def test_postbacks_list_and_replay(data_dir: Path) -> None:
     assert (code, output.strip()) == (0, "1 postbacks queued again")
     assert json.loads(invoke("postbacks", "list", "--failed", "--json")[1]) == []
     assert invoke("postbacks", "replay", "--since", "whenever")[0] == 2
+
+
+@pytest.fixture
+def photo_url() -> Iterator[str]:
+    """A JPEG served over HTTP on loopback from a thread (the CLI runs its own event loop)."""
+    out = io.BytesIO()
+    Image.effect_noise((1600, 1200), 30).convert("RGB").save(out, "JPEG", quality=90)
+    body = out.getvalue()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "image/jpeg")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/photo.jpg"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def test_preview_reports_each_profile_and_stores_nothing(
+    data_dir: Path, tmp_path: Path, photo_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`mmsgate preview FILE.xml` authenticates with the file's key, prepares the message for
+    every profile in use, prints the report (table or JSON) and queues nothing."""
+    monkeypatch.setenv("MMSGATE_ALLOW_PRIVATE_NETWORKS", "1")
+    key = json.loads(invoke("accounts", "create", "shop", "--sender", "28444", "--json")[1])[
+        "api_key"
+    ]
+    request = tmp_path / "send.xml"
+    request.write_text(
+        f"<request><action>sendMMS</action><api-key>{key}</api-key><to>17745550100</to>"
+        f"<from>28444</from><name>promo</name><fallback-sms-text>See</fallback-sms-text>"
+        f"<slide><image><url>"
+        f"{photo_url}</url></image><message-text>Hello</message-text></slide></request>"
+    )
+    code, output = invoke("preview", str(request), "--json")
+    assert code == 0, output
+    report = json.loads(output)["profiles"]["default"]
+    assert report["fits"] is True
+    assert report["total_bytes"] <= report["budget_bytes"]
+    [part] = report["parts"]
+    assert (part["kind"], part["content_type"], part["width"]) == ("image", "image/jpeg", 1600)
+    code, table = invoke("preview", str(request))
+    assert code == 0
+    assert "default:" in table
+    assert "fits" in table
+    listed = json.loads(invoke("postbacks", "list", "--json")[1])
+    assert listed == []
+
+
+def test_preview_refuses_a_bad_key_and_a_missing_file(data_dir: Path, tmp_path: Path) -> None:
+    """A wrong api-key is the Sinch error; an unreadable file exits 2."""
+    request = tmp_path / "send.xml"
+    request.write_text("<request><action>sendMMS</action><api-key>nope</api-key></request>")
+    code, output = invoke("preview", str(request))
+    assert code == 1
+    assert "E104" in output
+    assert invoke("preview", str(tmp_path / "missing.xml"))[0] == 2

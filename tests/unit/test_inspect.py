@@ -327,12 +327,21 @@ def test_decompression_bombs_are_too_big(size: tuple[int, int]) -> None:
     assert error.code is ErrorCode.IMAGE_TOO_BIG
 
 
-def test_heic_needs_pillow_heif() -> None:
-    """Without pillow-heif installed a HEIC image is E629 saying so."""
+def test_heic_photo_inspects_with_its_size() -> None:
+    """An iPhone-style HEIC photo is taken as image/heic, its size read (pillow-heif)."""
+    pillow_heif = pytest.importorskip("pillow_heif")
+    pillow_heif.register_heif_opener()
+    out = io.BytesIO()
+    Image.effect_noise((320, 240), 40).convert("RGB").save(out, "HEIF", quality=70)
+    found = inspect(MediaKind.IMAGE, out.getvalue(), "image/heic", 1, LENIENT)
+    assert (found.content_type, found.width, found.height) == ("image/heic", 320, 240)
+
+
+def test_broken_heic_is_corrupt() -> None:
+    """A HEIC header with nothing behind it is E341."""
     heic = b"\0\0\0\x18ftypheic\0\0\0\0mif1heic" + bytes(64)
     error = refused(MediaKind.IMAGE, heic, "image/heic", LENIENT)
-    assert error.code is ErrorCode.UNRECOGNIZED_CONTENT_TYPE
-    assert "pillow-heif" in error.info
+    assert error.code is ErrorCode.IMAGE_CORRUPT
 
 
 # --- audio and video -------------------------------------------------------------------------

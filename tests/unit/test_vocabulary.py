@@ -115,6 +115,11 @@ class TestSettings:
             ("[[routes]]\nname = 'x'\nkind = 'mm7'\n", "routes[0].url"),
             ("[[routes]]\nname = 'x'\nmax_mps = 'fast'\n", "routes[0].max_mps"),
             ("this is not toml", "config file"),
+            ("[profiles.att]\nbudget = 1\n", "profiles.att.budget"),
+            ("[profiles.att]\nbudget_bytes = 'big'\n", "profiles.att.budget_bytes"),
+            ("[profiles.att]\nbudget_bytes = 0\n", "profiles.att.budget_bytes"),
+            ("[profiles.mine]\nbase = 'nokia'\n", "profiles.mine.base"),
+            ("[[routes]]\nname = 'x'\nkind = 'simulator'\nprofile = 'nope'\n", "routes[0].profile"),
         ],
     )
     def test_bad_config_names_the_key(self, tmp_path: Path, text: str, named: str) -> None:
@@ -123,6 +128,28 @@ class TestSettings:
         path.write_text(text)
         with pytest.raises(errors.ConfigError, match=named.replace("[", r"\[").replace("]", r"\]")):
             settings.load(path, {})
+
+    def test_profiles_are_changed_and_added_in_the_config_file(self, tmp_path: Path) -> None:
+        """`[profiles.NAME]` changes a shipped profile key by key or adds one from a base,
+        and a route may then use it; templates are prepared for the profiles in use."""
+        path = tmp_path / "c.toml"
+        path.write_text(
+            "[profiles.att]\nbudget_bytes = 900000\n"
+            "[profiles.flip]\nbase = 'legacy'\nbudget_bytes = 100000\n"
+            "image_types = ['image/jpeg']\n"
+            "[[routes]]\nname = 'f'\nkind = 'simulator'\nprofile = 'flip'\n"
+        )
+        cfg = settings.load(path, {})
+        assert cfg.profiles["att"].budget_bytes == 900_000
+        assert cfg.profiles["att"].video_codec == "h264"
+        flip = cfg.profiles["flip"]
+        assert (flip.name, flip.budget_bytes, flip.image_types) == (
+            "flip",
+            100_000,
+            ("image/jpeg",),
+        )
+        assert flip.video_codec == "h263"  # from its base
+        assert [p.name for p in cfg.profiles_in_use] == ["default", "flip"]
 
     def test_bad_environment_boolean(self) -> None:
         """A boolean variable with a value that is not a boolean is refused by name."""

@@ -21,7 +21,7 @@ from starlette.types import Receive, Scope, Send
 
 from mmsgate import codes, errors, logs, models
 from mmsgate import settings as settings_mod
-from mmsgate.api import actions, requests, sinch_xml, status
+from mmsgate.api import actions, reports, requests, sinch_xml, status
 from mmsgate.api.content import ContentStore, DbFetchCache
 from mmsgate.api.guard import Guard
 from mmsgate.media.fetch import Fetcher
@@ -112,6 +112,12 @@ def create_app(
     async def status_endpoint(request: Request) -> Response:
         return await status.message_status(svc, request)
 
+    async def template_endpoint(request: Request) -> Response:
+        return await reports.template_report(svc, request)
+
+    async def preview_endpoint(request: Request) -> Response:
+        return await reports.preview(svc, request)
+
     async def healthz(_request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
@@ -122,6 +128,8 @@ def create_app(
     routes = Starlette(
         routes=[
             Route("/v1/messages/{tracking_id}", status_endpoint, methods=["GET"]),
+            Route("/v1/templates/{mms_id}", template_endpoint, methods=["GET"]),
+            Route("/v1/preview", preview_endpoint, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
         ],

@@ -7,6 +7,7 @@ import datetime as dt
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 
 from mmsgate import models
 from mmsgate.store.db import Database
@@ -62,11 +63,21 @@ async def cached_transcode(db: Database, key: str) -> Any:
         return (await conn.execute(sa.select(transcodes).where(transcodes.c.key == key))).first()
 
 
-async def remember_transcode(db: Database, key: str, values: dict[str, Any]) -> None:
-    """Keep a transcoded output; a concurrent insert of the same key is fine (same bytes)."""
+async def remember_transcode(
+    db: Database, key: str, output_key: str, content_type: str, report: dict[str, Any]
+) -> None:
+    """Keep a transcoded output. Two workers may make the same one at once: the first row
+    stays and the second insert does nothing (both hold the same bytes)."""
+    insert = postgresql.insert if db.url.startswith("postgresql") else sqlite.insert
     async with db.write() as conn:
-        exists = await conn.scalar(sa.select(transcodes.c.key).where(transcodes.c.key == key))
-        if exists is None:
-            await conn.execute(
-                transcodes.insert().values(key=key, created_at=dt.datetime.now(dt.UTC), **values)
+        await conn.execute(
+            insert(transcodes)
+            .values(
+                key=key,
+                output_key=output_key,
+                content_type=content_type,
+                report=report,
+                created_at=dt.datetime.now(dt.UTC),
             )
+            .on_conflict_do_nothing(index_elements=[transcodes.c.key])
+        )

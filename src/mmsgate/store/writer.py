@@ -217,7 +217,10 @@ def _insert_template(conn: sa.Connection, t: NewTemplate, now: dt.datetime) -> i
         .returning(templates.c.id)
     )
     template_id = int(result.scalar_one())
-    if t.state is models.TemplateState.ENCODING:
+    if t.kind == "saved":
+        # Every saved template is prepared ahead, ending in N003 or E002/E003/E004. One with
+        # audio or video is locked (ENCODING) until then; images alone are usable at once,
+        # having been decoded at accept time, and delivery reuses the cached transcodes.
         conn.execute(
             jobs.insert().values(
                 new_job(models.JobKind.ENCODE_TEMPLATE, now, template_id=template_id)

@@ -1,0 +1,276 @@
+"""Prepare a message for one carrier profile: transcode every part to fit the profile's byte
+budget, compose SMIL + multipart, and report what was done to each part.
+
+The budget is shared out before transcoding: text and objects are kept as they are (text is
+never cut), the MIME/SMIL overhead is set aside, and the rest goes to media by weight, video
+taking most. If the composed message is still over budget the media targets shrink once in
+proportion; if it cannot fit, the result says so (the fallback path turns that into an SMS
+with a link). Transcoded outputs are cached per (source, profile, target, pipeline version).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol
+
+import anyio.to_thread
+
+from mmsgate import errors
+from mmsgate.media import av, compose, images
+from mmsgate.models import MediaKind
+from mmsgate.profiles import CarrierProfile
+
+VERSION = 1  # bump when transcoding changes, so cached outputs are made anew
+DEFAULT_SLIDE_MS = 10_000
+WEIGHTS = {MediaKind.VIDEO: 8, MediaKind.AUDIO: 3, MediaKind.IMAGE: 2}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Output:
+    """One transcoded part, as cached."""
+
+    data: bytes
+    content_type: str
+    report: dict[str, Any]
+
+
+class PartFailed(errors.MmsgateError):
+    """A part could not be transcoded at all; names the part's URL and kind."""
+
+    def __init__(self, kind: MediaKind, url: str, cause: errors.MediaError) -> None:
+        self.kind, self.url, self.cause = kind, url, cause
+        super().__init__(f"{kind.value} {url}: {cause.info}")
+
+
+class TranscodeCache(Protocol):
+    async def get(self, key: str) -> Output | None: ...
+
+    async def put(self, key: str, output: Output) -> None: ...
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Prepared:
+    """The message for one profile, or why it cannot be sent as MMS."""
+
+    profile: str
+    composed: compose.Composed | None
+    report: dict[str, Any]
+
+    @property
+    def fits(self) -> bool:
+        return bool(self.report["fits"])
+
+
+Load = Callable[[str], Awaitable[bytes]]
+
+
+async def prepare(
+    slides: Sequence[dict[str, Any]],
+    profile: CarrierProfile,
+    load: Load,
+    cache: TranscodeCache | None = None,
+) -> Prepared:
+    """Fit stored slides (template JSON: text, duration, parts with blob keys) to `profile`.
+
+    Raises MediaError when a part cannot be transcoded at all (corrupt, no codec).
+    """
+    sources = [[(p, await load(p["blob_key"])) for p in s["parts"]] for s in slides]
+    unsupported = _unsupported_objects(sources, profile)
+    fixed = sum(len((s.get("text") or "").encode("utf-8")) for s in slides)
+    fixed += sum(len(d) for parts in sources for p, d in parts if _kind(p) not in WEIGHTS)
+    available = profile.budget_bytes - fixed - compose.overhead_estimate(_rough(slides, sources))
+    scale = 1.0
+    for _ in range(2):
+        outputs, too_big = await _transcode_all(sources, profile, available * scale, cache)
+        composed = None if too_big else compose.compose(_final(slides, sources, outputs))
+        if composed is None or composed.size <= profile.budget_bytes:
+            break
+        scale *= profile.budget_bytes / composed.size * 0.95
+    return Prepared(
+        profile.name, composed, _report(profile, sources, outputs, composed, too_big, unsupported)
+    )
+
+
+def _kind(part: dict[str, Any]) -> MediaKind:
+    return MediaKind(part["kind"])
+
+
+def _unsupported_objects(
+    sources: list[list[tuple[dict[str, Any], bytes]]], profile: CarrierProfile
+) -> list[str]:
+    found = []
+    for parts in sources:
+        for part, _ in parts:
+            kind = _kind(part)
+            if kind.is_object and part["content_type"] not in profile.object_types:
+                found.append(part["content_type"])
+    return found
+
+
+async def _transcode_all(
+    sources: list[list[tuple[dict[str, Any], bytes]]],
+    profile: CarrierProfile,
+    available: float,
+    cache: TranscodeCache | None,
+) -> tuple[list[list[Output]], str | None]:
+    weights = [WEIGHTS.get(_kind(p), 0) for parts in sources for p, _ in parts]
+    total_weight = sum(weights) or 1
+    outputs: list[list[Output]] = []
+    too_big = None
+    for parts in sources:
+        done = []
+        for part, data in parts:
+            share = WEIGHTS.get(_kind(part), 0) / total_weight
+            target = max(1024, int(available * share)) if share else len(data)
+            try:
+                done.append(await _one(part, data, profile, target, cache))
+            except (images.ImageTooBig, av.AvTooBig) as exc:
+                where = f"{_kind(part).value} in slide {len(outputs) + 1}"
+                too_big = too_big or f"{where} cannot fit {target} bytes: {exc}"
+                done.append(Output(data, part["content_type"], {"dropped": ["too big"]}))
+        outputs.append(done)
+    return outputs, too_big
+
+
+async def _one(
+    part: dict[str, Any],
+    data: bytes,
+    profile: CarrierProfile,
+    target: int,
+    cache: TranscodeCache | None,
+) -> Output:
+    kind = _kind(part)
+    if kind not in WEIGHTS:
+        return Output(data, part["content_type"], {})
+    key = hashlib.sha256(
+        f"{part['blob_key']}|{profile.name}|{target}|{VERSION}".encode()
+    ).hexdigest()
+    if cache is not None and (hit := await cache.get(key)) is not None:
+        return hit
+    try:
+        output = await _transcode(kind, data, profile, target)
+    except errors.MediaError as exc:
+        raise PartFailed(kind, part["url"], exc) from exc
+    if cache is not None:
+        await cache.put(key, output)
+    return output
+
+
+async def _transcode(kind: MediaKind, data: bytes, profile: CarrierProfile, target: int) -> Output:
+    if kind is MediaKind.IMAGE:
+        image = await anyio.to_thread.run_sync(images.transcode_image, data, profile, target)
+        report = {
+            "width": image.width,
+            "height": image.height,
+            "quality": image.quality,
+            "codec": image.content_type.split("/")[1],
+            "duration_ms": None,
+            "dropped": list(image.dropped),
+        }
+        return Output(image.data, image.content_type, report)
+    run = av.transcode_video if kind is MediaKind.VIDEO else av.transcode_audio
+    result = await run(data, profile, target)
+    report = {
+        "width": result.width,
+        "height": result.height,
+        "quality": None,
+        "codec": "+".join(result.codecs),
+        "duration_ms": result.duration_ms,
+        "dropped": list(result.dropped),
+        "bitrate": result.bitrate,
+    }
+    return Output(result.data, result.content_type, report)
+
+
+def _rough(
+    slides: Sequence[dict[str, Any]], sources: list[list[tuple[dict[str, Any], bytes]]]
+) -> list[compose.Slide]:
+    """The slides with their source parts: enough to estimate the SMIL and MIME overhead."""
+    return [
+        compose.Slide(
+            tuple(compose.Part(_kind(p), p["content_type"], b"") for p, _ in parts) + _text_part(s),
+            DEFAULT_SLIDE_MS,
+        )
+        for s, parts in zip(slides, sources, strict=True)
+    ]
+
+
+def _text_part(slide: dict[str, Any]) -> tuple[compose.Part, ...]:
+    text = slide.get("text")
+    if not text:
+        return ()
+    return (compose.Part(MediaKind.TEXT, "text/plain", text.encode("utf-8")),)
+
+
+def _final(
+    slides: Sequence[dict[str, Any]],
+    sources: list[list[tuple[dict[str, Any], bytes]]],
+    outputs: list[list[Output]],
+) -> list[compose.Slide]:
+    result = []
+    for slide, parts, outs in zip(slides, sources, outputs, strict=True):
+        media = tuple(
+            compose.Part(
+                _kind(p), o.content_type, o.data, o.report.get("width"), o.report.get("height")
+            )
+            for (p, _), o in zip(parts, outs, strict=True)
+        )
+        durations = [o.report["duration_ms"] for o in outs if o.report.get("duration_ms")]
+        given = slide.get("duration")
+        duration = max(durations) if durations else (given * 1000 if given else DEFAULT_SLIDE_MS)
+        result.append(
+            compose.Slide(media + _text_part(slide), int(math.ceil(duration / 1000) * 1000))
+        )
+    return result
+
+
+def _report(
+    profile: CarrierProfile,
+    sources: list[list[tuple[dict[str, Any], bytes]]],
+    outputs: list[list[Output]],
+    composed: compose.Composed | None,
+    too_big: str | None,
+    unsupported: list[str],
+) -> dict[str, Any]:
+    parts = []
+    for n, (src, outs) in enumerate(zip(sources, outputs, strict=True), start=1):
+        for (part, data), out in zip(src, outs, strict=True):
+            parts.append(
+                {
+                    "slide": n,
+                    "kind": part["kind"],
+                    "content_type": out.content_type,
+                    "source_bytes": len(data),
+                    "output_bytes": len(out.data),
+                    "width": out.report.get("width", part.get("width")),
+                    "height": out.report.get("height", part.get("height")),
+                    "duration_ms": out.report.get("duration_ms", part.get("duration_ms")),
+                    "codec": out.report.get("codec"),
+                    "quality": out.report.get("quality"),
+                    "dropped": out.report.get("dropped", []),
+                }
+            )
+    total = composed.size if composed is not None else sum(p["output_bytes"] for p in parts)
+    fits = composed is not None and total <= profile.budget_bytes and not unsupported
+    fallback = None
+    if too_big or (composed is not None and total > profile.budget_bytes):
+        fallback = (
+            too_big or f"{total} bytes after transcoding, over the {profile.budget_bytes} budget"
+        )
+    elif unsupported:
+        fallback = f"content the destination cannot take: {', '.join(unsupported)}"
+    return {
+        "total_bytes": total,
+        "budget_bytes": profile.budget_bytes,
+        "fits": fits,
+        "fallback": fallback,
+        "parts": parts,
+    }
+
+
+def failure_code(kind: MediaKind) -> str:
+    """The saveMMS postback code for a part that could not be encoded (E002/E003/E004)."""
+    return {MediaKind.AUDIO: "E002", MediaKind.VIDEO: "E003"}.get(kind, "E004")

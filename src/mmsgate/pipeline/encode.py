@@ -1,0 +1,75 @@
+"""Step for saveMMS templates: prepare them for every carrier profile in use, then mark them
+ready (postback N003) or failed (E002 audio, E003 video, E004 image, naming the URL)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+
+from mmsgate import models
+from mmsgate.media import prepare
+from mmsgate.pipeline import postbacks
+from mmsgate.pipeline.deps import Deps
+from mmsgate.pipeline.worker import Outcome
+from mmsgate.store import templates
+from mmsgate.store.blobs import BlobStore
+from mmsgate.store.db import Database
+from mmsgate.store.jobs import Job
+
+log = structlog.get_logger(__name__)
+
+
+class StoreCache:
+    """Transcoded parts kept in the blob store, indexed in the `transcodes` table."""
+
+    def __init__(self, db: Database, blobs: BlobStore) -> None:
+        self.db, self.blobs = db, blobs
+
+    async def get(self, key: str) -> prepare.Output | None:
+        row = await templates.cached_transcode(self.db, key)
+        if row is None or not await self.blobs.exists(row.output_key):
+            return None
+        return prepare.Output(await self.blobs.get(row.output_key), row.content_type, row.report)
+
+    async def put(self, key: str, output: prepare.Output) -> None:
+        output_key = await self.blobs.put(output.data)
+        await templates.remember_transcode(
+            self.db, key, output_key, output.content_type, output.report
+        )
+
+
+async def encode_template(job: Job, deps: Deps) -> Outcome:
+    """Prepare the template for each profile and record the outcome with its postback."""
+    assert job.template_id is not None
+    row = await templates.for_encoding(deps.db, job.template_id)
+    if row is None:
+        return Outcome()  # deleted while it waited: nothing left to encode
+    cache = StoreCache(deps.db, deps.blobs)
+    reports: dict[str, Any] = {}
+    try:
+        for profile in deps.profiles:
+            prepared = await prepare.prepare(row.slides, profile, deps.blobs.get, cache)
+            reports[profile.name] = prepared.report
+    except prepare.PartFailed as failed:
+        code = prepare.failure_code(failed.kind)
+        log.warning("template.encoding_failed", template_id=row.id, code=code, error=str(failed))
+        body = postbacks.template_postback(code, row.id, (failed.kind, failed.url))
+        await templates.finish_encoding(
+            deps.db,
+            row.id,
+            models.TemplateState.FAILED,
+            reports,
+            postbacks.postback_job(row.account_id, body, deps.clock()),
+        )
+        return Outcome()
+    body = postbacks.template_postback("N003", row.id)
+    await templates.finish_encoding(
+        deps.db,
+        row.id,
+        models.TemplateState.READY,
+        reports,
+        postbacks.postback_job(row.account_id, body, deps.clock()),
+    )
+    log.info("template.ready", template_id=row.id, profiles=list(reports))
+    return Outcome()
