@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+from typing import Any
 
 import httpx
 import pytest
@@ -12,13 +13,14 @@ import sqlalchemy as sa
 from PIL import Image
 
 from mmsgate import models
+from mmsgate.media import av, images
 from mmsgate.pipeline import encode, postbacks
 from mmsgate.pipeline.deps import Deps
 from mmsgate.pipeline.worker import Worker
 from mmsgate.profiles import PROFILES
 from mmsgate.store import accounts
 from mmsgate.store.jobs import new_job
-from mmsgate.store.schema import jobs, templates
+from mmsgate.store.schema import jobs, templates, transcodes
 from tests import samples
 from tests.api.helpers import fields
 from tests.api.test_errors import snapshot
@@ -187,3 +189,42 @@ async def test_preview_stores_nothing(gateway: Gateway, media_server: MediaServe
     assert preview["state"] == "preview"
     assert preview["profiles"]["default"]["fits"] is True
     assert await snapshot(gateway) == before
+
+
+async def test_the_same_media_is_transcoded_once_per_profile(
+    gateway: Gateway, media_server: MediaServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A second template with the same photo and audio reuses the cached outputs: no
+    transcoder runs again, and both templates report the same bytes."""
+    media_server.add("/big.jpg", "image/jpeg", photo(1600, 1200))
+    media_server.add("/tune.mp3", "audio/mpeg", samples.mp3(1.0))
+    runs: list[str] = []
+    real_image, real_audio = images.transcode_image, av.transcode_audio
+
+    def counted_image(*args: Any) -> images.ImageResult:
+        runs.append("image")
+        return real_image(*args)
+
+    async def counted_audio(*args: Any) -> av.AvResult:
+        runs.append("audio")
+        return await real_audio(*args)
+
+    monkeypatch.setattr(images, "transcode_image", counted_image)
+    monkeypatch.setattr(av, "transcode_audio", counted_audio)
+    ids = []
+    for _ in range(2):
+        response = await gateway.xml(save_body(gateway.api_key, media_server.base))
+        ids.append(fields(response.content)["mms-id"])
+        worker = worker_for(gateway)
+        try:
+            while await worker.run_once():
+                pass
+        finally:
+            await worker.deps.http.aclose()
+        assert sorted(runs) == ["audio", "audio", "image", "image"]  # 2 parts x 2 profiles
+    async with gateway.services.db.read() as conn:
+        cached = await conn.scalar(sa.select(sa.func.count()).select_from(transcodes))
+        rows = (await conn.execute(sa.select(templates.c.reports, templates.c.state))).all()
+    assert cached == 4
+    assert [row.state for row in rows] == ["ready", "ready"]
+    assert rows[0].reports == rows[1].reports
