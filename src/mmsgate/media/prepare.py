@@ -1,11 +1,12 @@
 """Prepare a message for one carrier profile: transcode every part to fit the profile's byte
 budget, compose SMIL + multipart, and report what was done to each part.
 
-The budget is shared out before transcoding: text and objects are kept as they are (text is
+The budget is shared out as transcoding goes: text and objects are kept as they are (text is
 never cut), the MIME/SMIL overhead is set aside, and the rest goes to media by weight, video
-taking most. If the composed message is still over budget the media targets shrink once in
-proportion; if it cannot fit, the result says so (the fallback path turns that into an SMS
-with a link). Transcoded outputs are cached per (source, profile, target, pipeline version).
+first and taking most; what a part leaves unused passes to the parts after it. If the
+composed message is still over budget the media targets shrink once in proportion; if it
+cannot fit, the result says so (the fallback path turns that into an SMS with a link).
+Transcoded outputs are cached per (source, profile, target, pipeline version).
 """
 
 from __future__ import annotations
@@ -116,22 +117,29 @@ async def _transcode_all(
     available: float,
     cache: TranscodeCache | None,
 ) -> tuple[list[list[Output]], str | None]:
-    weights = [WEIGHTS.get(_kind(p), 0) for parts in sources for p, _ in parts]
-    total_weight = sum(weights) or 1
-    outputs: list[list[Output]] = []
+    """Transcode the heaviest parts first, each given its weight's share of what is left:
+    bytes a video does not need pass on to the images after it."""
+    places = [(s, p) for s, parts in enumerate(sources) for p in range(len(parts))]
+    order = sorted(places, key=lambda at: -WEIGHTS.get(_kind(sources[at[0]][at[1]][0]), 0))
+    left_weight = sum(WEIGHTS.get(_kind(part), 0) for parts in sources for part, _ in parts)
+    left = available
+    done: dict[tuple[int, int], Output] = {}
     too_big = None
-    for parts in sources:
-        done = []
-        for part, data in parts:
-            share = WEIGHTS.get(_kind(part), 0) / total_weight
-            target = max(1024, int(available * share)) if share else len(data)
-            try:
-                done.append(await _one(part, data, profile, target, cache))
-            except (images.ImageTooBig, av.AvTooBig) as exc:
-                where = f"{_kind(part).value} in slide {len(outputs) + 1}"
-                too_big = too_big or f"{where} cannot fit {target} bytes: {exc}"
-                done.append(Output(data, part["content_type"], {"dropped": ["too big"]}))
-        outputs.append(done)
+    for slide, index in order:
+        part, data = sources[slide][index]
+        weight = WEIGHTS.get(_kind(part), 0)
+        target = max(1024, int(left * weight / left_weight)) if weight else len(data)
+        try:
+            output = await _one(part, data, profile, target, cache)
+        except (images.ImageTooBig, av.AvTooBig) as exc:
+            where = f"{_kind(part).value} in slide {slide + 1}"
+            too_big = too_big or f"{where} cannot fit {target} bytes: {exc}"
+            output = Output(data, part["content_type"], {"dropped": ["too big"]})
+        done[slide, index] = output
+        if weight:
+            left -= len(output.data)
+            left_weight -= weight
+    outputs = [[done[s, p] for p in range(len(parts))] for s, parts in enumerate(sources)]
     return outputs, too_big
 
 
