@@ -582,8 +582,10 @@ def preview(
     if as_json:
         out.print_json(data={"state": "preview", "profiles": profiles})
         return
+    # Piped output has no terminal width; give the table room rather than fold every cell.
+    console = out if out.is_terminal else Console(width=140)
     for name, report in profiles.items():
-        out.print(_preview_table(name, report))
+        console.print(_preview_table(name, report))
 
 
 def _preview_table(name: str, report: dict[str, Any]) -> Table:
@@ -594,25 +596,14 @@ def _preview_table(name: str, report: dict[str, Any]) -> Table:
         title=f"{name}: {report['total_bytes']:,} of {report['budget_bytes']:,} bytes, {verdict}",
         title_justify="left",
     )
-    for column in (
-        "slide",
-        "kind",
-        "type",
-        "source",
-        "output",
-        "size",
-        "duration",
-        "codec",
-        "quality",
-        "dropped",
-    ):
-        table.add_column(column, justify="right" if column in ("source", "output") else "left")
+    for column in ("#", "type", "bytes in", "bytes out", "size", "time", "codec", "q", "lost"):
+        numeric = column.startswith("bytes")
+        table.add_column(column, justify="right" if numeric else "left", overflow="fold")
     for part in report["parts"]:
         size = f"{part['width']}x{part['height']}" if part["width"] else ""
         duration = f"{part['duration_ms'] / 1000:.1f}s" if part["duration_ms"] else ""
         table.add_row(
             str(part["slide"]),
-            part["kind"],
             part["content_type"],
             f"{part['source_bytes']:,}",
             f"{part['output_bytes']:,}",
