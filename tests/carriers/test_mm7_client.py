@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from mmsgate.carriers import mm7_codec as mm7
+from mmsgate import mm7_codec as mm7
 from mmsgate.carriers.mm7 import Mm7Carrier
 from mmsgate.settings import Route
 from tests.carriers.test_mm7_codec import SUBMIT

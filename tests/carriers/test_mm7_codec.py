@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from mmsgate.carriers import mm7_codec as mm7
+from mmsgate import mm7_codec as mm7
 from tests.api.helpers import GOLDEN
 
 SUBMIT = mm7.Submit(

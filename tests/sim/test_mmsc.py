@@ -8,7 +8,7 @@ import dataclasses
 import httpx
 import pytest
 
-from mmsgate.carriers import mm7_codec as mm7
+from mmsgate import mm7_codec as mm7
 from mmsgate.carriers.mm7 import Mm7Carrier
 from mmsgate.settings import Route
 from mmsgate.sim.mmsc import SimulatedMmsc

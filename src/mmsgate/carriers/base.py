@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Protocol
 
-from mmsgate.carriers.mm7_codec import Submit
+from mmsgate.mm7_codec import Submit
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

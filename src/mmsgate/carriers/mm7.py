@@ -11,7 +11,7 @@ from __future__ import annotations
 import httpx
 
 from mmsgate.carriers.base import SubmitResult
-from mmsgate.carriers.mm7_codec import Mm7FormatError, Submit, decode_response, encode_submit
+from mmsgate.mm7_codec import Mm7FormatError, Submit, decode_response, encode_submit
 from mmsgate.settings import Route
 
 TIMEOUT = httpx.Timeout(30.0, connect=5.0)

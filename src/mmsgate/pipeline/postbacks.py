@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
-from xml.sax.saxutils import escape
 
 import httpx
 import structlog
@@ -20,6 +19,7 @@ from mmsgate import models
 from mmsgate.media import fetch
 from mmsgate.pipeline.deps import Deps
 from mmsgate.pipeline.worker import Outcome
+from mmsgate.postback_xml import template_postback
 from mmsgate.store import accounts
 from mmsgate.store.jobs import Job, new_job
 
@@ -27,34 +27,13 @@ log = structlog.get_logger(__name__)
 TIMEOUT = 10.0
 SIGNATURE_HEADER = "X-Mmsgate-Signature"
 TIMESTAMP_HEADER = "X-Mmsgate-Timestamp"
-_NAME_OF_FAILED = {
-    models.MediaKind.AUDIO: "audio-name",
-    models.MediaKind.VIDEO: "video-name",
-    models.MediaKind.IMAGE: "image-name",
-}
+__all__ = ["postback_job", "send_postback", "signature", "template_postback"]
 
 
 def signature(secret: str, timestamp: int, body: bytes) -> str:
     """The value of X-Mmsgate-Signature for this body at this time."""
     message = str(timestamp).encode("ascii") + b"." + body
     return "v1=" + hmac.new(secret.encode("utf-8"), message, hashlib.sha256).hexdigest()
-
-
-def template_postback(
-    code: str, mms_id: int, failed: tuple[models.MediaKind, str] | None = None
-) -> bytes:
-    """The saveMMS outcome in Sinch's XML shape: N003, or E002/E003/E004 naming the URL."""
-    lines = [
-        "<postback>",
-        "    <origin>MMS_MT</origin>",
-        f"    <code>{code}</code>",
-        f"    <mms-id>{mms_id}</mms-id>",
-    ]
-    if failed is not None:
-        name = _NAME_OF_FAILED.get(failed[0], "image-name")
-        lines.append(f"    <{name}>{escape(failed[1])}</{name}>")
-    lines.append("</postback>")
-    return ("\n".join(lines) + "\n").encode("utf-8")
 
 
 def postback_job(account_id: int, body: bytes, now: dt.datetime) -> dict[str, object]:

@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from mmsgate.carriers import mm7_codec as mm7
+from mmsgate import mm7_codec as mm7
 
 log = structlog.get_logger(__name__)
 

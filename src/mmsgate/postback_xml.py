@@ -1,0 +1,84 @@
+"""Sinch's postback bodies (XML, lower-case tags): the MT delivery events (N101, N102, N103,
+E101, E102) and the saveMMS outcome (N003, E002/E003/E004). Tags in Sinch's order (API
+reference §8.1); optional ones are left out when there is nothing to say."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from xml.sax.saxutils import escape
+
+from mmsgate import models
+
+# The `status` text that goes with each code in Sinch's XML postbacks (API reference §7.1).
+STATUS_TEXT = {
+    "N101": "Message Sent",
+    "N102": "Message Sent/Delivered",
+    "N103": "Message Sent/Expired",
+    "E101": "Message Failed",
+    "E102": "Message Sent/Failed",
+}
+_NAME_OF_FAILED = {
+    models.MediaKind.AUDIO: "audio-name",
+    models.MediaKind.VIDEO: "video-name",
+    models.MediaKind.IMAGE: "image-name",
+}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Delivery:
+    """One change in the fate of one recipient, as the customer is told of it."""
+
+    code: str
+    tracking_id: str
+    mms_id: int
+    sender: str
+    to: str
+    at: dt.datetime
+    sent_as: str | None = "MMS"
+    status: str | None = None  # overrides the code's usual status text
+    operator_id: int | None = None
+    handset: str | None = None
+    details: str | None = None
+
+
+def delivery_postback(event: Delivery) -> bytes:
+    """An MT delivery postback."""
+    fields: list[tuple[str, object | None]] = [
+        ("origin", "MMS_MT"),
+        ("code", event.code),
+        ("sent-as", event.sent_as if not event.code.startswith("E") else None),
+        ("status", event.status or STATUS_TEXT.get(event.code)),
+        ("mms-id", event.mms_id),
+        ("from", event.sender),
+        ("to", event.to),
+        ("tracking-id", event.tracking_id),
+        ("operator-id", event.operator_id),
+        ("timestamp", event.at.astimezone(dt.UTC).isoformat(timespec="seconds")),
+        ("handset", event.handset),
+        ("status-details", event.details),
+    ]
+    return _document(fields)
+
+
+def template_postback(
+    code: str, mms_id: int, failed: tuple[models.MediaKind, str] | None = None
+) -> bytes:
+    """The saveMMS outcome: N003, or E002/E003/E004 naming the URL that failed."""
+    fields: list[tuple[str, object | None]] = [
+        ("origin", "MMS_MT"),
+        ("code", code),
+        ("mms-id", mms_id),
+    ]
+    if failed is not None:
+        fields.append((_NAME_OF_FAILED.get(failed[0], "image-name"), failed[1]))
+    return _document(fields)
+
+
+def _document(fields: list[tuple[str, object | None]]) -> bytes:
+    lines = ["<postback>"]
+    lines += [
+        f"    <{tag}>{escape(str(value))}</{tag}>" for tag, value in fields if value is not None
+    ]
+    lines.append("</postback>")
+    return ("\n".join(lines) + "\n").encode("utf-8")
