@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import json
 import os
 import signal
+import socket
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -20,11 +22,13 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
-from mmsgate import codes, errors, logs, models, settings
+from mmsgate import codes, errors, logs, models, routing, settings
 from mmsgate.api.requests import parse_timestamp
-from mmsgate.pipeline import encode, postbacks
+from mmsgate.carriers.base import Carrier
+from mmsgate.carriers.mm7 import Mm7Carrier
+from mmsgate.pipeline import deliver, encode, postbacks
 from mmsgate.pipeline.deps import Deps
-from mmsgate.pipeline.worker import Worker
+from mmsgate.pipeline.worker import RetryPolicy, Worker
 from mmsgate.store import accounts
 from mmsgate.store import jobs as jobs_store
 from mmsgate.store.blobs import FileBlobStore
@@ -112,7 +116,8 @@ def run(
             "[yellow]No carrier routes configured: every message goes to the built-in "
             "carrier simulator (simulated delivery).[/yellow]"
         )
-    serve_api(cfg, log_level, background=lambda: worker_running(cfg))
+    background = simulator_and_worker if cfg.simulated else worker_running
+    serve_api(cfg, log_level, background=lambda: background(cfg))
 
 
 @app.command()
@@ -184,19 +189,35 @@ def serve_api(
 
 
 def build_worker(cfg: settings.Settings) -> Worker:
-    """A pipeline worker with every step that exists so far."""
+    """A pipeline worker: saveMMS encoding, MMS delivery over each route, postbacks."""
     deps = Deps(
         db=Database(cfg.db_url),
         blobs=FileBlobStore(cfg.blob_dir),
         http=httpx.AsyncClient(),
         profiles=cfg.profiles_in_use,
         allow_private_networks=cfg.media.allow_private_networks,
+        routes=cfg.routes,
+        carriers=carriers_for(cfg),
     )
     steps = {
+        models.JobKind.DELIVER: deliver.deliver,
         models.JobKind.ENCODE_TEMPLATE: encode.encode_template,
         models.JobKind.POSTBACK: postbacks.send_postback,
     }
-    return Worker(deps.db, steps, deps)
+    # A delivery retries until its message expires (days), not for a number of attempts.
+    policies = {models.JobKind.DELIVER: RetryPolicy(max_attempts=1_000_000)}
+    return Worker(deps.db, steps, deps, policies=policies)
+
+
+def carriers_for(cfg: settings.Settings) -> dict[str, Carrier]:
+    """One MM7 client per route; simulator routes (and no routes at all) submit to the
+    simulated MMSC at `simulator_url`."""
+    carriers: dict[str, Carrier] = {}
+    for route in cfg.routes or (routing.SIMULATOR,):
+        if route.kind == "simulator":
+            route = dataclasses.replace(route, url=cfg.simulator_url)
+        carriers[route.name] = Mm7Carrier(route)
+    return carriers
 
 
 @contextlib.asynccontextmanager
@@ -209,8 +230,36 @@ async def worker_running(cfg: settings.Settings) -> AsyncIterator[None]:
     finally:
         worker.stop()
         await task
+        for carrier in worker.deps.carriers.values():
+            await carrier.close()
         await worker.deps.http.aclose()
         await worker.db.close()
+
+
+@contextlib.asynccontextmanager
+async def simulator_and_worker(cfg: settings.Settings) -> AsyncIterator[None]:
+    """`mmsgate run`: the simulated MMSC on a free loopback port, reporting to this
+    gateway's /mm7, and a worker whose simulator route submits to it."""
+    from mmsgate.sim.mmsc import SimulatedMmsc
+
+    wildcard = ("0.0.0.0", "::", "")  # noqa: S104 - compared against, never bound
+    host = "127.0.0.1" if cfg.host in wildcard else cfg.host
+    sim = SimulatedMmsc(f"http://{host}:{cfg.port}/mm7")
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(sim.app(), log_level="warning", access_log=False))
+    serving = asyncio.create_task(server.serve(sockets=[sock]), name="mmsgate-simulator")
+    try:
+        async with worker_running(
+            dataclasses.replace(cfg, simulator_url=f"http://127.0.0.1:{port}/mm7")
+        ):
+            yield
+    finally:
+        server.should_exit = True
+        await serving
+        sock.close()
 
 
 @app.command()

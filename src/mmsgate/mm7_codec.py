@@ -182,6 +182,22 @@ def encode_response(
     return _envelope(namespace, transaction_id or "", kind, children)
 
 
+def encode_fault(transaction_id: str | None, code: int, text: str) -> bytes:
+    """A SOAP Fault with an RSErrorRsp detail (to send with HTTP 500, as SOAP 1.1 says).
+    Client codes (2xxx, 4004) fault as env:Client, the rest as env:Server."""
+    detail = encode_response("RSErrorRsp", transaction_id, status=code, text=text)
+    head, rest = detail.split(b"<env:Body>", 1)
+    inner = rest.split(b"</env:Body>", 1)[0]
+    faultcode = "env:Client" if 2000 <= code < 3000 or code == 4004 else "env:Server"
+    return (
+        head
+        + f"<env:Body><env:Fault><faultcode>{faultcode}</faultcode>"
+        f"<faultstring>{escape(text)}</faultstring><detail>".encode()
+        + inner
+        + b"</detail></env:Fault></env:Body></env:Envelope>"
+    )
+
+
 def parse_xml(data: bytes) -> ET.Element:
     """Parse XML with every DTD and entity refused; element names become `uri}local`."""
     builder = ET.TreeBuilder()

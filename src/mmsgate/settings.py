@@ -91,6 +91,9 @@ class Settings:
     data_dir: Path = Path("mmsgate-data")
     database_url: str | None = None
     public_base_url: str = "http://127.0.0.1:8080"
+    # Where the simulator route submits: `mmsgate run` starts one of its own and points here;
+    # a separate `mmsgate worker` uses `mmsgate carrier-sim` on its default port.
+    simulator_url: str = "http://127.0.0.1:8090/mm7"
     host: str = "127.0.0.1"
     port: int = 8080
     media: MediaSettings = MediaSettings()
@@ -252,7 +255,14 @@ def _from_table(
             top[key] = tuple(_build(cls, item, f"{key}[{i}]") for i, item in enumerate(value))
         elif key == "profiles":
             top[key] = _profiles(value)
-        elif key in ("data_dir", "database_url", "public_base_url", "host", "port"):
+        elif key in (
+            "data_dir",
+            "database_url",
+            "public_base_url",
+            "simulator_url",
+            "host",
+            "port",
+        ):
             top[key] = Path(value) if key == "data_dir" else value
         else:
             raise ConfigError(f"{key}: unknown setting")

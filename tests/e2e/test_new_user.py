@@ -69,7 +69,7 @@ async def test_fresh_run_accepts_the_seed_example_and_stops_cleanly(
             assert "<status>Success</status>" in response.text, response.text
             tracking_id = response.text.split("<tracking-id>")[1].split("<")[0]
             status = await client.get(f"/v1/messages/{tracking_id}", headers={"x-api-key": key})
-            assert status.json()["state"] == "queued"
+            assert status.json()["state"] in ("queued", "submitted", "delivered")
             accepted = await load_then_terminate(client, proc, key)
         # After its graceful shutdown the server re-raises SIGTERM (uvicorn does, so that a
         # supervisor sees why it stopped): -SIGTERM is a clean stop here, like 0.

@@ -21,7 +21,7 @@ from starlette.types import Receive, Scope, Send
 
 from mmsgate import codes, errors, logs, models
 from mmsgate import settings as settings_mod
-from mmsgate.api import actions, reports, requests, sinch_xml, status
+from mmsgate.api import actions, mm7, reports, requests, sinch_xml, status
 from mmsgate.api.content import ContentStore, DbFetchCache
 from mmsgate.api.guard import Guard
 from mmsgate.media.fetch import Fetcher
@@ -118,6 +118,9 @@ def create_app(
     async def preview_endpoint(request: Request) -> Response:
         return await reports.preview(svc, request)
 
+    async def mm7_endpoint(request: Request) -> Response:
+        return await mm7.receive(svc, request)
+
     async def healthz(_request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
@@ -130,6 +133,7 @@ def create_app(
             Route("/v1/messages/{tracking_id}", status_endpoint, methods=["GET"]),
             Route("/v1/templates/{mms_id}", template_endpoint, methods=["GET"]),
             Route("/v1/preview", preview_endpoint, methods=["POST"]),
+            Route("/mm7", mm7_endpoint, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
         ],

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import httpx
 
-from mmsgate.profiles import CarrierProfile
+from mmsgate.carriers.base import Carrier
+from mmsgate.profiles import PROFILES, CarrierProfile
+from mmsgate.settings import Route
 from mmsgate.store.blobs import BlobStore
 from mmsgate.store.db import Database
 
@@ -24,3 +26,9 @@ class Deps:
     allow_private_networks: bool = False
     postback_window: dt.timedelta = dt.timedelta(hours=24)
     clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
+    routes: Sequence[Route] = ()
+    carriers: Mapping[str, Carrier] = dataclasses.field(default_factory=dict)
+
+    def profile(self, name: str) -> CarrierProfile:
+        """A profile by name: as configured, else as shipped."""
+        return next((p for p in self.profiles if p.name == name), None) or PROFILES[name]

@@ -8,20 +8,19 @@ nothing; clients that ignore the headers are unaffected.
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import hmac
 
 import httpx
 import structlog
 
-from mmsgate import models
 from mmsgate.media import fetch
 from mmsgate.pipeline.deps import Deps
 from mmsgate.pipeline.worker import Outcome
 from mmsgate.postback_xml import template_postback
 from mmsgate.store import accounts
-from mmsgate.store.jobs import Job, new_job
+from mmsgate.store.deliveries import postback_job
+from mmsgate.store.jobs import Job
 
 log = structlog.get_logger(__name__)
 TIMEOUT = 10.0
@@ -34,16 +33,6 @@ def signature(secret: str, timestamp: int, body: bytes) -> str:
     """The value of X-Mmsgate-Signature for this body at this time."""
     message = str(timestamp).encode("ascii") + b"." + body
     return "v1=" + hmac.new(secret.encode("utf-8"), message, hashlib.sha256).hexdigest()
-
-
-def postback_job(account_id: int, body: bytes, now: dt.datetime) -> dict[str, object]:
-    """A postback job row, to insert in the same transaction as the change it reports."""
-    payload = {
-        "account_id": account_id,
-        "body": body.decode("utf-8"),
-        "content_type": "application/xml",
-    }
-    return new_job(models.JobKind.POSTBACK, now, payload=payload)
 
 
 async def send_postback(job: Job, deps: Deps) -> Outcome:

@@ -79,12 +79,14 @@ class Worker:
         lease: dt.timedelta = dt.timedelta(minutes=5),
         idle_poll: float = 0.2,
         policy: RetryPolicy = RetryPolicy(),
+        policies: Mapping[models.JobKind, RetryPolicy] | None = None,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
     ) -> None:
         self.db, self.steps, self.deps = db, dict(steps), deps
         self.name = name or worker_name()
         self.concurrency, self.lease, self.idle_poll = concurrency, lease, idle_poll
         self.policy, self.clock = policy, clock
+        self.policies = dict(policies or {})
         self.stopping = asyncio.Event()
 
     async def run(self) -> None:
@@ -124,13 +126,14 @@ class Worker:
 
     async def record(self, job: jobs.Job, outcome: Outcome, bound: Any) -> None:
         now = self.clock()
+        policy = self.policies.get(job.kind, self.policy)
         if outcome.done:
             await jobs.complete(self.db, job, self.name, now)
             bound.debug("job.done")
-        elif outcome.give_up or job.attempts >= self.policy.max_attempts:
+        elif outcome.give_up or job.attempts >= policy.max_attempts:
             await jobs.bury(self.db, job, self.name, error=outcome.error or "failed", now=now)
             bound.warning("job.dead", error=outcome.error)
         else:
-            at = now + (outcome.retry_after or self.policy.delay(job.attempts))
+            at = now + (outcome.retry_after or policy.delay(job.attempts))
             await jobs.retry(self.db, job, self.name, at=at, error=outcome.error or "", now=now)
             bound.info("job.retry", error=outcome.error, at=at.isoformat())

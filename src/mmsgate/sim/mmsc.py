@@ -145,16 +145,5 @@ def delivery_report(message_id: str, number: str, status: str) -> bytes:
 
 def fault(transaction_id: str | None, code: int, text: str) -> Response:
     """A SOAP Fault with RSErrorRsp detail, sent with HTTP 500 as SOAP 1.1 says."""
-    detail = mm7.encode_response("RSErrorRsp", transaction_id, status=code, text=text)
-    inner = detail.split(b"<env:Body>")[1].split(b"</env:Body>")[0]
-    faultcode = b"env:Client" if 2000 <= code < 3000 or code == 4004 else b"env:Server"
-    body = detail.split(b"<env:Body>")[0] + (
-        b"<env:Body><env:Fault><faultcode>"
-        + faultcode
-        + b"</faultcode><faultstring>"
-        + text.encode("utf-8").replace(b"&", b"&amp;").replace(b"<", b"&lt;")
-        + b"</faultstring><detail>"
-        + inner
-        + b"</detail></env:Fault></env:Body></env:Envelope>"
-    )
+    body = mm7.encode_fault(transaction_id, code, text)
     return Response(body, status_code=500, media_type="text/xml; charset=utf-8")

@@ -111,7 +111,12 @@ recipients = sa.Table(
     sa.Column("route", sa.String(64)),
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Column("updated_at", UtcDateTime, nullable=False),
+    # The MMSC's MessageID from SubmitRsp: delivery reports are matched by it (never by
+    # TransactionID, which only pairs a request with its response).
+    sa.Column("carrier_message_id", sa.String(128)),
+    sa.Column("handset", sa.Text),
     sa.Index("ix_recipients_message", "message_id"),
+    sa.Index("ix_recipients_carrier_message", "carrier_message_id"),
 )
 
 recipient_events = sa.Table(

@@ -1,0 +1,126 @@
+"""Step for one recipient of an accepted send: prepare the message for the route's carrier
+profile, submit it over MM7, and record what the MMSC said with its postback.
+
+Accepted: SUBMITTED with the MMSC's MessageID (which delivery reports are matched by), N101.
+Refused for good: FAILED with E101 (address or request errors) or E102 (content refused, or
+the number cannot take MMS; the SMS fallback takes those over). Busy, down or unreachable:
+retried with backoff until the message expires, then EXPIRED with N103. A message that
+expired while it waited in the queue is never sent.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+
+from mmsgate import models, routing
+from mmsgate.carriers.base import SubmitResult
+from mmsgate.media import prepare
+from mmsgate.mm7_codec import Submit
+from mmsgate.pipeline.deps import Deps
+from mmsgate.pipeline.encode import StoreCache
+from mmsgate.pipeline.worker import Outcome
+from mmsgate.store import deliveries
+from mmsgate.store.deliveries import Move
+from mmsgate.store.jobs import Job
+
+log = structlog.get_logger(__name__)
+S = models.RecipientState
+# MM7 status codes (TS 23.140 §8.7.4) that mean the content, or MMS itself, was refused for
+# this recipient: E102, and a case for the SMS fallback. Other final refusals are E101.
+CONTENT_REFUSED = frozenset({2004, 3001, 3002, 3003, 3004, 3005, 3006})
+
+
+async def deliver(job: Job, deps: Deps) -> Outcome:
+    """Submit one recipient's MMS, or end it; idempotent once the recipient has moved on."""
+    assert job.tracking_id is not None
+    row = await deliveries.for_delivery(deps.db, job.tracking_id)
+    if row is None or row.state != S.QUEUED.value:
+        return Outcome()  # already submitted or ended (a retried or duplicated job)
+    now = deps.clock()
+    if now >= row.expires_at:
+        await finish(deps, row, Move(S.EXPIRED, "N103", "expired before it could be sent"))
+        return Outcome()
+    route = routing.route_for(deps.routes, row.operator_id, row.msisdn)
+    carrier = deps.carriers.get(route.name) if route is not None else None
+    if route is None or carrier is None:
+        await finish(deps, row, Move(S.FAILED, "E101", "no route serves this number"))
+        return Outcome()
+    profile = deps.profile(route.profile)
+    try:
+        prepared = await prepare.prepare(
+            slides_of(row), profile, deps.blobs.get, StoreCache(deps.db, deps.blobs)
+        )
+    except prepare.PartFailed as failed:
+        await finish(deps, row, Move(S.FAILED, "E102", f"content could not be encoded: {failed}"))
+        return Outcome()
+    if prepared.composed is None or not prepared.fits:
+        why = prepared.report["fallback"] or "does not fit"
+        await finish(
+            deps, row, Move(S.FAILED, "E102", f"cannot go as MMS on {profile.name}: {why}")
+        )
+        return Outcome()
+    submit = Submit(
+        transaction_id=f"{row.tracking_id}.{job.attempts}",
+        recipients=[row.msisdn],
+        content_type=prepared.composed.content_type,
+        content=prepared.composed.body,
+        sender=row.sender,
+        vasp_id=route.vasp_id,
+        vas_id=route.vas_id,
+        service_code=route.service_code,
+        subject=row.subject or row.template_subject,
+        expiry=row.expires_at,
+        version=route.mm7_version,
+        namespace=route.mm7_namespace,
+    )
+    result = await carrier.submit(submit)
+    return await _record(deps, row, route.name, result)
+
+
+async def _record(deps: Deps, row: Any, route: str, result: SubmitResult) -> Outcome:
+    said = f"{result.status_code} {result.status_text}".strip()
+    if result.accepted:
+        move = Move(
+            S.SUBMITTED,
+            "N101",
+            f"accepted by {route}",
+            carrier_message_id=result.message_id,
+            route=route,
+            sent_as="MMS",
+        )
+        await finish(deps, row, move)
+        return Outcome()
+    if result.transient:
+        log.info("carrier.submit_retry", tracking_id=row.tracking_id, route=route, said=said)
+        return Outcome.retry(f"{route}: {said}")
+    if result.status_code in CONTENT_REFUSED:
+        status = "Message Sent/Rejected" if result.status_code == 2004 else None
+        status = status or "Message Sent/Not Supported"
+        move = Move(S.REJECTED, "E102", f"{route}: {said}", route=route, status=status)
+    else:
+        move = Move(S.FAILED, "E101", f"{route}: {said}", route=route)
+    await finish(deps, row, move)
+    return Outcome()
+
+
+async def finish(deps: Deps, row: Any, move: Move) -> bool:
+    """Apply `move` with its postback; False when the recipient had already moved past it."""
+    moved = await deliveries.advance(deps.db, row, move, now=deps.clock())
+    if moved:
+        log.info("mms.state", tracking_id=row.tracking_id, state=move.state.value, code=move.code)
+    return moved
+
+
+def slides_of(row: Any) -> list[dict[str, Any]]:
+    """The template's slides with this send's custom texts and merge data filled in."""
+    custom = row.custom_texts or {}
+    data = row.merge_data or {}
+    slides = []
+    for number, slide in enumerate(row.slides, start=1):
+        text = custom.get(str(number), slide.get("text"))
+        if text:
+            text = models.render_merge_tags(text, data)
+        slides.append({**slide, "text": text})
+    return slides

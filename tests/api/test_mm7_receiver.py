@@ -1,0 +1,141 @@
+"""POST /mm7: delivery reports from MMSCs move recipients forward only, once, each with
+one postback; unknown ids and bad bodies get MM7 faults."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+import sqlalchemy as sa
+
+from mmsgate import mm7_codec as mm7
+from mmsgate import models
+from mmsgate.sim.mmsc import delivery_report
+from mmsgate.store import deliveries
+from mmsgate.store.schema import jobs, recipient_events
+from tests import samples
+from tests.api.test_send_mms import SEED
+from tests.conftest import Gateway, MediaServer
+
+pytestmark = pytest.mark.anyio
+S = models.RecipientState
+
+
+async def submitted(gateway: Gateway, media_server: MediaServer, message_id: str) -> str:
+    """An accepted send whose recipient the MMSC took under `message_id`."""
+    media_server.add("/images/1.jpg", "image/jpeg", samples.jpeg())
+    media_server.add("/audio/1.mp3", "audio/mpeg", samples.mp3())
+    media_server.add("/cal/2.ics", "text/calendar", samples.ICAL)
+    response = await gateway.xml(SEED.format(key=gateway.api_key, base=media_server.base))
+    tracking_id = response.text.split("<tracking-id>")[1].split("<")[0]
+    moved = await deliveries.move(
+        gateway.services.db,
+        tracking_id,
+        deliveries.Move(S.SUBMITTED, "N101", carrier_message_id=message_id),
+        postback=None,
+        now=dt.datetime.now(dt.UTC),
+    )
+    assert moved
+    return tracking_id
+
+
+async def postback_codes(gateway: Gateway) -> list[str]:
+    async with gateway.services.db.read() as conn:
+        rows = (
+            await conn.execute(
+                sa.select(jobs.c.payload).where(jobs.c.kind == models.JobKind.POSTBACK.value)
+            )
+        ).all()
+    return [row.payload["body"].split("<code>")[1].split("<")[0] for row in rows]
+
+
+async def report(gateway: Gateway, message_id: str, status: str) -> mm7.Response:
+    body = delivery_report(message_id, "12399471613", status)
+    answer = await gateway.client.post("/mm7", content=body, headers={"Content-Type": "text/xml"})
+    return mm7.decode_response(answer.headers["content-type"], answer.content)
+
+
+async def test_retrieved_delivers_once_whatever_follows(
+    gateway: Gateway, media_server: MediaServer
+) -> None:
+    """Retrieved gives N102; a duplicate, a late Forwarded and a late Expired change nothing,
+    yet each is acknowledged so the MMSC stops resending."""
+    tracking_id = await submitted(gateway, media_server, "mmsc-1")
+    for status in ("Retrieved", "Retrieved", "Forwarded", "Expired"):
+        answer = await report(gateway, "mmsc-1", status)
+        assert (answer.kind, answer.status_code) == ("DeliveryReportRsp", 1000)
+    assert await postback_codes(gateway) == ["N102"]
+    status = await gateway.client.get(
+        f"/v1/messages/{tracking_id}", headers={"x-api-key": gateway.api_key}
+    )
+    assert status.json()["state"] == "delivered"
+    async with gateway.services.db.read() as conn:
+        states = (
+            await conn.scalars(
+                sa.select(recipient_events.c.state).where(
+                    recipient_events.c.tracking_id == tracking_id
+                )
+            )
+        ).all()
+    assert list(states) == ["queued", "submitted", "delivered"]
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "state"),
+    [("Rejected", "E102", "rejected"), ("Expired", "N103", "expired")],
+)
+async def test_final_reports_map_to_sinch_codes(
+    gateway: Gateway, media_server: MediaServer, status: str, code: str, state: str
+) -> None:
+    """Rejected is E102 and Expired is N103, each once."""
+    tracking_id = await submitted(gateway, media_server, "mmsc-2")
+    await report(gateway, "mmsc-2", status)
+    await report(gateway, "mmsc-2", "Retrieved")  # too late: the state is final
+    assert await postback_codes(gateway) == [code]
+    answer = await gateway.client.get(
+        f"/v1/messages/{tracking_id}", headers={"x-api-key": gateway.api_key}
+    )
+    assert answer.json()["state"] == state
+
+
+async def test_non_final_reports_keep_the_recipient_submitted(
+    gateway: Gateway, media_server: MediaServer
+) -> None:
+    """Deferred says nothing final: no postback, still submitted, then Retrieved counts."""
+    await submitted(gateway, media_server, "mmsc-3")
+    await report(gateway, "mmsc-3", "Deferred")
+    assert await postback_codes(gateway) == []
+    await report(gateway, "mmsc-3", "Retrieved")
+    assert await postback_codes(gateway) == ["N102"]
+
+
+async def test_unknown_message_id_is_a_transient_fault(gateway: Gateway) -> None:
+    """A report for an id not (yet) known is refused with 3000 so the MMSC resends it."""
+    answer = await report(gateway, "never-seen", "Retrieved")
+    assert answer.status_code == 3000
+    assert answer.fault is not None
+
+
+@pytest.mark.parametrize(
+    "body", [b"not xml", b"<?xml version='1.0'?><!DOCTYPE x [<!ENTITY a 'b'>]><x>&a;</x>"]
+)
+async def test_bad_bodies_are_format_faults(gateway: Gateway, body: bytes) -> None:
+    """Garbage and DTDs get 2007 Message format corrupt, with HTTP 500."""
+    answer = await gateway.client.post("/mm7", content=body, headers={"Content-Type": "text/xml"})
+    assert answer.status_code == 500
+    assert mm7.decode_response("text/xml", answer.content).status_code == 2007
+
+
+async def test_move_never_goes_back(gateway: Gateway, media_server: MediaServer) -> None:
+    """The state machine: a later, lower state is refused and writes nothing."""
+    tracking_id = await submitted(gateway, media_server, "mmsc-4")
+    now = dt.datetime.now(dt.UTC)
+    db = gateway.services.db
+    assert await deliveries.move(
+        db, tracking_id, deliveries.Move(S.DELIVERED), postback=None, now=now
+    )
+    for back in (S.QUEUED, S.SUBMITTED, S.DELIVERED, S.FAILED):
+        assert not await deliveries.move(
+            db, tracking_id, deliveries.Move(back), postback=(gateway.account.id, b"<x/>"), now=now
+        )
+    assert await postback_codes(gateway) == []
