@@ -206,7 +206,7 @@ def build_worker(cfg: settings.Settings) -> Worker:
     }
     # A delivery retries until its message expires (days), not for a number of attempts.
     policies = {models.JobKind.DELIVER: RetryPolicy(max_attempts=1_000_000)}
-    return Worker(deps.db, steps, deps, policies=policies)
+    return Worker(deps.db, steps, deps, policies=policies, concurrency=64)
 
 
 def carriers_for(cfg: settings.Settings) -> dict[str, Carrier]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import datetime as dt
+import email.message
 import email.parser
 import email.policy
 import secrets
@@ -291,11 +292,14 @@ def soap_part(content_type: str, body: bytes) -> tuple[bytes, tuple[tuple[str, b
     if not content_type.lower().startswith("multipart/"):
         return body, ()
     header = f"Content-Type: {content_type}\r\n\r\n".encode("latin-1")
-    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(header + body)
+    # compat32: the modern policy's header objects cost more than the rest of the request.
+    message = email.parser.BytesParser(policy=email.policy.compat32).parsebytes(header + body)
     if not message.is_multipart():
         raise Mm7FormatError("multipart body without parts")
     start = str(message.get_param("start") or "").strip("<>")
-    parts = list(message.iter_parts())
+    parts = [p for p in message.get_payload() if isinstance(p, email.message.Message)]
+    if not parts:
+        raise Mm7FormatError("multipart body without parts")
     soap = next((p for p in parts if str(p.get("Content-ID", "")).strip("<>") == start), parts[0])
     leaves = tuple(
         (leaf.get_content_type(), bytes(leaf.get_payload(decode=True) or b""))

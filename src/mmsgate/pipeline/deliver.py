@@ -10,6 +10,7 @@ expired while it waited in the queue is never sent.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import structlog
@@ -21,6 +22,7 @@ from mmsgate.mm7_codec import Submit
 from mmsgate.pipeline.deps import Deps
 from mmsgate.pipeline.encode import StoreCache
 from mmsgate.pipeline.worker import Outcome
+from mmsgate.profiles import CarrierProfile
 from mmsgate.store import deliveries
 from mmsgate.store.deliveries import Move
 from mmsgate.store.jobs import Job
@@ -49,9 +51,7 @@ async def deliver(job: Job, deps: Deps) -> Outcome:
         return Outcome()
     profile = deps.profile(route.profile)
     try:
-        prepared = await prepare.prepare(
-            slides_of(row), profile, deps.blobs.get, StoreCache(deps.db, deps.blobs)
-        )
+        prepared = await prepared_for(deps, row, profile)
     except prepare.PartFailed as failed:
         await finish(deps, row, Move(S.FAILED, "E102", f"content could not be encoded: {failed}"))
         return Outcome()
@@ -111,6 +111,26 @@ async def finish(deps: Deps, row: Any, move: Move) -> bool:
     if moved:
         log.info("mms.state", tracking_id=row.tracking_id, state=move.state.value, code=move.code)
     return moved
+
+
+PREPARED_KEPT = 256
+
+
+async def prepared_for(deps: Deps, row: Any, profile: CarrierProfile) -> prepare.Prepared:
+    """The message prepared for `profile`, from this worker's memo when the same template
+    with the same personalisation was prepared before."""
+    slides = slides_of(row)
+    key = (row.template_id, profile, json.dumps(slides, sort_keys=True, default=str))
+    found = deps.prepared.get(key)
+    if found is None:
+        found = await prepare.prepare(
+            slides, profile, deps.blobs.get, StoreCache(deps.db, deps.blobs)
+        )
+        if len(deps.prepared) >= PREPARED_KEPT:
+            deps.prepared.pop(next(iter(deps.prepared)))
+        deps.prepared[key] = found
+    assert isinstance(found, prepare.Prepared)
+    return found
 
 
 def slides_of(row: Any) -> list[dict[str, Any]]:

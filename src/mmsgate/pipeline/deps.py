@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import httpx
 
@@ -28,6 +29,9 @@ class Deps:
     clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
     routes: Sequence[Route] = ()
     carriers: Mapping[str, Carrier] = dataclasses.field(default_factory=dict)
+    # Messages prepared recently, by template and personalisation: a template sent to many
+    # numbers is composed once per worker, not once per recipient.
+    prepared: dict[tuple[Any, ...], Any] = dataclasses.field(default_factory=dict)
 
     def profile(self, name: str) -> CarrierProfile:
         """A profile by name: as configured, else as shipped."""

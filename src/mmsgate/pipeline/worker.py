@@ -9,7 +9,6 @@ buried, and the worker goes on). Stopping is graceful: claimed jobs finish first
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import datetime as dt
 import random
@@ -90,28 +89,41 @@ class Worker:
         self.stopping = asyncio.Event()
 
     async def run(self) -> None:
-        """Work until `stop()`; jobs already claimed are finished before returning."""
+        """Work until `stop()`; jobs already claimed are finished before returning.
+
+        Up to `concurrency` jobs run at once, and free slots are refilled as jobs end (no
+        batch waits for its slowest job)."""
         log.info("worker.started", worker=self.name, kinds=[k.value for k in self.steps])
+        running: set[asyncio.Task[None]] = set()
         while not self.stopping.is_set():
-            ran = await self.run_once()
-            if ran == 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.stopping.wait(), self.idle_poll)
+            free = self.concurrency - len(running)
+            claimed = await self.claim(free) if free > 0 else []
+            for job in claimed:
+                task = asyncio.create_task(self.run_job(job))
+                running.add(task)
+                task.add_done_callback(running.discard)
+            if claimed and len(running) < self.concurrency:
+                continue  # more may be due: claim again at once
+            # Sleep until a job ends (a slot frees), a poll interval passes, or stop().
+            stop = asyncio.ensure_future(self.stopping.wait())
+            timeout = None if len(running) >= self.concurrency else self.idle_poll
+            await asyncio.wait({stop, *running}, timeout=timeout, return_when="FIRST_COMPLETED")
+            stop.cancel()
+        if running:
+            await asyncio.gather(*running)
         log.info("worker.stopped", worker=self.name)
+
+    async def claim(self, limit: int) -> list[jobs.Job]:
+        return await jobs.claim(
+            self.db, self.name, list(self.steps), limit=limit, lease=self.lease, now=self.clock()
+        )
 
     def stop(self) -> None:
         self.stopping.set()
 
     async def run_once(self) -> int:
         """Claim one batch and run it; returns how many jobs ran."""
-        claimed = await jobs.claim(
-            self.db,
-            self.name,
-            list(self.steps),
-            limit=self.concurrency,
-            lease=self.lease,
-            now=self.clock(),
-        )
+        claimed = await self.claim(self.concurrency)
         await asyncio.gather(*(self.run_job(job) for job in claimed))
         return len(claimed)
 

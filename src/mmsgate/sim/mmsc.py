@@ -46,6 +46,7 @@ class SimulatedMmsc:
     submits: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
     accepted: dict[str, str] = dataclasses.field(default_factory=dict)
     tasks: set[asyncio.Task[None]] = dataclasses.field(default_factory=set)
+    client: httpx.AsyncClient | None = None  # one pool for all reports, made on first use
 
     def app(self) -> Starlette:
         return Starlette(routes=[Route("/mm7", self.handle, methods=["POST"])])
@@ -103,21 +104,20 @@ class SimulatedMmsc:
         """Send one DeliveryReportReq, retrying a few times if the gateway is not there."""
         if self.report_url is None:
             return
-        await asyncio.sleep(
-            self.report_delay * (1 + len([t for t in self.tasks if not t.done()]) % 3)
-        )
+        await asyncio.sleep(self.report_delay * (1 + len(self.tasks) % 3))
         body = delivery_report(message_id, number, status)
-        async with httpx.AsyncClient(timeout=10) as client:
-            for attempt in range(5):
-                try:
-                    response = await client.post(
-                        self.report_url, content=body, headers={"Content-Type": "text/xml"}
-                    )
-                    if response.status_code < 300:
-                        return
-                except httpx.HTTPError:
-                    pass
-                await asyncio.sleep(0.2 * 2**attempt)
+        if self.client is None:
+            self.client = httpx.AsyncClient(timeout=10)
+        for attempt in range(5):
+            try:
+                response = await self.client.post(
+                    self.report_url, content=body, headers={"Content-Type": "text/xml"}
+                )
+                if response.status_code < 300:
+                    return
+            except httpx.HTTPError:
+                pass
+            await asyncio.sleep(0.2 * 2**attempt)
         log.warning("sim.report_undelivered", message_id=message_id, status=status)
 
 

@@ -1,0 +1,300 @@
+"""Delivery benchmark: N messages accepted through the API, delivered through the simulated
+MMSC (no throughput cap), receipts applied and postbacks received, end to end.
+
+    .venv/bin/python bench/deliver/bench.py [--messages N] [--workers W] [--postgres]
+                                            [--skip-kannel]
+
+Runs the deployment shape on loopback: `mmsgate serve`, W × `mmsgate worker`,
+`mmsgate carrier-sim`, and in this process the customer's postback endpoint (which also
+serves the template's photo). Prints messages/s from the first send to the last N102, the
+p50/p99 of accept → N102, peak RSS of each process, then the Kannel peer run
+(../shared/bench/kannel/run.sh, delivered msg/s) in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import io
+import json
+import os
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+MMSGATE = [str(ROOT / ".venv" / "bin" / "mmsgate")]
+KANNEL_RUN = ROOT.parent / "shared" / "bench" / "kannel" / "run.sh"
+BATCH = 100  # numbers per sendSavedMMS (the API's maximum)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Customer:
+    """The customer's side: the photo the template uses, and the postback endpoint."""
+
+    def __init__(self) -> None:
+        out = io.BytesIO()
+        Image.radial_gradient("L").resize((800, 600)).convert("RGB").save(out, "JPEG")
+        self.photo = out.getvalue()
+        self.arrived: dict[str, dict[str, float]] = {}  # tracking-id → code → time
+        self.templates: dict[str, str] = {}  # mms-id → code
+        self.template_done = asyncio.Event()
+        self.all_delivered = asyncio.Event()
+        self.expected = 0
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        if scope["method"] == "GET":
+            await _respond(send, 200, self.photo, b"image/jpeg")
+            return
+        self.record(body.decode())
+        await _respond(send, 200, b"", b"text/plain")
+
+    def record(self, text: str) -> None:
+        code = _tag(text, "code")
+        tracking_id = _tag(text, "tracking-id")
+        if tracking_id is None:
+            self.templates[_tag(text, "mms-id") or ""] = code or ""
+            self.template_done.set()
+            return
+        self.arrived.setdefault(tracking_id, {})[code or ""] = time.monotonic()
+        delivered = sum(1 for codes in self.arrived.values() if "N102" in codes)
+        if self.expected and delivered >= self.expected:
+            self.all_delivered.set()
+
+
+def _tag(text: str, name: str) -> str | None:
+    found = re.search(f"<{name}>([^<]*)</{name}>", text)
+    return found.group(1) if found else None
+
+
+async def _respond(send: Any, status: int, body: bytes, content_type: bytes) -> None:
+    headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+@contextlib.asynccontextmanager
+async def serving(app: Any, port: int) -> AsyncIterator[None]:
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    while not server.started:  # noqa: ASYNC110 - uvicorn offers a flag, not an event
+        await asyncio.sleep(0.01)
+    try:
+        yield
+    finally:
+        server.should_exit = True
+        await task
+
+
+@contextlib.contextmanager
+def database(postgres: bool) -> Iterator[str | None]:
+    if not postgres:
+        yield None
+        return
+    from tests import pg
+
+    with pg.server(durable=True) as admin_url:
+        yield pg.create_database(admin_url, "bench")
+
+
+def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    out = log.open("wb")
+    return subprocess.Popen([*MMSGATE, *args], env=env, stdout=out, stderr=subprocess.STDOUT)
+
+
+def peak_rss_mb(process: subprocess.Popen[bytes]) -> float:
+    status = Path(f"/proc/{process.pid}/status").read_text()
+    found = re.search(r"VmHWM:\s+(\d+) kB", status)
+    return int(found.group(1)) / 1024 if found else 0.0
+
+
+async def wait_ready(client: httpx.AsyncClient) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.TransportError):
+            if (await client.get("/readyz")).status_code == 200:
+                return
+        await asyncio.sleep(0.1)
+    raise SystemExit("mmsgate serve did not become ready")
+
+
+async def send_all(
+    client: httpx.AsyncClient, key: str, mms_id: str, count: int
+) -> dict[str, float]:
+    """sendSavedMMS in batches of 100 numbers, 8 at a time; accept time per tracking-id."""
+    accepted: dict[str, float] = {}
+    numbers = [f"1774{200 + n // 10_000}{n % 10_000:04d}" for n in range(count)]
+    numbers = [
+        n
+        if not n.endswith(("0002", "0003", "0005", "0006", "0007", "0008", "0009"))
+        else n[:-4] + "1111"
+        for n in numbers
+    ]  # fmt: skip  (no scripted fates)
+    batches = [numbers[i : i + BATCH] for i in range(0, count, BATCH)]
+    gate = asyncio.Semaphore(8)
+
+    async def one(batch: list[str]) -> None:
+        body = (
+            f"<request><action>sendSavedMMS</action><api-key>{key}</api-key>"
+            f"<mms-id>{mms_id}</mms-id><to>{','.join(batch)}</to><from>28444</from>"
+            "<fallback-sms-text>See</fallback-sms-text></request>"
+        )
+        async with gate:
+            response = await client.post("/ep/v1/", content=body)
+        now = time.monotonic()
+        for tracking_id in re.findall(r"<tracking-id>([^<]+)</tracking-id>", response.text):
+            accepted[tracking_id] = now
+
+    await asyncio.gather(*(one(b) for b in batches))
+    return accepted
+
+
+def setup(work: Path, database_url: str | None) -> tuple[dict[str, int], dict[str, str], str]:
+    """Ports, the environment every mmsgate process shares, and the bench account's key."""
+    ports = {name: free_port() for name in ("api", "sim", "hook")}
+    config = work / "mmsgate.toml"
+    config.write_text(
+        f'simulator_url = "http://127.0.0.1:{ports["sim"]}/mm7"\n'
+        '[[routes]]\nname = "sim"\nkind = "simulator"\ndefault = true\n'
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MMSGATE_")}
+    env |= {"MMSGATE_DATA_DIR": str(work / "data"), "MMSGATE_CONFIG": str(config)}
+    env["MMSGATE_ALLOW_PRIVATE_NETWORKS"] = "1"
+    if database_url:
+        env["MMSGATE_DATABASE_URL"] = database_url
+    subprocess.run([*MMSGATE, "migrate"], env=env, check=True, capture_output=True)
+    hook = f"http://127.0.0.1:{ports['hook']}/hook"
+    created = subprocess.run(
+        [*MMSGATE, "accounts", "create", "bench", "--sender", "28444", "--postback-url", hook,
+         "--max-rps", "100000", "--json"],
+        env=env, check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    return ports, env, json.loads(created.stdout)["api_key"]
+
+
+async def run(
+    args: argparse.Namespace, work: Path, ports: dict[str, int], env: dict[str, str], key: str
+) -> None:
+    customer = Customer()
+    customer.expected = args.messages
+    report_url = f"http://127.0.0.1:{ports['api']}/mm7"
+    procs = {
+        "carrier-sim": start(["carrier-sim", "--port", str(ports["sim"]), "--report-url",
+                              report_url, "--log-level", "warning"], env, work / "sim.log"),
+        "serve": start(["serve", "--port", str(ports["api"]), "--log-level", "warning"], env,
+                       work / "serve.log"),
+    }  # fmt: skip
+    for n in range(args.workers):
+        procs[f"worker{n + 1}"] = start(
+            ["worker", "--log-level", "warning"], env, work / f"worker{n + 1}.log"
+        )
+    try:
+        async with (
+            serving(customer, ports["hook"]),
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{ports['api']}", timeout=60) as client,
+        ):
+            await wait_ready(client)
+            save = (
+                f"<request><action>saveMMS</action><api-key>{key}</api-key><name>bench</name>"
+                f"<slide><image><url>http://127.0.0.1:{ports['hook']}/p.jpg</url></image>"
+                "<message-text>Hello from the benchmark</message-text></slide></request>"
+            )
+            mms_id = _tag((await client.post("/ep/v1/", content=save)).text, "mms-id") or ""
+            await asyncio.wait_for(customer.template_done.wait(), 60)
+            if customer.templates.get(mms_id) != "N003":
+                raise SystemExit(f"template {mms_id}: {customer.templates}")
+            started = time.monotonic()
+            accepted = await send_all(client, key, mms_id, args.messages)
+            sent = time.monotonic()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(customer.all_delivered.wait(), args.timeout)
+            report(args, customer, accepted, started, sent, procs)
+    finally:
+        for process in procs.values():
+            process.terminate()
+        for process in procs.values():
+            process.wait(timeout=60)
+
+
+def report(
+    args: argparse.Namespace,
+    customer: Customer,
+    accepted: dict[str, float],
+    started: float,
+    sent: float,
+    procs: dict[str, subprocess.Popen[bytes]],
+) -> None:
+    delivered = {t: c["N102"] for t, c in customer.arrived.items() if "N102" in c}
+    n101 = sum(1 for c in customer.arrived.values() if "N101" in c)
+    last = max(delivered.values(), default=started)
+    latencies = sorted((delivered[t] - accepted[t]) * 1000 for t in delivered if t in accepted)
+    rate = len(delivered) / (last - started) if delivered else 0.0
+    backend = "PostgreSQL" if args.postgres else "SQLite"
+    print(f"mmsgate deliver ({backend}, {args.workers} worker(s)): {len(accepted)} accepted "
+          f"in {sent - started:.1f}s; {n101} N101, {len(delivered)} N102 received")  # fmt: skip
+    if latencies:
+        p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
+        print(f"  end to end {rate:.0f} MMS/s; accept→N102 p50 "
+              f"{statistics.median(latencies):.0f} ms, p99 {p99:.0f} ms")  # fmt: skip
+    rss = ", ".join(f"{name} {peak_rss_mb(p):.0f} MB" for name, p in procs.items())
+    print(f"  peak RSS: {rss}")
+
+
+def kannel_peer() -> None:
+    if not KANNEL_RUN.exists():
+        print(f"Kannel peer script not found at {KANNEL_RUN}")
+        return
+    done = subprocess.run(
+        [str(KANNEL_RUN), "10", "32"], capture_output=True, text=True, check=False
+    )
+    line = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else done.stderr[-300:]
+    print(f"peer: {line}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--messages", type=int, default=5000)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--postgres", action="store_true")
+    parser.add_argument("--skip-kannel", action="store_true")
+    parser.add_argument("--timeout", type=float, default=300)
+    args = parser.parse_args()
+    with (
+        tempfile.TemporaryDirectory(prefix="mmsgate-deliver-") as tmp,
+        database(args.postgres) as url,
+    ):
+        ports, env, key = setup(Path(tmp), url)
+        asyncio.run(run(args, Path(tmp), ports, env, key))
+    if not args.skip_kannel:
+        kannel_peer()
+
+
+if __name__ == "__main__":
+    main()
