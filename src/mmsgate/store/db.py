@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import fcntl
 import os
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -34,6 +34,10 @@ class Database:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         self._local_write = asyncio.Lock()
+        self._pending: list[
+            tuple[Callable[[AsyncConnection], Awaitable[Any]], asyncio.Future[Any]]
+        ] = []
+        self._flusher: asyncio.Task[None] | None = None
         self._lock_fd: int | None = None
         if self.is_sqlite:
             self.writer = _sqlite_engine(url, immediate=True, pool_size=1)
@@ -71,6 +75,47 @@ class Database:
                     yield conn
             finally:
                 fcntl.flock(fd, fcntl.LOCK_UN)
+
+    async def batched(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+        """Run `work` in a write transaction shared with all other batched work that is
+        waiting: one commit (one fsync) for the lot. The result comes once it is committed.
+
+        For small, independent writes from many concurrent tasks (job outcomes, state
+        moves). If any work in a batch fails, the batch is rolled back and each work runs
+        again in a transaction of its own, so one failure fails only its own caller.
+        """
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._pending.append((work, future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush(), name="mmsgate-batched-writes")
+        return await future
+
+    async def _flush(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                async with self.write() as conn:
+                    results = [await work(conn) for work, _ in batch]
+            except Exception:  # noqa: BLE001 - rerun alone, each failure goes to its caller
+                await self._one_by_one(batch)
+                continue
+            for (_, future), result in zip(batch, results, strict=True):
+                if not future.done():
+                    future.set_result(result)
+
+    async def _one_by_one(
+        self, batch: list[tuple[Callable[[AsyncConnection], Awaitable[Any]], asyncio.Future[Any]]]
+    ) -> None:
+        for work, future in batch:
+            try:
+                async with self.write() as conn:
+                    result = await work(conn)
+            except Exception as exc:  # noqa: BLE001 - handed to the caller
+                if not future.done():
+                    future.set_exception(exc)
+            else:
+                if not future.done():
+                    future.set_result(result)
 
     def write_in_thread(self, work: Callable[[sa.Connection], T]) -> T:
         """Run `work` in a write transaction from a worker thread (SQLite only).
@@ -122,6 +167,8 @@ class Database:
         return True
 
     async def close(self) -> None:
+        if self._flusher is not None:
+            await self._flusher  # batched writes already handed in are committed first
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None

@@ -14,6 +14,7 @@ import datetime as dt
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mmsgate import models, postback_xml
 from mmsgate.store.db import Database
@@ -92,26 +93,25 @@ async def move(
     for column in ("carrier_message_id", "route", "handset", "sent_as"):
         if getattr(to, column) is not None:
             values[column] = getattr(to, column)
-    async with db.write() as conn:
-        result = await conn.execute(
-            recipients.update()
-            .where(recipients.c.tracking_id == tracking_id, recipients.c.state.in_(lower))
-            .values(values)
-        )
-        if result.rowcount != 1:
+    statement = (
+        recipients.update()
+        .where(recipients.c.tracking_id == tracking_id, recipients.c.state.in_(lower))
+        .values(values)
+    )
+    event = recipient_events.insert().values(
+        tracking_id=tracking_id, state=to.state.value, code=to.code, detail=to.detail, at=now
+    )
+
+    async def work(conn: AsyncConnection) -> bool:
+        if (await conn.execute(statement)).rowcount != 1:
             return False
-        await conn.execute(
-            recipient_events.insert().values(
-                tracking_id=tracking_id,
-                state=to.state.value,
-                code=to.code,
-                detail=to.detail,
-                at=now,
-            )
-        )
+        await conn.execute(event)
         if postback is not None:
             await conn.execute(jobs.insert().values(postback_job(*postback, now)))
-    return True
+        return True
+
+    # Moves from concurrent deliveries and reports share one commit.
+    return await db.batched(work)
 
 
 async def advance(db: Database, row: Any, to: Move, *, now: dt.datetime) -> bool:

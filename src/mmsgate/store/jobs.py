@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mmsgate import models
 from mmsgate.store.db import Database
@@ -84,18 +85,22 @@ def _job(row: Any) -> Job:
 
 
 async def _finish(db: Database, job: Job, worker: str, **values: Any) -> bool:
-    """Record an outcome, only if `worker` still holds the job (a taken-over job is not ours)."""
-    async with db.write() as conn:
-        result = await conn.execute(
-            jobs.update()
-            .where(
-                jobs.c.id == job.id,
-                jobs.c.locked_by == worker,
-                jobs.c.state == models.JobState.RUNNING.value,
-            )
-            .values(lease_expires_at=None, **values)
+    """Record an outcome, only if `worker` still holds the job (a taken-over job is not ours).
+    Outcomes of concurrent jobs share one commit."""
+    statement = (
+        jobs.update()
+        .where(
+            jobs.c.id == job.id,
+            jobs.c.locked_by == worker,
+            jobs.c.state == models.JobState.RUNNING.value,
         )
-    return result.rowcount == 1
+        .values(lease_expires_at=None, **values)
+    )
+
+    async def work(conn: AsyncConnection) -> bool:
+        return (await conn.execute(statement)).rowcount == 1
+
+    return await db.batched(work)
 
 
 async def complete(db: Database, job: Job, worker: str, now: dt.datetime) -> bool:
