@@ -198,6 +198,7 @@ def build_worker(cfg: settings.Settings) -> Worker:
         allow_private_networks=cfg.media.allow_private_networks,
         routes=cfg.routes,
         carriers=carriers_for(cfg),
+        route_gates={r.name: asyncio.Semaphore(r.concurrency) for r in cfg.routes if r.concurrency},
     )
     steps = {
         models.JobKind.DELIVER: deliver.deliver,

@@ -62,7 +62,8 @@ class Route:
         "http://www.3gpp.org/ftp/Specs/archive/23_series/23.140/schema/REL-6-MM7-1-4"
     )
     profile: str = "default"
-    max_mps: float | None = None
+    max_mps: float | None = None  # shared by every worker
+    concurrency: int | None = None  # submits in flight per worker
     operators: tuple[int, ...] = ()
     prefixes: tuple[str, ...] = ()
     default: bool = False

@@ -10,6 +10,7 @@ expired while it waited in the queue is never sent.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -23,7 +24,8 @@ from mmsgate.pipeline.deps import Deps
 from mmsgate.pipeline.encode import StoreCache
 from mmsgate.pipeline.worker import Outcome
 from mmsgate.profiles import CarrierProfile
-from mmsgate.store import deliveries
+from mmsgate.settings import Route
+from mmsgate.store import deliveries, pacing
 from mmsgate.store.deliveries import Move
 from mmsgate.store.jobs import Job
 
@@ -75,8 +77,20 @@ async def deliver(job: Job, deps: Deps) -> Outcome:
         version=route.mm7_version,
         namespace=route.mm7_namespace,
     )
-    result = await carrier.submit(submit)
+    async with deps.route_gate(route.name):
+        if route.max_mps:
+            await _wait_for_slot(deps, route)
+        result = await carrier.submit(submit)
     return await _record(deps, row, route.name, result)
+
+
+async def _wait_for_slot(deps: Deps, route: Route) -> None:
+    """Hold the submit until the route's shared rate limit gives it a slot."""
+    assert route.max_mps
+    now = deps.clock().timestamp()
+    slot = await pacing.take_slot(deps.db, route.name, route.max_mps, now)
+    if slot > now:
+        await asyncio.sleep(slot - now)
 
 
 async def _record(deps: Deps, row: Any, route: str, result: SubmitResult) -> Outcome:

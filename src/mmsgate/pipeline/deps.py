@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
@@ -32,6 +34,12 @@ class Deps:
     # Messages prepared recently, by template and personalisation: a template sent to many
     # numbers is composed once per worker, not once per recipient.
     prepared: dict[tuple[Any, ...], Any] = dataclasses.field(default_factory=dict)
+    # Submits in flight per route in this worker (a route's `concurrency`).
+    route_gates: Mapping[str, asyncio.Semaphore] = dataclasses.field(default_factory=dict)
+
+    def route_gate(self, name: str) -> contextlib.AbstractAsyncContextManager[Any]:
+        """The route's concurrency gate, or no gate when the route sets none."""
+        return self.route_gates.get(name) or contextlib.nullcontext()
 
     def profile(self, name: str) -> CarrierProfile:
         """A profile by name: as configured, else as shipped."""

@@ -175,3 +175,11 @@ transcodes = sa.Table(
     sa.Column("report", sa.JSON, nullable=False),
     sa.Column("created_at", UtcDateTime, nullable=False),
 )
+
+# Rate-limited routes: the next free send slot (Unix seconds), shared by every worker.
+route_pacing = sa.Table(
+    "route_pacing",
+    metadata,
+    sa.Column("route", sa.String(64), primary_key=True),
+    sa.Column("next_slot", sa.Float, nullable=False),
+)
