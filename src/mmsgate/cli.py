@@ -265,11 +265,20 @@ async def simulator_and_worker(cfg: settings.Settings) -> AsyncIterator[None]:
 
 @app.command()
 def worker(
-    config: ConfigOpt = None, data_dir: DataDirOpt = None, log_level: LogOpt = "info"
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+    log_level: LogOpt = "info",
+    metrics_port: Annotated[
+        int | None, typer.Option(help="Serve this worker's Prometheus metrics on 127.0.0.1.")
+    ] = None,
 ) -> None:
     """The pipeline only (run any number, next to `serve`); stops cleanly on SIGTERM/Ctrl-C."""
     cfg = load_settings(config, data_dir)
     logs.configure(log_level)
+    if metrics_port is not None:
+        import prometheus_client
+
+        prometheus_client.start_http_server(metrics_port, addr="127.0.0.1")
     with_db(cfg, lambda db: asyncio.sleep(0))
 
     async def go() -> None:

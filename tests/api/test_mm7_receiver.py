@@ -139,3 +139,20 @@ async def test_move_never_goes_back(gateway: Gateway, media_server: MediaServer)
             db, tracking_id, deliveries.Move(back), postback=(gateway.account.id, b"<x/>"), now=now
         )
     assert await postback_codes(gateway) == []
+
+
+async def test_metrics_show_receipts_and_the_state_of_the_system(
+    gateway: Gateway, media_server: MediaServer
+) -> None:
+    """GET /metrics: receipt counters of this process and recipients by state from the
+    database, in the Prometheus text format."""
+    await submitted(gateway, media_server, "mmsc-m")
+    await report(gateway, "mmsc-m", "Retrieved")
+    answer = await gateway.client.get("/metrics")
+    assert answer.status_code == 200
+    assert answer.headers["content-type"].startswith("text/plain")
+    text = answer.text
+    assert 'mmsgate_receipts_total{applied="true",status="Retrieved"}' in text
+    assert 'mmsgate_recipients{state="delivered",route=""} 1' in text
+    assert 'mmsgate_jobs{kind="postback",state="pending"} 1' in text
+    assert "mmsgate_accepted_total" in text

@@ -12,7 +12,7 @@ import secrets
 import uuid
 from collections.abc import Callable
 
-from mmsgate import codes, errors, models, numbers, profiles, routing
+from mmsgate import codes, errors, metrics, models, numbers, profiles, routing
 from mmsgate.api import content as content_store
 from mmsgate.api import requests
 from mmsgate.api.guard import Guard
@@ -340,6 +340,7 @@ def new_tracking_id() -> str:
 
 def sent_fields(plan: Plan, send: NewSend, mms_id: int, *, with_from: bool) -> list[Field]:
     """The Success response: the seed's shape for one number, `<sending>` blocks for a list."""
+    metrics.ACCEPTED.labels(send.action).inc(len(send.recipients))
     if not plan.is_list:
         tracking_id, msisdn = send.recipients[0]
         fields: list[Field] = [("status", "Success"), ("to", msisdn)]

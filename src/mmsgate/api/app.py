@@ -21,7 +21,7 @@ from starlette.types import Receive, Scope, Send
 
 from mmsgate import codes, errors, logs, models
 from mmsgate import settings as settings_mod
-from mmsgate.api import actions, mm7, reports, requests, sinch_xml, status
+from mmsgate.api import actions, metrics_page, mm7, reports, requests, sinch_xml, status
 from mmsgate.api.content import ContentStore, DbFetchCache
 from mmsgate.api.guard import Guard
 from mmsgate.media.fetch import Fetcher
@@ -121,6 +121,9 @@ def create_app(
     async def mm7_endpoint(request: Request) -> Response:
         return await mm7.receive(svc, request)
 
+    async def metrics_endpoint(request: Request) -> Response:
+        return await metrics_page.metrics(svc, request)
+
     async def healthz(_request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
@@ -134,6 +137,7 @@ def create_app(
             Route("/v1/templates/{mms_id}", template_endpoint, methods=["GET"]),
             Route("/v1/preview", preview_endpoint, methods=["POST"]),
             Route("/mm7", mm7_endpoint, methods=["POST"]),
+            Route("/metrics", metrics_endpoint, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
         ],

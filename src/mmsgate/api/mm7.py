@@ -11,8 +11,8 @@ import structlog
 from starlette.requests import Request
 from starlette.responses import Response
 
+from mmsgate import metrics, models
 from mmsgate import mm7_codec as mm7
-from mmsgate import models
 from mmsgate.api.actions import Services
 from mmsgate.store import deliveries
 from mmsgate.store.deliveries import Move
@@ -65,6 +65,7 @@ async def _report(svc: Services, incoming: mm7.Incoming) -> Response:
         handset = incoming.fields.get("UACapabilities") or None
         move = Move(state, code, detail, handset=handset if code == "N102" else None, status=text)
         moved = await deliveries.advance(svc.db, row, move, now=svc.clock())
+        metrics.RECEIPTS.labels(status, str(moved).lower()).inc()
         log.info("mm7.report", tracking_id=row.tracking_id, status=status, applied=moved)
     return _answer("DeliveryReportRsp", incoming)
 

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from typing import Any
 
 import structlog
 
-from mmsgate import models, routing
+from mmsgate import metrics, models, routing
 from mmsgate.carriers.base import SubmitResult
 from mmsgate.media import prepare
 from mmsgate.mm7_codec import Submit
@@ -80,7 +81,11 @@ async def deliver(job: Job, deps: Deps) -> Outcome:
     async with deps.route_gate(route.name):
         if route.max_mps:
             await _wait_for_slot(deps, route)
+        started = time.perf_counter()
         result = await carrier.submit(submit)
+    metrics.SUBMIT_SECONDS.labels(route.name).observe(time.perf_counter() - started)
+    kind = "accepted" if result.accepted else "retry" if result.transient else "refused"
+    metrics.SUBMITS.labels(route.name, kind).inc()
     return await _record(deps, row, route.name, result)
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import structlog
 
-from mmsgate import models
+from mmsgate import metrics, models
 from mmsgate.media import prepare
 from mmsgate.pipeline import postbacks
 from mmsgate.pipeline.deps import Deps
@@ -53,6 +53,7 @@ async def encode_template(job: Job, deps: Deps) -> Outcome:
             reports[profile.name] = prepared.report
     except prepare.PartFailed as failed:
         code = prepare.failure_code(failed.kind)
+        metrics.TEMPLATES.labels("failed").inc()
         log.warning("template.encoding_failed", template_id=row.id, code=code, error=str(failed))
         body = postbacks.template_postback(code, row.id, (failed.kind, failed.url))
         await templates.finish_encoding(
@@ -71,5 +72,6 @@ async def encode_template(job: Job, deps: Deps) -> Outcome:
         reports,
         postbacks.postback_job(row.account_id, body, deps.clock()),
     )
+    metrics.TEMPLATES.labels("ready").inc()
     log.info("template.ready", template_id=row.id, profiles=list(reports))
     return Outcome()

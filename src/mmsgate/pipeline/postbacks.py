@@ -14,6 +14,7 @@ import hmac
 import httpx
 import structlog
 
+from mmsgate import metrics
 from mmsgate.media import fetch
 from mmsgate.pipeline.deps import Deps
 from mmsgate.pipeline.worker import Outcome
@@ -50,8 +51,10 @@ async def send_postback(job: Job, deps: Deps) -> Outcome:
             deps, url, secret, body, str(payload.get("content_type", "application/xml"))
         )
     if problem is None:
+        metrics.POSTBACKS.labels("delivered").inc()
         log.info("postback.delivered", job_id=job.id, attempt=job.attempts)
         return Outcome()
+    metrics.POSTBACKS.labels("failed").inc()
     if deps.clock() - job.created_at > deps.postback_window:
         return Outcome.failed(f"gave up after {deps.postback_window}: {problem}")
     return Outcome.retry(problem)

@@ -16,7 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from mmsgate import models, postback_xml
+from mmsgate import metrics, models, postback_xml
 from mmsgate.store.db import Database
 from mmsgate.store.jobs import new_job
 from mmsgate.store.schema import jobs, messages, recipient_events, recipients, templates
@@ -111,7 +111,10 @@ async def move(
         return True
 
     # Moves from concurrent deliveries and reports share one commit.
-    return await db.batched(work)
+    moved = await db.batched(work)
+    if moved:
+        metrics.STATES.labels(to.state.value).inc()
+    return moved
 
 
 async def advance(db: Database, row: Any, to: Move, *, now: dt.datetime) -> bool:

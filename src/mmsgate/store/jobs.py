@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mmsgate import models
 from mmsgate.store.db import Database
-from mmsgate.store.schema import jobs
+from mmsgate.store.schema import jobs, recipients
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -139,6 +139,41 @@ async def counts(db: Database) -> dict[tuple[str, str], int]:
             )
         ).all()
     return {(r[0], r[1]): int(r[2]) for r in rows}
+
+
+async def system_state(db: Database, now: dt.datetime) -> dict[str, Any]:
+    """Recipients by state and route; jobs by kind and state; the oldest due job's age."""
+    async with db.read() as conn:
+        by_state = (
+            await conn.execute(
+                sa.select(recipients.c.state, recipients.c.route, sa.func.count()).group_by(
+                    recipients.c.state, recipients.c.route
+                )
+            )
+        ).all()
+        by_job = (
+            await conn.execute(
+                sa.select(jobs.c.kind, jobs.c.state, sa.func.count()).group_by(
+                    jobs.c.kind, jobs.c.state
+                )
+            )
+        ).all()
+        oldest = (
+            await conn.execute(
+                sa.select(jobs.c.kind, sa.func.min(jobs.c.run_at))
+                .where(jobs.c.state == models.JobState.PENDING.value, jobs.c.run_at <= now)
+                .group_by(jobs.c.kind)
+            )
+        ).all()
+    return {
+        "recipients": {(r[0], r[1] or ""): int(r[2]) for r in by_state},
+        "jobs": {(r[0], r[1]): int(r[2]) for r in by_job},
+        "oldest": {r[0]: (now - _aware(r[1])).total_seconds() for r in oldest if r[1]},
+    }
+
+
+def _aware(value: dt.datetime) -> dt.datetime:
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
 def new_job(
