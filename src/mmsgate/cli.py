@@ -252,6 +252,7 @@ async def simulator_and_worker(cfg: settings.Settings) -> AsyncIterator[None]:
     port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(sim.app(), log_level="warning", access_log=False))
     serving = asyncio.create_task(server.serve(sockets=[sock]), name="mmsgate-simulator")
+    err.print(f"simulated MMSC on http://127.0.0.1:{port}/mm7 (send an MO: POST /mo)")
     try:
         async with worker_running(
             dataclasses.replace(cfg, simulator_url=f"http://127.0.0.1:{port}/mm7")

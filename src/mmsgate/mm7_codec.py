@@ -88,20 +88,54 @@ class Incoming:
 
 def encode_submit(submit: Submit, boundary: str | None = None) -> tuple[str, bytes]:
     """The HTTP Content-Type and body of a SubmitReq with its content attached."""
-    boundary = boundary or "mm7-" + secrets.token_hex(12)
     envelope = _envelope(submit.namespace, submit.transaction_id, "SubmitReq", _submit_body(submit))
-    head = [f"--{boundary}", 'Content-Type: text/xml; charset="utf-8"', "Content-ID: <soap>", ""]
-    content_head = [
-        f"--{boundary}",
-        f"Content-Type: {submit.content_type}",
-        "Content-ID: <mms-content>",
+    return _with_content(envelope, submit.content_type, submit.content, boundary)
+
+
+def encode_deliver(
+    transaction_id: str,
+    sender: str,
+    recipient: str,
+    parts: Sequence[tuple[str, bytes]],
+    *,
+    subject: str | None = None,
+    linked_id: str | None = None,
+    namespace: str = DEFAULT_NAMESPACE,
+) -> tuple[str, bytes]:
+    """A DeliverReq (MO, MMSC to VASP) carrying `parts` as multipart/mixed content."""
+    children = [
+        _el("MM7Version", DEFAULT_VERSION),
+        _el("LinkedID", linked_id or transaction_id),
+        f"<Sender>{_el('Number', sender)}</Sender>",
+        f"<Recipients><To>{_el('ShortCode', recipient)}</To></Recipients>",
+        _el("TimeStamp", dt.datetime.now(dt.UTC).isoformat(timespec="seconds")),
     ]
-    if submit.content_type.lower().startswith("multipart/"):
+    if subject:
+        children.append(_el("Subject", subject))
+    children.append('<Content href="cid:mms-content"/>')
+    envelope = _envelope(namespace, transaction_id, "DeliverReq", children)
+    inner = "mo-" + secrets.token_hex(12)
+    lines: list[bytes] = []
+    for n, (content_type, data) in enumerate(parts, start=1):
+        head = f"--{inner}\r\nContent-Type: {content_type}\r\nContent-ID: <part{n}>\r\n"
+        head += "Content-Transfer-Encoding: base64\r\n\r\n"
+        lines.append(head.encode() + base64.encodebytes(data).replace(b"\n", b"\r\n"))
+    content = b"".join(lines) + f"--{inner}--\r\n".encode()
+    return _with_content(envelope, f'multipart/mixed; boundary="{inner}"', content, None)
+
+
+def _with_content(
+    envelope: bytes, content_type: str, content: bytes, boundary: str | None
+) -> tuple[str, bytes]:
+    """SOAP with attachments: the envelope first, then the content part (cid:mms-content)."""
+    boundary = boundary or "mm7-" + secrets.token_hex(12)
+    head = [f"--{boundary}", 'Content-Type: text/xml; charset="utf-8"', "Content-ID: <soap>", ""]
+    content_head = [f"--{boundary}", f"Content-Type: {content_type}", "Content-ID: <mms-content>"]
+    if content_type.lower().startswith("multipart/"):
         # A composite part may not be base64-encoded (RFC 2045 §6.4): its own parts are.
-        content = submit.content
         content_head += ["Content-Transfer-Encoding: 8bit", ""]
     else:
-        content = base64.encodebytes(submit.content).replace(b"\n", b"\r\n")
+        content = base64.encodebytes(content).replace(b"\n", b"\r\n")
         content_head += ["Content-Transfer-Encoding: base64", ""]
     body = (
         "\r\n".join(head).encode()

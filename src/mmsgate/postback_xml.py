@@ -61,6 +61,31 @@ def delivery_postback(event: Delivery) -> bytes:
     return _document(fields)
 
 
+def mo_postback(
+    tracking_id: str,
+    sender: str,
+    to: str,
+    at: dt.datetime,
+    subject: str | None,
+    files: list[str],
+    operator_id: int | None = None,
+) -> bytes:
+    """An MO (N401) postback: who sent what, with URLs of the stored content."""
+    fields: list[tuple[str, object | None]] = [
+        ("origin", "MMS_MO"),
+        ("code", "N401"),
+        ("from", sender),
+        ("to", to),
+        ("tracking-id", tracking_id),
+        ("operator-id", operator_id),
+        ("timestamp", at.astimezone(dt.UTC).isoformat(timespec="seconds")),
+        ("message-subject", subject or ""),
+    ]
+    body = _document(fields).decode().removesuffix("</postback>\n")
+    content = "".join(f"        <file>{escape(url)}</file>\n" for url in files)
+    return (body + f"    <content>\n{content}    </content>\n</postback>\n").encode()
+
+
 def template_postback(
     code: str, mms_id: int, failed: tuple[models.MediaKind, str] | None = None
 ) -> bytes:

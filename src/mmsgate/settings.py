@@ -91,7 +91,7 @@ class Settings:
 
     data_dir: Path = Path("mmsgate-data")
     database_url: str | None = None
-    public_base_url: str = "http://127.0.0.1:8080"
+    public_base_url: str | None = None  # default: http://HOST:PORT of this server
     # Where the simulator route submits: `mmsgate run` starts one of its own and points here;
     # a separate `mmsgate worker` uses `mmsgate carrier-sim` on its default port.
     simulator_url: str = "http://127.0.0.1:8090/mm7"
@@ -111,6 +111,14 @@ class Settings:
         if self.database_url:
             return normalize_database_url(self.database_url)
         return f"sqlite+aiosqlite:///{(self.data_dir / 'mmsgate.db').resolve()}"
+
+    @property
+    def public_url(self) -> str:
+        """The base of links mmsgate hands out (MO content, hosted pages)."""
+        if self.public_base_url:
+            return self.public_base_url.rstrip("/")
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host  # noqa: S104
+        return f"http://{host}:{self.port}"
 
     @property
     def blob_dir(self) -> Path:

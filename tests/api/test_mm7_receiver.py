@@ -4,6 +4,7 @@ one postback; unknown ids and bad bodies get MM7 faults."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 import pytest
 import sqlalchemy as sa
@@ -156,3 +157,45 @@ async def test_metrics_show_receipts_and_the_state_of_the_system(
     assert 'mmsgate_recipients{state="delivered",route=""} 1' in text
     assert 'mmsgate_jobs{kind="postback",state="pending"} 1' in text
     assert "mmsgate_accepted_total" in text
+
+
+async def test_an_mo_message_is_stored_posted_and_served(gateway: Gateway) -> None:
+    """A DeliverReq to one of the account's numbers: DeliverRsp 1000, an N401 postback
+    listing content URLs, and each URL serves its part; other tokens and numbers are 404."""
+    photo = samples.jpeg()
+    content_type, body = mm7.encode_deliver(
+        "mo-1", "17745550100", "28444", [("image/jpeg", photo), ("text/plain", b"Hi!")],
+        subject="Look",
+    )  # fmt: skip
+    answer = await gateway.client.post("/mm7", content=body, headers={"Content-Type": content_type})
+    rsp = mm7.decode_response(answer.headers["content-type"], answer.content)
+    assert (rsp.kind, rsp.status_code) == ("DeliverRsp", 1000)
+    async with gateway.services.db.read() as conn:
+        [payload] = (
+            await conn.scalars(
+                sa.select(jobs.c.payload).where(jobs.c.kind == models.JobKind.POSTBACK.value)
+            )
+        ).all()
+    text = payload["body"]
+    assert "<origin>MMS_MO</origin>" in text
+    assert "<code>N401</code>" in text
+    assert "<from>17745550100</from>" in text
+    assert "<message-subject>Look</message-subject>" in text
+    files = re.findall(r"<file>([^<]+)</file>", text)
+    assert len(files) == 2
+    first = await gateway.client.get("/" + files[0].split("/", 3)[3])
+    assert first.status_code == 200
+    assert first.content == photo
+    assert first.headers["content-type"] == "image/jpeg"
+    second = await gateway.client.get("/" + files[1].split("/", 3)[3])
+    assert second.content == b"Hi!"
+    token = files[0].split("/")[-2]
+    assert (await gateway.client.get(f"/media/{token}/3")).status_code == 404
+    assert (await gateway.client.get(f"/media/{token[:-2]}xx/1")).status_code == 404
+
+
+async def test_an_mo_message_to_a_number_of_no_account_is_refused(gateway: Gateway) -> None:
+    """A DeliverReq to a number no account has is a 2002 Address Error."""
+    content_type, body = mm7.encode_deliver("mo-2", "17745550100", "99999", [("text/plain", b"x")])
+    answer = await gateway.client.post("/mm7", content=body, headers={"Content-Type": content_type})
+    assert mm7.decode_response(answer.headers["content-type"], answer.content).status_code == 2002

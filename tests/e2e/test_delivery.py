@@ -58,6 +58,34 @@ def codes_by_number(received: list[tuple[dict[str, str], bytes]]) -> dict[str, l
     return found
 
 
+async def mobile_originated(
+    client: httpx.AsyncClient,
+    log: Path,
+    receiver: Receiver,  # noqa: F811
+) -> None:
+    """The simulator sends a handset's MMS (photo + text) to the demo number: N401 arrives
+    with content URLs, and they serve the photo."""
+    text = await anyio.Path(log).read_text()
+    found = re.search(r"simulated MMSC on http://127.0.0.1:(\d+)/mm7", text)
+    assert found is not None, text
+    mo = f"http://127.0.0.1:{found.group(1)}/mo"
+    order = {"from": "17745550123", "to": "28444", "text": "Look!", "image": True}
+    answer = await client.post(mo, json=order)
+    assert answer.json()["status"] == 1000, answer.text
+    deadline = time.monotonic() + 30
+    while not any(b"<code>N401</code>" in body for _, body in receiver.received):
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.05)
+    body = next(body for _, body in receiver.received if b"<code>N401</code>" in body)
+    files = re.findall(r"<file>([^<]+)</file>", body.decode())
+    photo = await client.get(files[0])
+    assert photo.status_code == 200
+    assert photo.headers["content-type"] == "image/jpeg"
+    assert photo.content.startswith(b"\xff\xd8")
+    assert (await client.get(files[1])).content == b"Look!"
+    receiver.received[:] = [r for r in receiver.received if b"N401" not in r[1]]
+
+
 async def test_every_scripted_outcome_reaches_the_customer_once_per_state(
     tmp_path: Path,
     media_server: MediaServer,
@@ -107,6 +135,7 @@ async def test_every_scripted_outcome_reaches_the_customer_once_per_state(
             for number, tracking_id in tracking.items():
                 status = await client.get(f"/v1/messages/{tracking_id}", headers={"x-api-key": key})
                 assert status.json()["state"] == FINAL_STATE[number[-4:]], number
+            await mobile_originated(client, tmp_path / "server.log", receiver)
         headers, body = receiver.received[0]
         assert headers["x-mmsgate-signature"].startswith("v1=")
         assert b"<origin>MMS_MT</origin>" in body

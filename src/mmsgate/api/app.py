@@ -121,6 +121,9 @@ def create_app(
     async def mm7_endpoint(request: Request) -> Response:
         return await mm7.receive(svc, request)
 
+    async def media_endpoint(request: Request) -> Response:
+        return await mm7.media(svc, request)
+
     async def metrics_endpoint(request: Request) -> Response:
         return await metrics_page.metrics(svc, request)
 
@@ -137,6 +140,7 @@ def create_app(
             Route("/v1/templates/{mms_id}", template_endpoint, methods=["GET"]),
             Route("/v1/preview", preview_endpoint, methods=["POST"]),
             Route("/mm7", mm7_endpoint, methods=["POST"]),
+            Route("/media/{token}/{n}", media_endpoint, methods=["GET"]),
             Route("/metrics", metrics_endpoint, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),

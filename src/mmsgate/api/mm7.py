@@ -1,5 +1,6 @@
 """POST /mm7: requests from carriers' MMSCs. DeliveryReportReq moves the recipient it names
-(by MessageID) and is answered with DeliveryReportRsp; ReadReplyReq is acknowledged.
+(by MessageID) and is answered with DeliveryReportRsp; DeliverReq (MO) is stored and posted
+as N401 with content URLs under /media/; ReadReplyReq is acknowledged.
 
 A report for a MessageID not known yet is answered with a transient fault (3000), so the
 MMSC sends it again: the SubmitRsp that carries the id and the report can cross on the wire.
@@ -7,14 +8,16 @@ MMSC sends it again: the SubmitRsp that carries the id and the report can cross 
 
 from __future__ import annotations
 
+import secrets
+
 import structlog
 from starlette.requests import Request
 from starlette.responses import Response
 
-from mmsgate import metrics, models
+from mmsgate import metrics, models, postback_xml
 from mmsgate import mm7_codec as mm7
 from mmsgate.api.actions import Services
-from mmsgate.store import deliveries
+from mmsgate.store import accounts, deliveries, mo
 from mmsgate.store.deliveries import Move
 
 log = structlog.get_logger(__name__)
@@ -46,6 +49,8 @@ async def receive(svc: Services, request: Request) -> Response:
         return await _report(svc, incoming)
     if incoming.kind == "ReadReplyReq":
         return _answer("ReadReplyRsp", incoming)
+    if incoming.kind == "DeliverReq":
+        return await _mobile_originated(svc, incoming)
     return _fault(incoming.transaction_id, 4003, f"Unsupported operation {incoming.kind}")
 
 
@@ -68,6 +73,54 @@ async def _report(svc: Services, incoming: mm7.Incoming) -> Response:
         metrics.RECEIPTS.labels(status, str(moved).lower()).inc()
         log.info("mm7.report", tracking_id=row.tracking_id, status=status, applied=moved)
     return _answer("DeliveryReportRsp", incoming)
+
+
+async def _mobile_originated(svc: Services, incoming: mm7.Incoming) -> Response:
+    """Store an MO message's parts and queue its N401 postback to the account that owns
+    the number it was sent to."""
+    sender = incoming.fields.get("Sender", "")
+    recipient = incoming.fields.get("Recipients", "")
+    owner = next((a for a in await accounts.list_all(svc.db) if recipient in a.senders), None)
+    if not sender or owner is None:
+        return _fault(incoming.transaction_id, 2002, f"Address Error: no account has {recipient!r}")
+    parts = []
+    for content_type, data in incoming.parts:
+        if content_type == "application/smil":
+            continue  # the layout, not content the customer asked for
+        key = await svc.blobs.put(data)
+        parts.append({"content_type": content_type, "blob_key": key, "size": len(data)})
+    now = svc.clock()
+    tracking_id = "MMS_MO_" + secrets.token_urlsafe(15)
+    token = secrets.token_urlsafe(24)  # 192 random bits
+    base = svc.settings.public_url
+    files = [f"{base}/media/{token}/{n}" for n in range(1, len(parts) + 1)]
+    subject = incoming.fields.get("Subject")
+    body = postback_xml.mo_postback(tracking_id, sender, recipient, now, subject, files)
+    row = {
+        "tracking_id": tracking_id,
+        "account_id": owner.id,
+        "sender": sender,
+        "recipient": recipient,
+        "subject": subject,
+        "token": token,
+        "parts": parts,
+        "received_at": now,
+    }
+    await mo.store(svc.db, row, body, now)
+    log.info("mm7.mo_received", tracking_id=tracking_id, parts=len(parts))
+    return _answer("DeliverRsp", incoming)
+
+
+async def media(svc: Services, request: Request) -> Response:
+    """GET /media/{token}/{n}: part n (from 1) of a stored MO message; 404 for anything else."""
+    row = await mo.by_token(svc.db, request.path_params["token"])
+    raw = request.path_params["n"]
+    if row is None or not raw.isdigit() or not 1 <= int(raw) <= len(row.parts):
+        return Response("not found\n", status_code=404, media_type="text/plain")
+    part = row.parts[int(raw) - 1]
+    data = await svc.blobs.get(part["blob_key"])
+    headers = {"Cache-Control": "private, max-age=86400", "X-Content-Type-Options": "nosniff"}
+    return Response(data, media_type=part["content_type"], headers=headers)
 
 
 def _answer(kind: str, incoming: mm7.Incoming) -> Response:

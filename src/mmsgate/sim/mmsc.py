@@ -9,10 +9,13 @@ import asyncio
 import collections
 import dataclasses
 import datetime as dt
+import io
+import json
 import secrets
 
 import httpx
 import structlog
+from PIL import Image
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -49,7 +52,38 @@ class SimulatedMmsc:
     client: httpx.AsyncClient | None = None  # one pool for all reports, made on first use
 
     def app(self) -> Starlette:
-        return Starlette(routes=[Route("/mm7", self.handle, methods=["POST"])])
+        return Starlette(
+            routes=[
+                Route("/mm7", self.handle, methods=["POST"]),
+                Route("/mo", self.send_mo, methods=["POST"]),
+            ]
+        )
+
+    async def send_mo(self, request: Request) -> Response:
+        """POST /mo {"from", "to", "subject"?, "text"?, "image"?: true}: the simulated MMSC
+        sends that MMS from a handset to the gateway as a DeliverReq, and answers with the
+        gateway's MM7 status."""
+        try:
+            order = json.loads(await request.body())
+            sender, recipient = str(order["from"]), str(order["to"])
+        except (ValueError, KeyError, TypeError):
+            return Response('{"error": "expected JSON with from and to"}\n', 400)
+        parts = [("text/plain", str(order.get("text") or "").encode("utf-8"))]
+        if order.get("image"):
+            parts.insert(0, ("image/jpeg", _photo()))
+        if self.report_url is None:
+            return Response('{"error": "no gateway URL (--report-url)"}\n', 409)
+        content_type, body = mm7.encode_deliver(
+            "mo-" + secrets.token_hex(6), sender, recipient, parts, subject=order.get("subject")
+        )
+        if self.client is None:
+            self.client = httpx.AsyncClient(timeout=10)
+        answer = await self.client.post(
+            self.report_url, content=body, headers={"Content-Type": content_type}
+        )
+        status = mm7.decode_response(answer.headers.get("content-type", ""), answer.content)
+        reply = {"status": status.status_code, "text": status.status_text}
+        return Response(json.dumps(reply) + "\n", media_type="application/json")
 
     async def handle(self, request: Request) -> Response:
         body = await request.body()
@@ -119,6 +153,13 @@ class SimulatedMmsc:
                 pass
             await asyncio.sleep(0.2 * 2**attempt)
         log.warning("sim.report_undelivered", message_id=message_id, status=status)
+
+
+def _photo() -> bytes:
+    """A small JPEG, as a handset's camera would attach."""
+    out = io.BytesIO()
+    Image.linear_gradient("L").resize((320, 240)).convert("RGB").save(out, "JPEG", quality=80)
+    return out.getvalue()
 
 
 def delivery_report(message_id: str, number: str, status: str) -> bytes:

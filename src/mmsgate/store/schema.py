@@ -183,3 +183,18 @@ route_pacing = sa.Table(
     sa.Column("route", sa.String(64), primary_key=True),
     sa.Column("next_slot", sa.Float, nullable=False),
 )
+
+# MMS received from handsets (MM7 DeliverReq). `token` makes the content URLs unguessable.
+mo_messages = sa.Table(
+    "mo_messages",
+    metadata,
+    sa.Column("tracking_id", sa.String(40), primary_key=True),
+    sa.Column("account_id", sa.Integer, sa.ForeignKey("accounts.id"), nullable=False),
+    sa.Column("sender", sa.String(32), nullable=False),
+    sa.Column("recipient", sa.String(32), nullable=False),
+    sa.Column("subject", sa.Text),
+    sa.Column("token", sa.String(64), nullable=False),
+    sa.Column("parts", sa.JSON, nullable=False),
+    sa.Column("received_at", UtcDateTime, nullable=False),
+    sa.Index("ix_mo_messages_token", "token", unique=True),
+)
