@@ -207,7 +207,14 @@ def build_worker(cfg: settings.Settings) -> Worker:
     }
     # A delivery retries until its message expires (days), not for a number of attempts.
     policies = {models.JobKind.DELIVER: RetryPolicy(max_attempts=1_000_000)}
-    return Worker(deps.db, steps, deps, policies=policies, concurrency=64)
+    return Worker(
+        deps.db,
+        steps,
+        deps,
+        policies=policies,
+        concurrency=cfg.worker_concurrency,
+        lease=dt.timedelta(seconds=cfg.worker_lease_seconds),
+    )
 
 
 def carriers_for(cfg: settings.Settings) -> dict[str, Carrier]:
@@ -686,12 +693,16 @@ def carrier_sim(
     ] = "http://127.0.0.1:8080/mm7",
     max_bytes: Annotated[int, typer.Option("--max-bytes", help="Largest content accepted.")] = 1_000
     * 1024,
+    journal: Annotated[
+        Path | None,
+        typer.Option(help="Keep owed delivery reports in this file, sent after a restart."),
+    ] = None,
     log_level: LogOpt = "info",
 ) -> None:
     """Run the simulated MMSC on its own: POST MM7 SubmitReqs to http://HOST:PORT/mm7."""
     from mmsgate.sim.mmsc import SimulatedMmsc
 
     logs.configure(log_level)
-    sim = SimulatedMmsc(report_url or None, max_bytes=max_bytes)
+    sim = SimulatedMmsc(report_url or None, max_bytes=max_bytes, journal=journal)
     err.print(f"simulated MMSC on http://{host}:{port}/mm7, reports to {report_url or 'nowhere'}")
     uvicorn.run(sim.app(), host=host, port=port, log_level="warning", access_log=False)

@@ -95,6 +95,9 @@ class Settings:
     # Where the simulator route submits: `mmsgate run` starts one of its own and points here;
     # a separate `mmsgate worker` uses `mmsgate carrier-sim` on its default port.
     simulator_url: str = "http://127.0.0.1:8090/mm7"
+    worker_concurrency: int = 64  # jobs a worker runs at once
+    # A claimed job is another worker's to take once its lease runs out (a worker that died).
+    worker_lease_seconds: float = 300.0
     host: str = "127.0.0.1"
     port: int = 8080
     media: MediaSettings = MediaSettings()
@@ -271,8 +274,11 @@ def _from_table(
             "simulator_url",
             "host",
             "port",
+            "worker_concurrency",
+            "worker_lease_seconds",
         ):
-            top[key] = Path(value) if key == "data_dir" else value
+            field = next(f for f in dataclasses.fields(Settings) if f.name == key)
+            top[key] = Path(value) if key == "data_dir" else _coerce(value, field, key)
         else:
             raise ConfigError(f"{key}: unknown setting")
     settings = Settings(**top)

@@ -327,14 +327,19 @@ def test_decompression_bombs_are_too_big(size: tuple[int, int]) -> None:
     assert error.code is ErrorCode.IMAGE_TOO_BIG
 
 
-def test_heic_photo_inspects_with_its_size() -> None:
-    """An iPhone-style HEIC photo is taken as image/heic, its size read (pillow-heif)."""
+def test_heic_photo_inspects_with_its_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An iPhone-style HEIC photo is taken as image/heic, its size read: inspect registers
+    pillow-heif's Pillow opener itself, whether or not anything else did."""
     pillow_heif = pytest.importorskip("pillow_heif")
-    pillow_heif.register_heif_opener()
     out = io.BytesIO()
-    Image.effect_noise((320, 240), 40).convert("RGB").save(out, "HEIF", quality=70)
+    pillow_heif.from_pillow(Image.effect_noise((320, 240), 40).convert("RGB")).save(out, quality=70)
+    # Pillow as before any registration (importing media.images registers HEIF too).
+    monkeypatch.setattr(Image, "ID", [name for name in Image.ID if name != "HEIF"])
+    monkeypatch.setattr(Image, "OPEN", {k: v for k, v in Image.OPEN.items() if k != "HEIF"})
+    inspect_module._heif_available.cache_clear()
     found = inspect(MediaKind.IMAGE, out.getvalue(), "image/heic", 1, LENIENT)
     assert (found.content_type, found.width, found.height) == ("image/heic", 320, 240)
+    assert "HEIF" in Image.OPEN
 
 
 def test_broken_heic_is_corrupt() -> None:

@@ -2,9 +2,11 @@
 
 CPU work, synchronous and pure: `prepare` runs `transcode_image` in a worker thread.
 
-    animated? ─▶ GIF, thinning frames, then fewer colours, then smaller ─┐ none fits
-        └─▶ still: upright, sRGB, into the box ─▶ transparent? PNG (or GIF) ─┤ none fits
-                                                     └──▶ JPEG down the quality ladder, smaller
+    animated ──▶ GIF: fewer frames, then colours, then pixels ─────────▶ done
+       │ still, or no GIF fits (the first frame then)
+    upright, sRGB, in the box ─▶ see-through: PNG (or GIF), smaller ─▶ done
+       │ opaque, or no PNG fits (flattened on white then)
+    JPEG down the quality ladder, then smaller ──────────────────────▶ done, or ImageTooBig
 
 Everything is re-encoded, so no EXIF (GPS included), comment, XMP or text chunk reaches a
 handset; the camera's orientation is applied first. Every loop has a fixed bound.
@@ -335,16 +337,18 @@ def _estimated_sizes(picture: Image.Image, qualities: Sequence[int]) -> list[flo
 
 
 def _jpeg_bytes(picture: Image.Image, quality: int) -> bytes:
-    out = io.BytesIO()
     # Baseline, not progressive: some MMS handsets show progressive JPEG badly or not at all.
     # Optimized Huffman tables: about 10% fewer bytes for a few more milliseconds.
-    picture.save(out, "JPEG", quality=quality, optimize=True, progressive=False)
-    return out.getvalue()
+    return _saved(picture, "JPEG", quality=quality, optimize=True, progressive=False)
 
 
 def _png(picture: Image.Image) -> bytes:
+    return _saved(picture, "PNG", compress_level=6)
+
+
+def _saved(picture: Image.Image, kind: str, **options: object) -> bytes:
     out = io.BytesIO()
-    picture.save(out, "PNG", compress_level=6)
+    picture.save(out, kind, **options)
     return out.getvalue()
 
 
@@ -373,6 +377,8 @@ def _animated(
     # A step leaving one frame is no animation. Every step is smaller than the one before,
     # so a binary search finds the mildest that fits in at most four encodes.
     steps = [s for s in _ANIMATION_STEPS if -(-len(clip.frames) // s[0]) >= 2]
+    if not steps:
+        return None
     found = _encoded_step(clip, steps[0], target)
     if found is not None:
         return found
@@ -413,17 +419,23 @@ def _read_clip(image: ImageFile.ImageFile, count: int, max_side: int) -> _Clip:
     loop = image.info.get("loop")  # absent: the GIF plays once, and so will ours
     frames: list[Image.Image] = []
     durations: list[int] = []
-    for index, frame in enumerate(ImageSequence.Iterator(image)):
-        # Viewers show a missing or zero delay as 100 ms; that figure keeps sums right.
-        duration = int(frame.info.get("duration") or 100)
-        if index % every:
-            durations[-1] += duration
-            continue
-        rgba = frame.convert("RGBA")
-        if rgba.size != size:
-            rgba = rgba.resize(size, Image.Resampling.LANCZOS, reducing_gap=2.0)
-        frames.append(rgba)
-        durations.append(duration)
+    try:
+        for index, frame in enumerate(ImageSequence.Iterator(image)):
+            frame.load()  # an animated WebP sets a frame's duration only once it is decoded
+            # Viewers show a missing or zero delay as 100 ms; that figure keeps sums right.
+            duration = int(frame.info.get("duration") or 100)
+            if index % every:
+                durations[-1] += duration
+                continue
+            rgba = frame.convert("RGBA")
+            if rgba.size != size:
+                rgba = rgba.resize(size, Image.Resampling.LANCZOS, reducing_gap=2.0)
+            frames.append(rgba)
+            durations.append(duration)
+    except _ERRORS:
+        if len(frames) < 2:
+            raise
+        # A file cut short plays the frames before the cut, as browsers do.
     return _Clip(frames, durations, None if loop is None else int(loop), count)
 
 
@@ -440,11 +452,9 @@ def _gif(
         # Transparent frames must clear what was under them (disposal 2); opaque ones stay
         # (1) so that a frame can be a small patch over the last instead of a whole picture.
         options |= {"duration": durations, "disposal": 2 if alpha else 1}
-    out = io.BytesIO()
-    paletted[0].save(
-        out, "GIF", save_all=True, append_images=paletted[1:], optimize=True, **options
+    return _saved(
+        paletted[0], "GIF", save_all=True, append_images=paletted[1:], optimize=True, **options
     )
-    return out.getvalue()
 
 
 def _palette(frames: Sequence[Image.Image], colours: int) -> Image.Image:

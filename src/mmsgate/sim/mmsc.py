@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import dataclasses
 import datetime as dt
 import io
 import json
 import secrets
+from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import structlog
@@ -50,14 +53,49 @@ class SimulatedMmsc:
     accepted: dict[str, str] = dataclasses.field(default_factory=dict)
     tasks: set[asyncio.Task[None]] = dataclasses.field(default_factory=set)
     client: httpx.AsyncClient | None = None  # one pool for all reports, made on first use
+    # Reports owed, kept on disk like a real MMSC's store: a restarted simulator sends the
+    # ones it had not delivered before it stopped (one JSON line per report and per "sent").
+    journal: Path | None = None
 
     def app(self) -> Starlette:
+        @contextlib.asynccontextmanager
+        async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+            self.resume()
+            yield
+            # Owed reports stay in the journal (when there is one) for the next start.
+            for task in list(self.tasks):
+                task.cancel()
+            await asyncio.gather(*self.tasks, return_exceptions=True)
+            if self.client is not None:
+                await self.client.aclose()
+
         return Starlette(
             routes=[
                 Route("/mm7", self.handle, methods=["POST"]),
                 Route("/mo", self.send_mo, methods=["POST"]),
-            ]
+            ],
+            lifespan=lifespan,
         )
+
+    def resume(self) -> None:
+        """Schedule the reports the journal owes (those never marked sent)."""
+        if self.journal is None or not self.journal.exists():
+            return
+        owed: dict[str, dict[str, str]] = {}
+        for line in self.journal.read_text().splitlines():
+            entry = json.loads(line)
+            if "sent" in entry:
+                owed.pop(entry["sent"], None)
+            else:
+                owed[entry["key"]] = entry
+        for entry in owed.values():
+            self.schedule(entry["id"], entry["number"], entry["status"], entry["key"])
+        log.info("sim.resumed", reports=len(owed))
+
+    def _note(self, entry: dict[str, str]) -> None:
+        if self.journal is not None:
+            with self.journal.open("a") as out:
+                out.write(json.dumps(entry) + "\n")
 
     async def send_mo(self, request: Request) -> Response:
         """POST /mo {"from", "to", "subject"?, "text"?, "image"?: true}: the simulated MMSC
@@ -124,17 +162,19 @@ class SimulatedMmsc:
             return Response(b"server busy", status_code=500, media_type="text/plain")
         message_id = "sim-" + secrets.token_hex(8)
         self.accepted[message_id] = number
-        for status in reports:
-            self.schedule(message_id, number, status)
+        for n, status in enumerate(reports):
+            key = f"{message_id}/{n}"
+            self._note({"key": key, "id": message_id, "number": number, "status": status})
+            self.schedule(message_id, number, status, key)
         body = mm7.encode_response("SubmitRsp", incoming.transaction_id, message_id=message_id)
         return Response(body, media_type="text/xml; charset=utf-8")
 
-    def schedule(self, message_id: str, number: str, status: str) -> None:
-        task = asyncio.get_running_loop().create_task(self.report(message_id, number, status))
+    def schedule(self, message_id: str, number: str, status: str, key: str = "") -> None:
+        task = asyncio.get_running_loop().create_task(self.report(message_id, number, status, key))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
-    async def report(self, message_id: str, number: str, status: str) -> None:
+    async def report(self, message_id: str, number: str, status: str, key: str = "") -> None:
         """Send one DeliveryReportReq, retrying a few times if the gateway is not there."""
         if self.report_url is None:
             return
@@ -148,6 +188,7 @@ class SimulatedMmsc:
                     self.report_url, content=body, headers={"Content-Type": "text/xml"}
                 )
                 if response.status_code < 300:
+                    self._note({"sent": key})
                     return
             except httpx.HTTPError:
                 pass
