@@ -355,6 +355,10 @@ def accounts_create(
     daily_limit: Annotated[
         int | None, typer.Option("--daily-limit", help="API requests per UTC day.")
     ] = None,
+    mms_expiry_hours: Annotated[
+        int | None,
+        typer.Option("--mms-expiry-hours", min=1, max=72, help="Default lifetime of a send."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
@@ -376,6 +380,7 @@ def accounts_create(
             allowed_actions=allowed,
             max_rps=max_rps,
             daily_limit=daily_limit,
+            mms_expiry_hours=mms_expiry_hours,
         ),
     )
     if created is None:
@@ -491,6 +496,9 @@ def accounts_update(
     ] = None,
     max_rps: Annotated[float | None, typer.Option("--max-rps")] = None,
     daily_limit: Annotated[int | None, typer.Option("--daily-limit")] = None,
+    mms_expiry_hours: Annotated[
+        int | None, typer.Option("--mms-expiry-hours", min=1, max=72)
+    ] = None,
     api_access: Annotated[bool | None, typer.Option("--api-access/--no-api-access")] = None,
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
@@ -505,6 +513,7 @@ def accounts_update(
         ("allowed_ips", allow_ip),
         ("max_rps", max_rps),
         ("daily_limit", daily_limit),
+        ("mms_expiry_hours", mms_expiry_hours),
         ("api_enabled", api_access),
     ):
         if value is not None:

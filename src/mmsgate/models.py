@@ -151,6 +151,7 @@ class Account:
     daily_limit: int | None = None
     api_enabled: bool = True
     created_at: dt.datetime | None = None
+    mms_expiry_hours: int | None = None  # default lifetime of a send (else 72 h)
 
     def may(self, action: Action) -> bool:
         """Whether this account may call `action` (None allows every action)."""

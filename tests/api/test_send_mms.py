@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 import sqlalchemy as sa
 
-from mmsgate.store import schema
+from mmsgate import settings as settings_mod
+from mmsgate.store import accounts, schema
 from tests import samples
 from tests.api.helpers import assert_golden, failure_code, fields
 from tests.api.test_errors import send_mms, snapshot
@@ -216,3 +219,26 @@ async def test_loopback_media_refused_without_private_networks(
         assert "/i.jpg" not in media_server.hits
     finally:
         await guarded.aclose()
+
+
+@pytest.mark.config(api=settings_mod.ApiSettings(account_cache_seconds=0))
+async def test_the_account_sets_the_default_lifetime_of_a_send(
+    gateway: Gateway, media_server: MediaServer
+) -> None:
+    """With `--mms-expiry-hours 6` a send without mms-expiry-timestamp expires in 6 hours;
+    a request's own timestamp still wins."""
+    await accounts.update(gateway.services.db, "acme", mms_expiry_hours=6)
+    media_server.add("/images/1.jpg", "image/jpeg", samples.jpeg())
+    media_server.add("/audio/1.mp3", "audio/mpeg", samples.mp3())
+    media_server.add("/cal/2.ics", "text/calendar", samples.ICAL)
+    before = dt.datetime.now(dt.UTC)
+    response = await gateway.xml(SEED.format(key=gateway.api_key, base=media_server.base))
+    tracking_id = response.text.split("<tracking-id>")[1].split("<")[0]
+    async with gateway.services.db.read() as conn:
+        expires = await conn.scalar(
+            sa.select(schema.messages.c.expires_at)
+            .join(schema.recipients, schema.recipients.c.message_id == schema.messages.c.id)
+            .where(schema.recipients.c.tracking_id == tracking_id)
+        )
+    expires = expires if expires.tzinfo else expires.replace(tzinfo=dt.UTC)
+    assert dt.timedelta(hours=6) <= expires - before < dt.timedelta(hours=6, minutes=1)

@@ -84,7 +84,7 @@ async def send_mms(
     now = services.clock()
     plan = check_delivery(services.settings, account, req.delivery)
     check_fallback_text(account, req.fallback, None)
-    expires_at, link_expires = expirations(req.delivery, req.fallback, now)
+    expires_at, link_expires = expirations(req.delivery, req.fallback, now, account)
     stored = await services.content.store(req.content)
     template = NewTemplate(
         account_id=account.id,
@@ -125,7 +125,7 @@ async def send_saved_mms(
                 f"(the MMS has {info.slide_count})",
             )
     check_fallback_text(account, req.fallback, info)
-    expires_at, link_expires = expirations(req.delivery, req.fallback, now)
+    expires_at, link_expires = expirations(req.delivery, req.fallback, now, account)
     send = new_send(
         account,
         models.Action.SEND_SAVED_MMS,
@@ -288,16 +288,22 @@ def link_expiration(raw: str, now: dt.datetime) -> dt.datetime:
 
 
 def expirations(
-    d: requests.Delivery, fallback: requests.Fallback, now: dt.datetime
+    d: requests.Delivery,
+    fallback: requests.Fallback,
+    now: dt.datetime,
+    account: models.Account | None = None,
 ) -> tuple[dt.datetime, dt.datetime]:
-    """(MMS expiry, link expiry): defaults 3 days and 365 days, and no later than that."""
+    """(MMS expiry, link expiry): the request's, else the account's default lifetime, else
+    3 days (the most allowed); the link's, else 365 days."""
     link = (
         link_expiration(fallback.link_expiration, now)
         if fallback.link_expiration
         else now + LINK_LIFETIME
     )
     if d.expiry is None:
-        return now + MMS_LIFETIME, link
+        hours = account.mms_expiry_hours if account is not None else None
+        lifetime = min(MMS_LIFETIME, dt.timedelta(hours=hours)) if hours else MMS_LIFETIME
+        return now + lifetime, link
     value = requests.parse_timestamp(d.expiry)
     if value is None or value <= now or value > now + MMS_LIFETIME:
         raise errors.ApiError(

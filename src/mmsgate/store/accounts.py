@@ -51,6 +51,7 @@ def _row_to_account(row: Any) -> models.Account:
         daily_limit=row.daily_limit,
         api_enabled=row.api_enabled,
         created_at=row.created_at,
+        mms_expiry_hours=row.mms_expiry_hours,
     )
 
 
@@ -66,6 +67,7 @@ async def create(
     allowed_actions: list[str] | None = None,
     max_rps: float | None = None,
     daily_limit: int | None = None,
+    mms_expiry_hours: int | None = None,
 ) -> NewAccount | None:
     """Create an account; None when the name is taken."""
     api_key, secret = new_api_key(), secrets.token_hex(32)
@@ -82,6 +84,7 @@ async def create(
         "allowed_actions": allowed_actions,
         "max_rps": max_rps,
         "daily_limit": daily_limit,
+        "mms_expiry_hours": mms_expiry_hours,
         "api_enabled": True,
         "created_at": dt.datetime.now(dt.UTC),
     }

@@ -51,6 +51,7 @@ accounts = sa.Table(
     sa.Column("max_rps", sa.Float),
     sa.Column("daily_limit", sa.Integer),
     sa.Column("api_enabled", sa.Boolean, nullable=False),
+    sa.Column("mms_expiry_hours", sa.Integer),
     sa.Column("created_at", UtcDateTime, nullable=False),
 )
 
