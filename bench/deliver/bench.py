@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import sqlalchemy as sa
 import uvicorn
 from PIL import Image
 
@@ -176,13 +177,16 @@ async def send_all(
     return accepted
 
 
-def setup(work: Path, database_url: str | None) -> tuple[dict[str, int], dict[str, str], str]:
+def setup(
+    work: Path, database_url: str | None, max_mps: float | None
+) -> tuple[dict[str, int], dict[str, str], str]:
     """Ports, the environment every mmsgate process shares, and the bench account's key."""
     ports = {name: free_port() for name in ("api", "sim", "hook")}
     config = work / "mmsgate.toml"
     config.write_text(
         f'simulator_url = "http://127.0.0.1:{ports["sim"]}/mm7"\n'
         '[[routes]]\nname = "sim"\nkind = "simulator"\ndefault = true\n'
+        + (f"max_mps = {max_mps}\n" if max_mps else "")
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("MMSGATE_")}
     env |= {"MMSGATE_DATA_DIR": str(work / "data"), "MMSGATE_CONFIG": str(config)}
@@ -236,6 +240,12 @@ async def run(
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(customer.all_delivered.wait(), args.timeout)
             report(args, customer, accepted, started, sent, procs)
+            scrape = (await client.get("/metrics")).text
+            receipts = re.findall(r"^mmsgate_receipts_total\{([^}]*)\} (\S+)", scrape, re.M)
+            print(
+                "  receipts at /mm7: "
+                + ", ".join(f"{labels} {value}" for labels, value in receipts)
+            )
     finally:
         for process in procs.values():
             process.terminate()
@@ -267,6 +277,30 @@ def report(
     print(f"  peak RSS: {rss}")
 
 
+async def submit_rate(url: str) -> float:
+    """Submits per second, from the times recipients entered `submitted`."""
+    from mmsgate.settings import normalize_database_url
+    from mmsgate.store.db import Database
+    from mmsgate.store.schema import recipient_events
+
+    db = Database(normalize_database_url(url))
+    try:
+        async with db.read() as conn:
+            times = sorted(
+                (
+                    await conn.scalars(
+                        sa.select(recipient_events.c.at).where(
+                            recipient_events.c.state == "submitted"
+                        )
+                    )
+                ).all()
+            )
+    finally:
+        await db.close()
+    span = (times[-1] - times[0]).total_seconds() if len(times) > 1 else 0.0
+    return (len(times) - 1) / span if span else 0.0
+
+
 def kannel_peer() -> None:
     if not KANNEL_RUN.exists():
         print(f"Kannel peer script not found at {KANNEL_RUN}")
@@ -285,13 +319,18 @@ def main() -> None:
     parser.add_argument("--postgres", action="store_true")
     parser.add_argument("--skip-kannel", action="store_true")
     parser.add_argument("--timeout", type=float, default=300)
+    parser.add_argument("--max-mps", type=float, default=None, help="Limit the route.")
     args = parser.parse_args()
     with (
         tempfile.TemporaryDirectory(prefix="mmsgate-deliver-") as tmp,
         database(args.postgres) as url,
     ):
-        ports, env, key = setup(Path(tmp), url)
+        ports, env, key = setup(Path(tmp), url, args.max_mps)
         asyncio.run(run(args, Path(tmp), ports, env, key))
+        if args.max_mps:
+            rate = asyncio.run(submit_rate(url or f"sqlite:///{Path(tmp) / 'data' / 'mmsgate.db'}"))
+            print(f"  route limit {args.max_mps:g}/s: submits went out at {rate:.1f}/s "
+                  f"({100 * (rate / args.max_mps - 1):+.1f} %)")  # fmt: skip
     if not args.skip_kannel:
         kannel_peer()
 

@@ -61,6 +61,7 @@ async def _report(svc: Services, incoming: mm7.Incoming) -> Response:
         return _fault(incoming.transaction_id, 4004, "MessageID and MMStatus are required")
     row = await deliveries.by_carrier_message_id(svc.db, message_id)
     if row is None:
+        metrics.RECEIPTS.labels(status, "unmatched").inc()
         log.info("mm7.report_unmatched", message_id=message_id, status=status)
         return _fault(incoming.transaction_id, 3000, f"MessageID {message_id} not known yet")
     outcome = REPORTED.get(status.replace(" ", "").lower())

@@ -36,6 +36,10 @@ class Deps:
     prepared: dict[tuple[Any, ...], Any] = dataclasses.field(default_factory=dict)
     # Submits in flight per route in this worker (a route's `concurrency`).
     route_gates: Mapping[str, asyncio.Semaphore] = dataclasses.field(default_factory=dict)
+    # Postback POSTs in flight at once (see carriers.mm7.IN_FLIGHT for why few is faster).
+    postback_slots: asyncio.Semaphore = dataclasses.field(
+        default_factory=lambda: asyncio.Semaphore(16)
+    )
 
     def route_gate(self, name: str) -> contextlib.AbstractAsyncContextManager[Any]:
         """The route's concurrency gate, or no gate when the route sets none."""

@@ -68,7 +68,8 @@ async def _post(deps: Deps, url: str, secret: str, body: bytes, content_type: st
         SIGNATURE_HEADER: signature(secret, timestamp, body),
     }
     try:
-        response = await deps.http.post(url, content=body, headers=headers, timeout=TIMEOUT)
+        async with deps.postback_slots:
+            response = await deps.http.post(url, content=body, headers=headers, timeout=TIMEOUT)
     except httpx.HTTPError as exc:
         return f"{type(exc).__name__} posting to {url}"
     if 200 <= response.status_code < 300:

@@ -56,6 +56,9 @@ class SimulatedMmsc:
     # Reports owed, kept on disk like a real MMSC's store: a restarted simulator sends the
     # ones it had not delivered before it stopped (one JSON line per report and per "sent").
     journal: Path | None = None
+    # Reports in flight at once: an HTTP pool with thousands of queued requests spends its
+    # time scanning them (httpx's pool is O(requests × connections) per change).
+    sending: asyncio.Semaphore = dataclasses.field(default_factory=lambda: asyncio.Semaphore(16))
 
     def app(self) -> Starlette:
         @contextlib.asynccontextmanager
@@ -184,9 +187,10 @@ class SimulatedMmsc:
             self.client = httpx.AsyncClient(timeout=10)
         for attempt in range(5):
             try:
-                response = await self.client.post(
-                    self.report_url, content=body, headers={"Content-Type": "text/xml"}
-                )
+                async with self.sending:
+                    response = await self.client.post(
+                        self.report_url, content=body, headers={"Content-Type": "text/xml"}
+                    )
                 if response.status_code < 300:
                     self._note({"sent": key})
                     return
