@@ -67,3 +67,4 @@ ICAL = (
     b"UID:1@example\r\nDTSTAMP:20260101T000000Z\r\nDTSTART:20260102T100000Z\r\n"
     b"SUMMARY:Invitation\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
 )
+PDF = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"

@@ -20,6 +20,7 @@ import io
 import json
 import os
 import re
+import signal
 import socket
 import statistics
 import subprocess
@@ -130,6 +131,35 @@ def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[b
     return subprocess.Popen([*MMSGATE, *args], env=env, stdout=out, stderr=subprocess.STDOUT)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (/proc/PID/stat utime + stime)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    if os.environ.get("BENCH_SYS"):
+        return int(fields[12]) / os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_of(procs: dict[str, subprocess.Popen[bytes]]) -> dict[str, float]:
+    """CPU seconds so far of every mmsgate process and of this one (the customer + sender)."""
+    return {"bench": cpu_seconds(os.getpid())} | {
+        name: cpu_seconds(p.pid) for name, p in procs.items()
+    }
+
+
+def profile(procs: dict[str, subprocess.Popen[bytes]], folder: Path) -> list[Any]:
+    """py-spy on every mmsgate process while messages flow: collapsed stacks, one file each."""
+    folder.mkdir(parents=True, exist_ok=True)
+    spy = ["py-spy", "record", "--nonblocking", "--gil", "-r", "200", "-f", "raw"]
+    return [
+        subprocess.Popen(
+            [*spy, "-p", str(p.pid), "-o", str(folder / f"{name}.txt")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for name, p in procs.items()
+    ]
+
+
 def peak_rss_mb(process: subprocess.Popen[bytes]) -> float:
     status = Path(f"/proc/{process.pid}/status").read_text()
     found = re.search(r"VmHWM:\s+(\d+) kB", status)
@@ -234,12 +264,19 @@ async def run(
             await asyncio.wait_for(customer.template_done.wait(), 60)
             if customer.templates.get(mms_id) != "N003":
                 raise SystemExit(f"template {mms_id}: {customer.templates}")
+            profilers = profile(procs, args.profile) if args.profile else []
+            cpu_before = cpu_of(procs)
             started = time.monotonic()
             accepted = await send_all(client, key, mms_id, args.messages)
             sent = time.monotonic()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(customer.all_delivered.wait(), args.timeout)
+            cpu = {k: v - cpu_before[k] for k, v in cpu_of(procs).items()}
+            for profiler in profilers:
+                profiler.send_signal(signal.SIGINT)
+                profiler.wait(timeout=60)
             report(args, customer, accepted, started, sent, procs)
+            report_cpu(cpu, customer)
             scrape = (await client.get("/metrics")).text
             receipts = re.findall(r"^mmsgate_receipts_total\{([^}]*)\} (\S+)", scrape, re.M)
             print(
@@ -275,6 +312,13 @@ def report(
               f"{statistics.median(latencies):.0f} ms, p99 {p99:.0f} ms")  # fmt: skip
     rss = ", ".join(f"{name} {peak_rss_mb(p):.0f} MB" for name, p in procs.items())
     print(f"  peak RSS: {rss}")
+
+
+def report_cpu(cpu: dict[str, float], customer: Customer) -> None:
+    """CPU milliseconds per delivered message, summed over every process, and by process."""
+    delivered = sum(1 for c in customer.arrived.values() if "N102" in c) or 1
+    parts = ", ".join(f"{name} {1000 * s / delivered:.2f}" for name, s in cpu.items())
+    print(f"  CPU per message: {1000 * sum(cpu.values()) / delivered:.2f} ms ({parts})")
 
 
 async def submit_rate(url: str) -> float:
@@ -320,6 +364,7 @@ def main() -> None:
     parser.add_argument("--skip-kannel", action="store_true")
     parser.add_argument("--timeout", type=float, default=300)
     parser.add_argument("--max-mps", type=float, default=None, help="Limit the route.")
+    parser.add_argument("--profile", type=Path, default=None, help="py-spy stacks to this folder.")
     args = parser.parse_args()
     with (
         tempfile.TemporaryDirectory(prefix="mmsgate-deliver-") as tmp,

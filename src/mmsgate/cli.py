@@ -25,9 +25,11 @@ from rich.table import Table
 
 from mmsgate import codes, errors, logs, models, routing, settings
 from mmsgate.api.requests import parse_timestamp
-from mmsgate.carriers.base import Carrier
+from mmsgate.carriers.base import Carrier, ReceiptSink, SmsConnector
+from mmsgate.carriers.kannel import KannelConnector
 from mmsgate.carriers.mm7 import Mm7Carrier
-from mmsgate.pipeline import deliver, encode, postbacks
+from mmsgate.carriers.smpp import SmppConnector
+from mmsgate.pipeline import deliver, encode, fallback, postbacks
 from mmsgate.pipeline.deps import Deps
 from mmsgate.pipeline.worker import RetryPolicy, Worker
 from mmsgate.store import accounts
@@ -191,6 +193,7 @@ def serve_api(
 
 def build_worker(cfg: settings.Settings) -> Worker:
     """A pipeline worker: saveMMS encoding, MMS delivery over each route, postbacks."""
+    sms_routes = sms_routes_for(cfg)
     deps = Deps(
         db=Database(cfg.db_url),
         blobs=FileBlobStore(cfg.blob_dir),
@@ -200,14 +203,21 @@ def build_worker(cfg: settings.Settings) -> Worker:
         routes=cfg.routes,
         carriers=carriers_for(cfg),
         route_gates={r.name: asyncio.Semaphore(r.concurrency) for r in cfg.routes if r.concurrency},
+        sms_routes=sms_routes,
+        public_url=cfg.public_url,
     )
+    sink = fallback.receipt_sink(deps)
+    for route in sms_routes:
+        deps.sms_connectors[route.name] = sms_connector_for(cfg, route, sink)
     steps = {
         models.JobKind.DELIVER: deliver.deliver,
         models.JobKind.ENCODE_TEMPLATE: encode.encode_template,
         models.JobKind.POSTBACK: postbacks.send_postback,
+        models.JobKind.FALLBACK_SMS: fallback.send_sms,
     }
     # A delivery retries until its message expires (days), not for a number of attempts.
-    policies = {models.JobKind.DELIVER: RetryPolicy(max_attempts=1_000_000)}
+    forever = RetryPolicy(max_attempts=1_000_000)
+    policies = {models.JobKind.DELIVER: forever, models.JobKind.FALLBACK_SMS: forever}
     return Worker(
         deps.db,
         steps,
@@ -229,20 +239,58 @@ def carriers_for(cfg: settings.Settings) -> dict[str, Carrier]:
     return carriers
 
 
+def sms_routes_for(cfg: settings.Settings) -> tuple[settings.SmsRoute, ...]:
+    """The configured SMS routes; with none, the simulator's SMSC at `simulator_smsc`."""
+    routes = []
+    for route in cfg.sms_routes or (routing.SIMULATOR_SMS,):
+        if route.kind == "simulator":
+            host, _, port = cfg.simulator_smsc.rpartition(":")
+            route = dataclasses.replace(
+                route, host=route.host or host, port=route.port or int(port),
+                system_id=route.system_id or "mmsgate",
+            )  # fmt: skip
+        routes.append(route)
+    return tuple(routes)
+
+
+def sms_connector_for(
+    cfg: settings.Settings, route: settings.SmsRoute, sink: ReceiptSink
+) -> SmsConnector:
+    """SMPP for smpp and simulator routes; Kannel's sendsms, with receipts back at our
+    /kannel/dlr, for kannel routes."""
+    if route.kind == "kannel":
+        return KannelConnector(route, dlr_base=cfg.public_url)
+    return SmppConnector(route, sink)
+
+
+async def start_pipeline(worker: Worker) -> None:
+    """Bind the SMS connectors at once: receipts the SMSC holds for us arrive without
+    waiting for the next SMS."""
+    for connector in worker.deps.sms_connectors.values():
+        await connector.start()
+
+
+async def stop_pipeline(worker: Worker) -> None:
+    for carrier in worker.deps.carriers.values():
+        await carrier.close()
+    for connector in worker.deps.sms_connectors.values():
+        await connector.close()
+    await worker.deps.http.aclose()
+    await worker.db.close()
+
+
 @contextlib.asynccontextmanager
 async def worker_running(cfg: settings.Settings) -> AsyncIterator[None]:
     """Run a worker in the background of this event loop until the block ends."""
     worker = build_worker(cfg)
+    await start_pipeline(worker)
     task = asyncio.create_task(worker.run(), name="mmsgate-worker")
     try:
         yield
     finally:
         worker.stop()
         await task
-        for carrier in worker.deps.carriers.values():
-            await carrier.close()
-        await worker.deps.http.aclose()
-        await worker.db.close()
+        await stop_pipeline(worker)
 
 
 @contextlib.asynccontextmanager
@@ -250,10 +298,13 @@ async def simulator_and_worker(cfg: settings.Settings) -> AsyncIterator[None]:
     """`mmsgate run`: the simulated MMSC on a free loopback port, reporting to this
     gateway's /mm7, and a worker whose simulator route submits to it."""
     from mmsgate.sim.mmsc import SimulatedMmsc
+    from mmsgate.sim.smsc import Smsc
 
     wildcard = ("0.0.0.0", "::", "")  # noqa: S104 - compared against, never bound
     host = "127.0.0.1" if cfg.host in wildcard else cfg.host
     sim = SimulatedMmsc(f"http://{host}:{cfg.port}/mm7")
+    smsc = Smsc()
+    smsc_port = await smsc.start("127.0.0.1", 0)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
@@ -261,15 +312,20 @@ async def simulator_and_worker(cfg: settings.Settings) -> AsyncIterator[None]:
     server = uvicorn.Server(uvicorn.Config(sim.app(), log_level="warning", access_log=False))
     serving = asyncio.create_task(server.serve(sockets=[sock]), name="mmsgate-simulator")
     err.print(f"simulated MMSC on http://127.0.0.1:{port}/mm7 (send an MO: POST /mo)")
+    err.print(f"simulated SMSC on 127.0.0.1:{smsc_port} (SMPP)")
+    simulated = dataclasses.replace(
+        cfg,
+        simulator_url=f"http://127.0.0.1:{port}/mm7",
+        simulator_smsc=f"127.0.0.1:{smsc_port}",
+    )
     try:
-        async with worker_running(
-            dataclasses.replace(cfg, simulator_url=f"http://127.0.0.1:{port}/mm7")
-        ):
+        async with worker_running(simulated):
             yield
     finally:
         server.should_exit = True
         await serving
         sock.close()
+        await smsc.stop()
 
 
 @app.command()
@@ -296,10 +352,10 @@ def worker(
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, running.stop)
         try:
+            await start_pipeline(running)
             await running.run()
         finally:
-            await running.deps.http.aclose()
-            await running.db.close()
+            await stop_pipeline(running)
 
     uvloop.run(go())  # the loop `serve` runs on too: less overhead per I/O event
 
@@ -707,12 +763,31 @@ def carrier_sim(
         Path | None,
         typer.Option(help="Keep owed delivery reports in this file, sent after a restart."),
     ] = None,
+    smpp_port: Annotated[
+        int, typer.Option("--smpp-port", help="Where the simulated SMSC listens (0: none).")
+    ] = 2775,
     log_level: LogOpt = "info",
 ) -> None:
-    """Run the simulated MMSC on its own: POST MM7 SubmitReqs to http://HOST:PORT/mm7."""
+    """Run the carrier simulator on its own: the MMSC takes MM7 SubmitReqs at
+    http://HOST:PORT/mm7, the SMSC takes SMPP binds on HOST:SMPP_PORT."""
     from mmsgate.sim.mmsc import SimulatedMmsc
+    from mmsgate.sim.smsc import Smsc
 
     logs.configure(log_level)
     sim = SimulatedMmsc(report_url or None, max_bytes=max_bytes, journal=journal)
     err.print(f"simulated MMSC on http://{host}:{port}/mm7, reports to {report_url or 'nowhere'}")
-    uvicorn.run(sim.app(), host=host, port=port, log_level="warning", access_log=False)
+
+    async def go() -> None:
+        smsc = Smsc()
+        if smpp_port:
+            await smsc.start(host, smpp_port)
+            err.print(f"simulated SMSC on {host}:{smpp_port} (SMPP)")
+        config = uvicorn.Config(
+            sim.app(), host=host, port=port, log_level="warning", access_log=False
+        )
+        try:
+            await uvicorn.Server(config).serve()
+        finally:
+            await smsc.stop()
+
+    uvloop.run(go())

@@ -9,11 +9,13 @@ rest of mmsgate sees the dataclasses below. No DTD or entity is ever expanded.
 from __future__ import annotations
 
 import base64
+import binascii
 import dataclasses
 import datetime as dt
 import email.message
 import email.parser
 import email.policy
+import re
 import secrets
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
@@ -322,9 +324,130 @@ def decode_request(content_type: str, body: bytes) -> Incoming:
 
 
 def soap_part(content_type: str, body: bytes) -> tuple[bytes, tuple[tuple[str, bytes], ...]]:
-    """The SOAP envelope of a message, and the other leaf parts (type, bytes) if multipart."""
+    """The SOAP envelope of a message, and the other leaf parts (type, bytes) if multipart.
+
+    A direct reader handles the MIME that MMSCs and mmsgate write (CRLF or bare LF lines,
+    base64, quoted-printable or 8bit parts, nested multiparts); whatever it cannot read goes
+    to the stdlib email parser, which is lenient but costs more than the rest of a request.
+    """
     if not content_type.lower().startswith("multipart/"):
         return body, ()
+    try:
+        parts = _split_multipart(content_type, body)
+        start = _params(content_type).get("start", "").strip("<>")
+        soap = next(
+            (p for p in parts if p.headers.get("content-id", "").strip("<>") == start), None
+        )
+        soap = soap or parts[0]
+        leaves = tuple(leaf for p in parts if p is not soap for leaf in _leaves(p, 0))
+        return soap.payload(), leaves
+    except Mm7FormatError:
+        return _soap_part_by_email(content_type, body)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Part:
+    """One MIME body part: lower-cased header names, and its bytes as sent."""
+
+    headers: dict[str, str]
+    raw: bytes
+
+    @property
+    def content_type(self) -> str:
+        value = self.headers.get("content-type", "text/plain")
+        return value.split(";", 1)[0].strip().lower() or "text/plain"
+
+    def payload(self) -> bytes:
+        """The bytes with the transfer encoding (RFC 2045 §6) undone."""
+        encoding = self.headers.get("content-transfer-encoding", "").strip().lower()
+        try:
+            if encoding == "base64":
+                return binascii.a2b_base64(self.raw)
+            if encoding == "quoted-printable":
+                return binascii.a2b_qp(self.raw)
+        except binascii.Error as exc:
+            raise Mm7FormatError(f"bad {encoding} part: {exc}") from None
+        return self.raw
+
+
+def _leaves(part: _Part, depth: int) -> list[tuple[str, bytes]]:
+    if not part.content_type.startswith("multipart/"):
+        return [(part.content_type, part.payload())]
+    if depth > 8:
+        raise Mm7FormatError("multipart nested too deep")
+    inner = _split_multipart(part.headers.get("content-type", ""), part.payload())
+    return [leaf for p in inner for leaf in _leaves(p, depth + 1)]
+
+
+def _split_multipart(content_type: str, body: bytes) -> list[_Part]:
+    """The body parts of a multipart body (RFC 2046 §5.1.1), preamble and epilogue dropped."""
+    boundary = _params(content_type).get("boundary", "")
+    if not boundary:
+        raise Mm7FormatError("multipart without a boundary")
+    pieces = (b"\n" + body).split(b"\n--" + boundary.encode("latin-1"))
+    parts: list[_Part] = []
+    for piece in pieces[1:]:
+        if piece.startswith(b"--"):  # the close delimiter: the epilogue follows
+            break
+        line_end = piece.find(b"\n")
+        if line_end < 0 or piece[:line_end].strip():
+            raise Mm7FormatError("boundary inside a line")
+        text = piece[line_end + 1 :]
+        text = text[:-1] if text.endswith(b"\r") else text  # the CR of the delimiter's CRLF
+        head, blank, raw = _head_and_body(text)
+        if not blank:
+            raise Mm7FormatError("body part without a header end")
+        parts.append(_Part(_headers(head), raw))
+    else:
+        raise Mm7FormatError("multipart body without its close delimiter")
+    if not parts:
+        raise Mm7FormatError("multipart body without parts")
+    return parts
+
+
+def _head_and_body(text: bytes) -> tuple[bytes, bool, bytes]:
+    if text.startswith((b"\r\n", b"\n")):  # no headers at all
+        return b"", True, text[2 if text.startswith(b"\r") else 1 :]
+    crlf, lf = text.find(b"\r\n\r\n"), text.find(b"\n\n")
+    if crlf >= 0 and (lf < 0 or crlf < lf):
+        return text[:crlf], True, text[crlf + 4 :]
+    if lf >= 0:
+        return text[:lf], True, text[lf + 2 :]
+    return text, False, b""
+
+
+def _headers(head: bytes) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    name = ""
+    for line in head.decode("latin-1").replace("\r\n", "\n").split("\n"):
+        if line[:1] in (" ", "\t") and name:  # a folded continuation (RFC 5322 §2.2.3)
+            headers[name] += " " + line.strip()
+            continue
+        key, colon, value = line.partition(":")
+        if not colon:
+            raise Mm7FormatError(f"bad header line in a body part: {line[:60]!r}")
+        name = key.strip().lower()
+        headers.setdefault(name, value.strip())
+    return headers
+
+
+_PARAM = re.compile(r';\s*([^=\s;]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;]*)')
+
+
+def _params(header: str) -> dict[str, str]:
+    """The parameters of a Content-Type value, names lower-cased, quotes removed."""
+    found = {}
+    for name, value in _PARAM.findall(header):
+        value = value.strip()
+        if value.startswith('"'):
+            value = re.sub(r"\\(.)", r"\1", value[1:-1])
+        found[name.lower()] = value
+    return found
+
+
+def _soap_part_by_email(
+    content_type: str, body: bytes
+) -> tuple[bytes, tuple[tuple[str, bytes], ...]]:
     header = f"Content-Type: {content_type}\r\n\r\n".encode("latin-1")
     # compat32: the modern policy's header objects cost more than the rest of the request.
     message = email.parser.BytesParser(policy=email.policy.compat32).parsebytes(header + body)

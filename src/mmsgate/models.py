@@ -75,6 +75,11 @@ class RecipientState(enum.Enum):
     REJECTED = "rejected"
     EXPIRED = "expired"
     FAILED = "failed"
+    # MMS could not go: an SMS with a link to the hosted page goes instead.
+    FALLBACK = "fallback"  # decided, the SMS not yet accepted by the SMSC
+    SMS_SUBMITTED = "sms_submitted"
+    SMS_DELIVERED = "sms_delivered"
+    SMS_FAILED = "sms_failed"
 
 
 class JobKind(enum.Enum):
@@ -83,6 +88,7 @@ class JobKind(enum.Enum):
     DELIVER = "deliver"
     ENCODE_TEMPLATE = "encode_template"
     POSTBACK = "postback"
+    FALLBACK_SMS = "fallback_sms"
 
 
 class JobState(enum.Enum):

@@ -1,6 +1,7 @@
 """Sinch's postback bodies (XML, lower-case tags): the MT delivery events (N101, N102, N103,
-E101, E102) and the saveMMS outcome (N003, E002/E003/E004). Tags in Sinch's order (API
-reference §8.1); optional ones are left out when there is nothing to say."""
+E101, E102, and the fallback SMS's N202/E202) and the saveMMS outcome (N003, E002/E003/E004).
+Tags in Sinch's order (API reference §8.1); optional ones are left out when there is nothing
+to say."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ STATUS_TEXT = {
     "N103": "Message Sent/Expired",
     "E101": "Message Failed",
     "E102": "Message Sent/Failed",
+    "N202": "Message Sent/Delivered",
+    "E202": "Message Sent/Failed",
 }
 _NAME_OF_FAILED = {
     models.MediaKind.AUDIO: "audio-name",
@@ -47,7 +50,11 @@ def delivery_postback(event: Delivery) -> bytes:
     fields: list[tuple[str, object | None]] = [
         ("origin", "MMS_MT"),
         ("code", event.code),
-        ("sent-as", event.sent_as if not event.code.startswith("E") else None),
+        # Sinch leaves sent-as out of its E101/E102 examples; E202 is the SMS leg's own.
+        (
+            "sent-as",
+            event.sent_as if not event.code.startswith("E") or event.code == "E202" else None,
+        ),
         ("status", event.status or STATUS_TEXT.get(event.code)),
         ("mms-id", event.mms_id),
         ("from", event.sender),

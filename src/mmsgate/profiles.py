@@ -96,3 +96,19 @@ PROFILES: dict[str, CarrierProfile] = {
         CarrierProfile(name="tmobile", budget_bytes=1000 * KIB),
     )
 }
+
+# Not a carrier: what the hosted fallback page serves to a phone's browser. No message budget
+# (each part is fetched on its own), but parts kept small for slow networks.
+WEB = CarrierProfile(
+    name="web",
+    budget_bytes=8 * 1024 * KIB,
+    image_max_width=1280,
+    image_max_height=1280,
+    image_short_side=1080,
+    gif_max_side=640,
+    audio_bitrate=96_000,
+    video_max_width=854,
+    video_max_height=854,
+    max_duration_s=180,
+    object_types=(),
+)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from mmsgate.settings import Route
+from mmsgate.settings import Route, SmsRoute
 
 SIMULATOR = Route(name="simulator", kind="simulator", default=True)
+# The fallback SMS route when none is configured: the simulator's SMSC (`simulator_smsc`).
+SIMULATOR_SMS = SmsRoute(name="simulator-sms", kind="simulator", system_id="mmsgate", default=True)
 
 
 def route_for(routes: Sequence[Route], operator_id: int | None, msisdn: str | None) -> Route | None:

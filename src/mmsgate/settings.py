@@ -80,8 +80,22 @@ class SmsRoute:
     system_id: str | None = None
     password: str | None = None
     system_type: str | None = None
-    url: str | None = None
+    url: str | None = None  # kannel: the smsbox sendsms URL
     username: str | None = None
+    smsc: str | None = None  # kannel: the smsc-id to route through
+    # smpp: address numbering (None: chosen from the address: international, short code or
+    # alphanumeric), window of unanswered submits, submits per second, keep-alive.
+    source_ton: int | None = None
+    source_npi: int | None = None
+    dest_ton: int = 1
+    dest_npi: int = 1
+    window: int = 10
+    max_sps: float | None = None
+    enquire_link_seconds: float = 30.0
+    # How the SMSC writes message ids: Kannel's msg-id-type (0: decimal in both submit_sm_resp
+    # and receipt, 1: hex submit, decimal receipt, 2: decimal submit, hex receipt, 3: hex in
+    # both). None: take the receipt's id as the submit's.
+    msg_id_type: int | None = None
     default: bool = False
 
 
@@ -95,6 +109,7 @@ class Settings:
     # Where the simulator route submits: `mmsgate run` starts one of its own and points here;
     # a separate `mmsgate worker` uses `mmsgate carrier-sim` on its default port.
     simulator_url: str = "http://127.0.0.1:8090/mm7"
+    simulator_smsc: str = "127.0.0.1:2775"  # where the simulator SMS route binds (SMPP)
     worker_concurrency: int = 64  # jobs a worker runs at once
     # A claimed job is another worker's to take once its lease runs out (a worker that died).
     worker_lease_seconds: float = 300.0
@@ -272,6 +287,7 @@ def _from_table(
             "database_url",
             "public_base_url",
             "simulator_url",
+            "simulator_smsc",
             "host",
             "port",
             "worker_concurrency",
@@ -320,6 +336,16 @@ def _check_routes(settings: Settings) -> None:
     for i, sms in enumerate(settings.sms_routes):
         if sms.kind not in ("smpp", "kannel", "simulator"):
             raise ConfigError(f"sms_routes[{i}].kind: expected 'smpp', 'kannel' or 'simulator'")
+        if sms.kind == "smpp" and not (sms.host and sms.port and sms.system_id):
+            raise ConfigError(f"sms_routes[{i}]: an smpp route needs host, port and system_id")
+        if sms.kind == "kannel" and not sms.url:
+            raise ConfigError(f"sms_routes[{i}].url: required for a kannel route")
+        if sms.msg_id_type not in (None, 0, 1, 2, 3):
+            raise ConfigError(f"sms_routes[{i}].msg_id_type: expected 0, 1, 2 or 3")
+        if sms.window < 1:
+            raise ConfigError(f"sms_routes[{i}].window: must be at least 1")
+    if sum(r.default for r in settings.sms_routes) > 1:
+        raise ConfigError("sms_routes: more than one route has default = true")
     for i, route in enumerate(settings.routes):
         if route.profile not in settings.profiles:
             raise ConfigError(f"routes[{i}].profile: unknown profile {route.profile!r}")

@@ -137,3 +137,52 @@ def test_bad_xml_is_a_format_error(body: bytes) -> None:
     """DTDs and malformed documents are refused with Mm7FormatError, nothing expanded."""
     with pytest.raises(mm7.Mm7FormatError):
         mm7.decode_request("text/xml", body)
+
+
+def _lf(body: bytes) -> bytes:
+    return body.replace(b"\r\n", b"\n")
+
+
+ENVELOPE = mm7.encode_response("DeliverReq", "tx-9")
+QP_BODY = (
+    b"preamble to be ignored\r\n"
+    b"--b1\r\nContent-Type: text/xml\r\nContent-ID: <env>\r\n\r\n" + ENVELOPE + b"\r\n"
+    b"--b1 \r\nContent-Type: text/plain;\r\n charset=utf-8\r\n"
+    b"Content-Transfer-Encoding: quoted-printable\r\n\r\ncaf=C3=A9 =\r\nau lait\r\n"
+    b"--b1\r\nContent-Type: application/octet-stream\r\n\r\n\x00\x01\r\n\x02\r\n"
+    b"--b1--\r\nepilogue\r\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        pytest.param(*mm7.encode_submit(SUBMIT), id="submit"),
+        pytest.param(
+            *mm7.encode_deliver(
+                "tx-2",
+                "15551230000",
+                "28444",
+                [("image/jpeg", bytes(range(256)) * 40), ("text/plain", b"Hi")],
+            ),
+            id="deliver-nested-base64",
+        ),
+        pytest.param(
+            'multipart/related; start="<env>"; boundary=b1', QP_BODY, id="qp-folded-preamble"
+        ),
+        pytest.param('multipart/related; start="<env>"; boundary=b1', _lf(QP_BODY), id="bare-lf"),
+    ],
+)
+def test_multipart_reader_agrees_with_the_email_parser(content_type: str, body: bytes) -> None:
+    """The direct MIME reader finds the same envelope and leaf parts as the stdlib parser."""
+    assert mm7.soap_part(content_type, body) == mm7._soap_part_by_email(content_type, body)
+    assert mm7._split_multipart(content_type, body)  # read directly, not by the fallback
+
+
+def test_unreadable_multipart_falls_back_to_the_email_parser() -> None:
+    """A body the direct reader refuses (no close delimiter) is still read, leniently."""
+    body = b"--b1\r\nContent-Type: text/xml\r\n\r\n" + ENVELOPE + b"\r\n"
+    with pytest.raises(mm7.Mm7FormatError):
+        mm7._split_multipart("multipart/related; boundary=b1", body)
+    soap, leaves = mm7.soap_part("multipart/related; boundary=b1", body)
+    assert (soap, leaves) == (ENVELOPE, ())

@@ -91,8 +91,8 @@ async def outcome(db: Database, tracking_id: str) -> tuple[str, list[str], str]:
     [
         (SubmitResult(True, "mmsc-7", 1000, "Success"), ("submitted", ["N101"], "done")),
         (SubmitResult(False, None, 2002, "Address Error"), ("failed", ["E101"], "done")),
-        (SubmitResult(False, None, 3001, "Not Possible"), ("rejected", ["E102"], "done")),
-        (SubmitResult(False, None, 2004, "Content refused"), ("rejected", ["E102"], "done")),
+        (SubmitResult(False, None, 3001, "Not Possible"), ("fallback", [], "done")),
+        (SubmitResult(False, None, 2004, "Content refused"), ("fallback", [], "done")),
         (SubmitResult(False, None, 4006, "Busy", transient=True), ("queued", [], "pending")),
     ],
 )
@@ -102,8 +102,8 @@ async def test_each_answer_of_the_mmsc(
     result: SubmitResult,
     expected: tuple[str, list[str], str],
 ) -> None:
-    """Accepted → submitted + N101; address error → E101; content or MMS refused → E102;
-    busy → retried later, nothing told to the customer yet."""
+    """Accepted → submitted + N101; address error → E101; content or MMS refused → the SMS
+    fallback begins (the customer hears of it when the SMS goes); busy → retried later."""
     tracking_id = await accept(gateway, media_server)
     carrier = FakeCarrier(result)
     await run_deliveries(gateway, carrier)

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import socket
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+import uvicorn
 
 from mmsgate import mm7_codec as mm7
 from mmsgate.carriers.mm7 import Mm7Carrier
@@ -18,9 +22,29 @@ from tests.pipeline.test_postbacks import Receiver, receiver  # noqa: F401 - fix
 pytestmark = pytest.mark.anyio
 
 
-def carrier_for(sim: SimulatedMmsc) -> Mm7Carrier:
-    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=sim.app()), base_url="http://sim")
-    return Mm7Carrier(Route(name="sim", kind="mm7", url="http://sim/mm7"), client)
+@contextlib.asynccontextmanager
+async def carrier_for(sim: SimulatedMmsc) -> AsyncIterator[Mm7Carrier]:
+    """An MM7 client submitting to `sim`, served on a loopback port for the block."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)  # connections wait in the backlog until the server runs
+    # lifespan off: reports scheduled by a submit outlive the server, as the tests wait for them
+    server = uvicorn.Server(uvicorn.Config(sim.app(), lifespan="off", log_level="warning"))
+    serving = asyncio.create_task(server.serve(sockets=[sock]))
+    carrier = Mm7Carrier(
+        Route(
+            name="sim",
+            kind="mm7",
+            url=f"http://{sock.getsockname()[0]}:{sock.getsockname()[1]}/mm7",
+        )
+    )
+    try:
+        yield carrier
+    finally:
+        await carrier.close()
+        server.should_exit = True
+        await serving
+        sock.close()
 
 
 async def reports(receiver: Receiver, count: int) -> list[mm7.Incoming]:  # noqa: F811
@@ -33,11 +57,8 @@ async def reports(receiver: Receiver, count: int) -> list[mm7.Incoming]:  # noqa
 
 
 async def send(sim: SimulatedMmsc, number: str, **changes: object) -> object:
-    carrier = carrier_for(sim)
-    try:
+    async with carrier_for(sim) as carrier:
         return await carrier.submit(dataclasses.replace(SUBMIT, recipients=[number], **changes))  # type: ignore[arg-type]
-    finally:
-        await carrier.close()
 
 
 async def test_ordinary_number_is_accepted_and_retrieved(receiver: Receiver) -> None:  # noqa: F811

@@ -142,6 +142,10 @@ async def send_saved_mms(
         custom_texts={str(k): v for k, v in req.custom_texts.items()} or None,
         merge_data=req.data or None,
         fallback_sms_text=req.fallback.text or info.fallback_sms_text,
+        # The send's own flag wins; without one, the template's.
+        disable_fallback=bool(
+            req.fallback.disabled if req.fallback.disabled is not None else info.disable_fallback
+        ),
     )
     mms_id = await services.writer.accept(send)
     return sent_fields(plan, send, mms_id, with_from=True)

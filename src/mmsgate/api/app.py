@@ -21,7 +21,16 @@ from starlette.types import Receive, Scope, Send
 
 from mmsgate import codes, errors, logs, models
 from mmsgate import settings as settings_mod
-from mmsgate.api import actions, metrics_page, mm7, reports, requests, sinch_xml, status
+from mmsgate.api import (
+    actions,
+    kannel,
+    metrics_page,
+    mm7,
+    reports,
+    requests,
+    sinch_xml,
+    status,
+)
 from mmsgate.api.content import ContentStore, DbFetchCache
 from mmsgate.api.guard import Guard
 from mmsgate.media.fetch import Fetcher
@@ -29,6 +38,7 @@ from mmsgate.settings import Settings
 from mmsgate.store.blobs import FileBlobStore
 from mmsgate.store.db import Database
 from mmsgate.store.writer import Writer
+from mmsgate.web import page, parts
 
 log = structlog.get_logger(__name__)
 XML = "application/xml; charset=utf-8"
@@ -121,8 +131,16 @@ def create_app(
     async def mm7_endpoint(request: Request) -> Response:
         return await mm7.receive(svc, request)
 
+    web = page.Web(db=svc.db, blobs=svc.blobs, clock=svc.clock)
+
+    async def page_endpoint(request: Request) -> Response:
+        return await page.hosted_page(web, request)
+
     async def media_endpoint(request: Request) -> Response:
-        return await mm7.media(svc, request)
+        return await parts.media(web, request)
+
+    async def kannel_endpoint(request: Request) -> Response:
+        return await kannel.dlr(svc, request)
 
     async def metrics_endpoint(request: Request) -> Response:
         return await metrics_page.metrics(svc, request)
@@ -140,7 +158,9 @@ def create_app(
             Route("/v1/templates/{mms_id}", template_endpoint, methods=["GET"]),
             Route("/v1/preview", preview_endpoint, methods=["POST"]),
             Route("/mm7", mm7_endpoint, methods=["POST"]),
-            Route("/media/{token}/{n}", media_endpoint, methods=["GET"]),
+            Route("/m/{token}", page_endpoint, methods=["GET", "HEAD"]),
+            Route("/media/{token}/{n}", media_endpoint, methods=["GET", "HEAD"]),
+            Route("/kannel/dlr", kannel_endpoint, methods=["GET", "POST"]),
             Route("/metrics", metrics_endpoint, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),

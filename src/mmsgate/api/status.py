@@ -27,10 +27,10 @@ async def message_status(svc: Services, request: Request) -> Response:
     found = await queries.recipient_status(svc.db, account.id, tracking_id)
     if found is None:
         return JSONResponse({"error": f"no message with tracking-id {tracking_id}"}, 404)
-    return JSONResponse(render(found))
+    return JSONResponse(render(found, svc.settings.public_url))
 
 
-def render(found: dict[str, Any]) -> dict[str, Any]:
+def render(found: dict[str, Any], public_url: str) -> dict[str, Any]:
     r = found["recipient"]
     return {
         "tracking-id": r["tracking_id"],
@@ -50,5 +50,22 @@ def render(found: dict[str, Any]) -> dict[str, Any]:
             {"state": e["state"], "code": e["code"], "detail": e["detail"], "at": _iso(e["at"])}
             for e in found["events"]
         ],
-        "fallback": None,
+        "fallback": _fallback(found["fallback"], public_url),
+    }
+
+
+def _fallback(f: Any, public_url: str) -> dict[str, Any] | None:
+    """The SMS-with-link fallback, when this recipient took that path."""
+    if f is None:
+        return None
+    return {
+        "reason": f["reason"],
+        "link": f"{public_url}/m/{f['token']}" if f["token"] else None,
+        "link_expires_at": _iso(f["link_expires_at"]),
+        "sms_text": f["sms_text"],
+        "sms_coding": f["sms_coding"],
+        "sms_parts": f["sms_parts"],
+        "sms_route": f["sms_route"],
+        "opened_at": _iso(f["opened_at"]),
+        "opens": f["opens"],
     }

@@ -1,8 +1,11 @@
-"""The carrier interface: submit an MMS, close. Implementations: MM7 (and the simulator)."""
+"""The carrier interfaces: `Carrier` submits an MMS (MM7); `SmsConnector` submits the fallback
+SMS (SMPP or Kannel) and hands its receipts to a `ReceiptSink`."""
 
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from mmsgate.mm7_codec import Submit
@@ -21,5 +24,73 @@ class SubmitResult:
 
 class Carrier(Protocol):
     async def submit(self, submit: Submit) -> SubmitResult: ...
+
+    async def close(self) -> None: ...
+
+
+# --- the SMS leg of the fallback ------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SmsSubmit:
+    """One fallback SMS, already split into parts (see `mmsgate.sms_text.segment`).
+
+    `reference` is mmsgate's id for this SMS; part n (from 1) is known as `{reference}.{n}`
+    where the connector can carry an id of ours (Kannel's dlr-url)."""
+
+    reference: str
+    sender: str  # short code, long number or alphanumeric name
+    recipient: str  # international digits, no '+'
+    coding: str  # "gsm7" or "ucs2"
+    parts: tuple[str, ...]  # the text of each part; more than one: sent with a UDH
+    concat_ref: int = 0  # the concatenation reference (0-255) shared by the parts
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SmsResult:
+    """What the SMSC (or Kannel) said to the submit of every part."""
+
+    accepted: bool
+    message_ids: tuple[str, ...]  # one per part when accepted, as receipts will name them
+    status: int  # SMPP command_status or HTTP status; 0 when accepted over SMPP
+    text: str
+    transient: bool = False
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SmsReceipt:
+    """A delivery receipt for one part."""
+
+    route: str
+    message_id: str  # in the form SmsResult.message_ids gave it
+    stat: str  # DELIVRD, EXPIRED, DELETED, UNDELIV, ACCEPTD, UNKNOWN, REJECTD, ENROUTE
+    error: str | None = None
+    done_at: dt.datetime | None = None
+
+    @property
+    def final(self) -> bool:
+        return self.stat not in ("ENROUTE", "ACCEPTD")
+
+    @property
+    def delivered(self) -> bool:
+        return self.stat == "DELIVRD"
+
+
+# Called for each receipt; the connector acknowledges the receipt to the SMSC only after this
+# returns, so a receipt is never lost to a crash between the two.
+ReceiptSink = Callable[[SmsReceipt], Awaitable[None]]
+
+
+class SmsConnector(Protocol):
+    async def start(self) -> None:
+        """Connect ahead of the first submit (SMPP: to take receipts held for us)."""
+        ...
+
+    def known_ids(self, sms: SmsSubmit) -> tuple[str, ...] | None:
+        """The part ids receipts will use, when they are ours and known before the submit
+        (Kannel's dlr-url); None when the SMSC assigns them (SMPP)."""
+        ...
+
+    async def submit(self, sms: SmsSubmit) -> SmsResult: ...
 
     async def close(self) -> None: ...

@@ -11,9 +11,11 @@ Transcoded outputs are cached per (source, profile, target, pipeline version).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import math
+import urllib.parse
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
@@ -22,7 +24,7 @@ import anyio.to_thread
 from mmsgate import errors
 from mmsgate.media import av, compose, images
 from mmsgate.models import MediaKind
-from mmsgate.profiles import CarrierProfile
+from mmsgate.profiles import WEB, CarrierProfile
 
 VERSION = 1  # bump when transcoding changes, so cached outputs are made anew
 DEFAULT_SLIDE_MS = 10_000
@@ -282,3 +284,56 @@ def _report(
 def failure_code(kind: MediaKind) -> str:
     """The saveMMS postback code for a part that could not be encoded (E002/E003/E004)."""
     return {MediaKind.AUDIO: "E002", MediaKind.VIDEO: "E003"}.get(kind, "E004")
+
+
+# What each part of the hosted page may weigh: enough for a sharp phone-width image and
+# about a minute of 480p video, small enough for a slow connection.
+WEB_TARGETS = {
+    MediaKind.IMAGE: 400 * 1024,
+    MediaKind.AUDIO: 1536 * 1024,
+    MediaKind.VIDEO: 4 * 1024 * 1024,
+}
+
+Save = Callable[[bytes], Awaitable[str]]
+
+
+async def for_web(
+    slides: Sequence[dict[str, Any]], load: Load, save: Save, cache: TranscodeCache | None = None
+) -> list[dict[str, Any]]:
+    """The slides as the hosted page shows them: images, audio and video transcoded for a
+    phone's browser (JPEG/PNG/GIF, AAC, H.264 MP4) and saved; other parts as they came.
+
+    Raises PartFailed when a part cannot be transcoded at all."""
+    page = []
+    for slide in slides:
+        parts = []
+        for part in slide["parts"]:
+            data = await load(part["blob_key"])
+            kind = _kind(part)
+            output = Output(data, part["content_type"], {})
+            if kind in WEB_TARGETS:
+                with contextlib.suppress(images.ImageTooBig, av.AvTooBig):
+                    output = await _one(part, data, WEB, WEB_TARGETS[kind], cache)
+            parts.append(
+                {
+                    "kind": kind.value,
+                    "content_type": output.content_type,
+                    "blob_key": await save(output.data),
+                    "bytes": len(output.data),
+                    "width": output.report.get("width", part.get("width")),
+                    "height": output.report.get("height", part.get("height")),
+                    "duration_ms": output.report.get("duration_ms", part.get("duration_ms")),
+                    "name": _file_name(part.get("url")),
+                    "alt": None,
+                }
+            )
+        page.append({"text": slide.get("text"), "duration": slide.get("duration"), "parts": parts})
+    return page
+
+
+def _file_name(url: str | None) -> str | None:
+    """The last path segment of the source URL, for download buttons."""
+    if not url:
+        return None
+    name = urllib.parse.unquote(urllib.parse.urlsplit(url).path.rsplit("/", 1)[-1])
+    return name or None

@@ -2,8 +2,9 @@
 profile, submit it over MM7, and record what the MMSC said with its postback.
 
 Accepted: SUBMITTED with the MMSC's MessageID (which delivery reports are matched by), N101.
-Refused for good: FAILED with E101 (address or request errors) or E102 (content refused, or
-the number cannot take MMS; the SMS fallback takes those over). Busy, down or unreachable:
+Refused for good: FAILED with E101 (address or request errors). MMS impossible (too big after
+transcoding, content or route the destination cannot take, content or MMS refused for this
+number): the SMS-with-link fallback when the send allows it, else E102. Busy, down or unreachable:
 retried with backoff until the message expires, then EXPIRED with N103. A message that
 expired while it waited in the queue is never sent.
 """
@@ -21,6 +22,7 @@ from mmsgate import metrics, models, routing
 from mmsgate.carriers.base import SubmitResult
 from mmsgate.media import prepare
 from mmsgate.mm7_codec import Submit
+from mmsgate.pipeline import fallback
 from mmsgate.pipeline.deps import Deps
 from mmsgate.pipeline.encode import StoreCache
 from mmsgate.pipeline.worker import Outcome
@@ -53,17 +55,17 @@ async def deliver(job: Job, deps: Deps) -> Outcome:
         await finish(deps, row, Move(S.FAILED, "E101", "no route serves this number"))
         return Outcome()
     profile = deps.profile(route.profile)
+    if not profile.mms_capable:
+        why = f"route {route.name} cannot deliver MMS"
+        return await cannot_mms(deps, row, why, Move(S.FAILED, "E102", why, route=route.name))
     try:
         prepared = await prepared_for(deps, row, profile)
     except prepare.PartFailed as failed:
         await finish(deps, row, Move(S.FAILED, "E102", f"content could not be encoded: {failed}"))
         return Outcome()
     if prepared.composed is None or not prepared.fits:
-        why = prepared.report["fallback"] or "does not fit"
-        await finish(
-            deps, row, Move(S.FAILED, "E102", f"cannot go as MMS on {profile.name}: {why}")
-        )
-        return Outcome()
+        why = f"cannot go as MMS on {profile.name}: {prepared.report['fallback'] or 'too big'}"
+        return await cannot_mms(deps, row, why, Move(S.FAILED, "E102", why))
     submit = Submit(
         transaction_id=f"{row.tracking_id}.{job.attempts}",
         recipients=[row.msisdn],
@@ -118,9 +120,23 @@ async def _record(deps: Deps, row: Any, route: str, result: SubmitResult) -> Out
         status = "Message Sent/Rejected" if result.status_code == 2004 else None
         status = status or "Message Sent/Not Supported"
         move = Move(S.REJECTED, "E102", f"{route}: {said}", route=route, status=status)
+        return await cannot_mms(deps, row, f"MMS refused by {route}: {said}", move)
     else:
         move = Move(S.FAILED, "E101", f"{route}: {said}", route=route)
     await finish(deps, row, move)
+    return Outcome()
+
+
+async def cannot_mms(deps: Deps, row: Any, reason: str, otherwise: Move) -> Outcome:
+    """MMS is impossible for this recipient: the SMS-with-link fallback when the send allows
+    it, else `otherwise` (E101/E102, as Sinch ends a send without fallback)."""
+    if not fallback.allowed(row):
+        await finish(deps, row, otherwise)
+        return Outcome()
+    try:
+        await fallback.begin(deps, row, slides_of(row), reason)
+    except prepare.PartFailed as failed:
+        await finish(deps, row, Move(S.FAILED, "E102", f"{reason}; and for the page: {failed}"))
     return Outcome()
 
 

@@ -11,9 +11,9 @@ from typing import Any
 
 import httpx
 
-from mmsgate.carriers.base import Carrier
+from mmsgate.carriers.base import Carrier, SmsConnector
 from mmsgate.profiles import PROFILES, CarrierProfile
-from mmsgate.settings import Route
+from mmsgate.settings import Route, SmsRoute
 from mmsgate.store.blobs import BlobStore
 from mmsgate.store.db import Database
 
@@ -31,6 +31,10 @@ class Deps:
     clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
     routes: Sequence[Route] = ()
     carriers: Mapping[str, Carrier] = dataclasses.field(default_factory=dict)
+    sms_routes: Sequence[SmsRoute] = ()
+    # Filled once the deps exist: each connector hands its receipts to a sink built on them.
+    sms_connectors: dict[str, SmsConnector] = dataclasses.field(default_factory=dict)
+    public_url: str = "http://127.0.0.1:8080"  # the base of hosted-page links
     # Messages prepared recently, by template and personalisation: a template sent to many
     # numbers is composed once per worker, not once per recipient.
     prepared: dict[tuple[Any, ...], Any] = dataclasses.field(default_factory=dict)

@@ -4,27 +4,39 @@ taken (any 2xx) or the retry window closes, then left dead in the queue for repl
 Each POST carries `X-Mmsgate-Timestamp` and `X-Mmsgate-Signature: v1=<hex>`, the
 HMAC-SHA256 of `timestamp + "." + body` under the account's postback secret. Sinch signs
 nothing; clients that ignore the headers are unaffected.
+
+The POSTs go through `mmsgate.http_client` (keep-alive to each customer, 10 s timeout). The
+address guard runs when a connection is opened, on the addresses that connection then uses:
+no DNS lookup per postback, and no gap between the address checked and the one connected to.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import time
+import weakref
+from urllib.parse import urlsplit
 
 import httpx
 import structlog
 
-from mmsgate import metrics
+from mmsgate import http_client, metrics
 from mmsgate.media import fetch
 from mmsgate.pipeline.deps import Deps
 from mmsgate.pipeline.worker import Outcome
 from mmsgate.postback_xml import template_postback
 from mmsgate.store import accounts
+from mmsgate.store.db import Database
 from mmsgate.store.deliveries import postback_job
 from mmsgate.store.jobs import Job
 
 log = structlog.get_logger(__name__)
 TIMEOUT = 10.0
+POSTS_IN_FLIGHT = 16  # connections per customer host and worker
+# An account's postback URL and secret are read once a second at most: a change takes effect
+# for postbacks sent from a second after it on.
+TARGET_TTL = 1.0
 SIGNATURE_HEADER = "X-Mmsgate-Signature"
 TIMESTAMP_HEADER = "X-Mmsgate-Timestamp"
 __all__ = ["postback_job", "send_postback", "signature", "template_postback"]
@@ -39,7 +51,7 @@ def signature(secret: str, timestamp: int, body: bytes) -> str:
 async def send_postback(job: Job, deps: Deps) -> Outcome:
     """Step for JobKind.POSTBACK: POST the stored body, signed; retry until accepted."""
     payload = job.payload or {}
-    target = await accounts.postback_target(deps.db, int(payload["account_id"]))
+    target = await _sender(deps).target(deps.db, int(payload["account_id"]))
     url, secret = target if target is not None else (None, "")
     if not url:
         log.info("postback.no_url", job_id=job.id)
@@ -68,26 +80,70 @@ async def _post(deps: Deps, url: str, secret: str, body: bytes, content_type: st
         SIGNATURE_HEADER: signature(secret, timestamp, body),
     }
     try:
-        async with deps.postback_slots:
-            response = await deps.http.post(url, content=body, headers=headers, timeout=TIMEOUT)
-    except httpx.HTTPError as exc:
-        return f"{type(exc).__name__} posting to {url}"
-    if 200 <= response.status_code < 300:
+        response = await _sender(deps).client.post(url, body, headers)
+    except Refused as exc:
+        return f"postback URL {url} {exc}"
+    except http_client.HttpError as exc:
+        return f"{type(exc).__name__} posting to {url}: {exc}"
+    if 200 <= response.status < 300:
         return None
-    return f"HTTP {response.status_code} from {url}"
+    return f"HTTP {response.status} from {url}"
 
 
 async def _refused(url: str, allow_private: bool) -> str | None:
-    """Why the URL may not be posted to (scheme, or an address on a private network)."""
-    parsed = httpx.URL(url)
-    if parsed.scheme not in ("http", "https") or not parsed.host:
+    """Why the URL may not be posted to at all (not http or https)."""
+    parsed = urlsplit(url)
+    if parsed.scheme.lower() not in ("http", "https") or not parsed.hostname:
         return f"postback URL {url} is not http(s)"
-    if allow_private:
-        return None
-    try:
-        addresses = await fetch.resolve_host(parsed.host, parsed.port or 443)
-    except OSError:
-        return f"postback host {parsed.host} does not resolve"
-    if not addresses or not all(fetch.address_allowed(a) for a in addresses):
-        return f"postback URL {url} points at an address that is not allowed"
     return None
+
+
+class Refused(http_client.HttpError):
+    """The postback host resolves to an address postbacks may not go to."""
+
+
+async def _public_addresses(host: str, port: int) -> list[str]:
+    """The addresses a postback connection may use: all of the host's, if all are public."""
+    try:
+        addresses = await fetch.resolve_host(host, port)
+    except (OSError, UnicodeError):
+        raise http_client.ConnectFailed(f"postback host {host} does not resolve") from None
+    if not addresses or not all(fetch.address_allowed(a) for a in addresses):
+        raise Refused("points at an address that is not allowed")
+    return addresses
+
+
+class _Sender:
+    """What one worker's postbacks share: keep-alive connections to the customers, and each
+    account's postback URL and secret, read again when older than TARGET_TTL seconds."""
+
+    def __init__(self, allow_private_networks: bool) -> None:
+        self.client = http_client.HttpClient(
+            timeout=TIMEOUT,
+            connect_timeout=TIMEOUT,
+            max_connections=POSTS_IN_FLIGHT,
+            max_body=4 * 1024 * 1024,  # a customer's answer is read and dropped
+            resolve=None if allow_private_networks else _public_addresses,
+        )
+        self.targets: dict[int, tuple[float, tuple[str | None, str] | None]] = {}
+
+    async def target(self, db: Database, account_id: int) -> tuple[str | None, str] | None:
+        now = time.monotonic()
+        known = self.targets.get(account_id)
+        if known is None or now - known[0] > TARGET_TTL:
+            if len(self.targets) > 10_000:
+                self.targets.clear()
+            known = self.targets[account_id] = (now, await accounts.postback_target(db, account_id))
+        return known[1]
+
+
+# Deps carries an httpx client for postbacks, which its owner closes; the sender rides along
+# with it, keyed by it, until Deps can carry the sender itself.
+_senders: weakref.WeakKeyDictionary[httpx.AsyncClient, _Sender] = weakref.WeakKeyDictionary()
+
+
+def _sender(deps: Deps) -> _Sender:
+    sender = _senders.get(deps.http)
+    if sender is None:
+        sender = _senders[deps.http] = _Sender(deps.allow_private_networks)
+    return sender

@@ -16,7 +16,6 @@ import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import httpx
 import structlog
 from PIL import Image
 from starlette.applications import Starlette
@@ -24,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from mmsgate import http_client
 from mmsgate import mm7_codec as mm7
 
 log = structlog.get_logger(__name__)
@@ -40,6 +40,7 @@ OUTCOMES: dict[str, tuple[str, tuple[str, ...]]] = {
     "0009": ("accept", ("Rejected",)),
 }
 DEFAULT = ("accept", ("Retrieved",))
+REPORT_HEADERS = {"Content-Type": "text/xml"}
 
 
 @dataclasses.dataclass(slots=True)
@@ -52,13 +53,11 @@ class SimulatedMmsc:
     submits: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
     accepted: dict[str, str] = dataclasses.field(default_factory=dict)
     tasks: set[asyncio.Task[None]] = dataclasses.field(default_factory=set)
-    client: httpx.AsyncClient | None = None  # one pool for all reports, made on first use
+    client: http_client.HttpClient | None = None  # one pool for all reports, made on first use
     # Reports owed, kept on disk like a real MMSC's store: a restarted simulator sends the
     # ones it had not delivered before it stopped (one JSON line per report and per "sent").
     journal: Path | None = None
-    # Reports in flight at once: an HTTP pool with thousands of queued requests spends its
-    # time scanning them (httpx's pool is O(requests × connections) per change).
-    sending: asyncio.Semaphore = dataclasses.field(default_factory=lambda: asyncio.Semaphore(16))
+    in_flight: int = 16  # reports in flight at once (connections to the gateway)
 
     def app(self) -> Starlette:
         @contextlib.asynccontextmanager
@@ -117,12 +116,11 @@ class SimulatedMmsc:
         content_type, body = mm7.encode_deliver(
             "mo-" + secrets.token_hex(6), sender, recipient, parts, subject=order.get("subject")
         )
-        if self.client is None:
-            self.client = httpx.AsyncClient(timeout=10)
-        answer = await self.client.post(
-            self.report_url, content=body, headers={"Content-Type": content_type}
-        )
-        status = mm7.decode_response(answer.headers.get("content-type", ""), answer.content)
+        try:
+            answer = await self.http().post(self.report_url, body, {"Content-Type": content_type})
+        except http_client.HttpError as exc:
+            return Response(json.dumps({"error": str(exc)}) + "\n", 502)
+        status = mm7.decode_response(answer.headers.get("content-type", ""), answer.body)
         reply = {"status": status.status_code, "text": status.status_text}
         return Response(json.dumps(reply) + "\n", media_type="application/json")
 
@@ -172,6 +170,11 @@ class SimulatedMmsc:
         body = mm7.encode_response("SubmitRsp", incoming.transaction_id, message_id=message_id)
         return Response(body, media_type="text/xml; charset=utf-8")
 
+    def http(self) -> http_client.HttpClient:
+        if self.client is None:
+            self.client = http_client.HttpClient(timeout=10, max_connections=self.in_flight)
+        return self.client
+
     def schedule(self, message_id: str, number: str, status: str, key: str = "") -> None:
         task = asyncio.get_running_loop().create_task(self.report(message_id, number, status, key))
         self.tasks.add(task)
@@ -183,18 +186,13 @@ class SimulatedMmsc:
             return
         await asyncio.sleep(self.report_delay * (1 + len(self.tasks) % 3))
         body = delivery_report(message_id, number, status)
-        if self.client is None:
-            self.client = httpx.AsyncClient(timeout=10)
         for attempt in range(5):
             try:
-                async with self.sending:
-                    response = await self.client.post(
-                        self.report_url, content=body, headers={"Content-Type": "text/xml"}
-                    )
-                if response.status_code < 300:
+                response = await self.http().post(self.report_url, body, REPORT_HEADERS)
+                if response.status < 300:
                     self._note({"sent": key})
                     return
-            except httpx.HTTPError:
+            except http_client.HttpError:
                 pass
             await asyncio.sleep(0.2 * 2**attempt)
         log.warning("sim.report_undelivered", message_id=message_id, status=status)

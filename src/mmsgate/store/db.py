@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import fcntl
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -22,7 +22,12 @@ from alembic.config import Config
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from mmsgate.store import sqlite_driver
+
 T = TypeVar("T")
+Item = TypeVar("Item")
+_Work = Callable[[AsyncConnection], Awaitable[Any]]
+_Settle = Callable[[Any, BaseException | None], None]
 MIGRATIONS = Path(__file__).parent / "migrations"
 _PG_MIGRATION_LOCK = 0x6D6D7367  # "mmsg": advisory lock id held while migrating
 
@@ -34,9 +39,8 @@ class Database:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         self._local_write = asyncio.Lock()
-        self._pending: list[
-            tuple[Callable[[AsyncConnection], Awaitable[Any]], asyncio.Future[Any]]
-        ] = []
+        self._pending: list[tuple[_Work, _Settle]] = []
+        self._groups: dict[Hashable, _Group] = {}
         self._flusher: asyncio.Task[None] | None = None
         self._lock_fd: int | None = None
         if self.is_sqlite:
@@ -85,37 +89,54 @@ class Database:
         again in a transaction of its own, so one failure fails only its own caller.
         """
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._pending.append((work, future))
+        self._pending.append((work, _settle(future)))
+        self._start_flush()
+        return await future
+
+    async def batched_together(
+        self,
+        key: Hashable,
+        item: Item,
+        work: Callable[[AsyncConnection, list[Item]], Awaitable[Sequence[T]]],
+    ) -> T:
+        """Like `batched`, and the items given with the same `key` while a batch gathers go
+        to one call of `work(conn, items)`, which returns one result per item, in order:
+        one statement for many rows where `batched` would run one per caller."""
+        group = self._groups.get(key)
+        if group is None:
+            group = self._groups[key] = _Group(work)
+            self._pending.append((group.run, group.settle))
+            self._start_flush()
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        group.items.append(item)
+        group.futures.append(future)
+        return await future
+
+    def _start_flush(self) -> None:
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush(), name="mmsgate-batched-writes")
-        return await future
 
     async def _flush(self) -> None:
         while self._pending:
-            batch, self._pending = self._pending, []
+            batch, self._pending, self._groups = self._pending, [], {}
             try:
                 async with self.write() as conn:
                     results = [await work(conn) for work, _ in batch]
             except Exception:  # noqa: BLE001 - rerun alone, each failure goes to its caller
                 await self._one_by_one(batch)
                 continue
-            for (_, future), result in zip(batch, results, strict=True):
-                if not future.done():
-                    future.set_result(result)
+            for (_, settle), result in zip(batch, results, strict=True):
+                settle(result, None)
 
-    async def _one_by_one(
-        self, batch: list[tuple[Callable[[AsyncConnection], Awaitable[Any]], asyncio.Future[Any]]]
-    ) -> None:
-        for work, future in batch:
+    async def _one_by_one(self, batch: list[tuple[_Work, _Settle]]) -> None:
+        for work, settle in batch:
             try:
                 async with self.write() as conn:
                     result = await work(conn)
             except Exception as exc:  # noqa: BLE001 - handed to the caller
-                if not future.done():
-                    future.set_exception(exc)
+                settle(None, exc)
             else:
-                if not future.done():
-                    future.set_result(result)
+                settle(result, None)
 
     def write_in_thread(self, work: Callable[[sa.Connection], T]) -> T:
         """Run `work` in a write transaction from a worker thread (SQLite only).
@@ -182,6 +203,39 @@ class Database:
             await self.reader.dispose()
 
 
+def _settle(future: asyncio.Future[Any]) -> _Settle:
+    """Hands a batched work's result (or exception) to the caller waiting on `future`."""
+
+    def settle(result: Any, exc: BaseException | None) -> None:
+        if future.done():
+            return
+        if exc is None:
+            future.set_result(result)
+        else:
+            future.set_exception(exc)
+
+    return settle
+
+
+class _Group:
+    """Items waiting for one call of a `batched_together` work, and their callers."""
+
+    def __init__(self, work: Callable[[AsyncConnection, list[Any]], Awaitable[Sequence[Any]]]):
+        self.work = work
+        self.items: list[Any] = []
+        self.futures: list[asyncio.Future[Any]] = []
+
+    async def run(self, conn: AsyncConnection) -> Sequence[Any]:
+        results = await self.work(conn, self.items)
+        if len(results) != len(self.items):
+            raise RuntimeError("batched_together work gave a result count unlike its items")
+        return results
+
+    def settle(self, results: Any, exc: BaseException | None) -> None:
+        for n, future in enumerate(self.futures):
+            _settle(future)(None if exc is not None else results[n], exc)
+
+
 def _open_lock(path: Path) -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
     return os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
@@ -209,9 +263,13 @@ def _sqlite_path(url: str) -> Path:
 
 
 def _sqlite_engine(url: str, *, immediate: bool, pool_size: int) -> AsyncEngine:
-    _sqlite_path(url).parent.mkdir(parents=True, exist_ok=True)
+    path = _sqlite_path(url)
+    path.parent.mkdir(parents=True, exist_ok=True)
     engine = create_async_engine(
-        url, pool_size=pool_size, max_overflow=0, connect_args={"timeout": 30}
+        url,
+        pool_size=pool_size,
+        max_overflow=0,
+        async_creator=sqlite_driver.creator(str(path), timeout=30),
     )
     _prepare_sqlite(engine.sync_engine, immediate=immediate)
     return engine

@@ -1,9 +1,9 @@
 """Delivery state: what the deliver step reads, and the one transaction that moves a recipient
 on, with its history event and its postback.
 
-Moves are monotonic. States rank QUEUED < SUBMITTED < every final state, and a move applies
-only if it ranks above the state in the database, checked by the UPDATE itself (`WHERE state
-IN (lower ranks)`), so two workers or two copies of one delivery report cannot both win:
+Moves are monotonic. Each state may be reached only from the states before it on its path
+(`FROM`), checked by the UPDATE itself (`WHERE state IN (those states)`), so two workers
+or two copies of one delivery report cannot both win:
 a duplicate or late report changes nothing and queues no postback.
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import sqlalchemy as sa
@@ -19,10 +20,29 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from mmsgate import metrics, models, postback_xml
 from mmsgate.store.db import Database
 from mmsgate.store.jobs import new_job
-from mmsgate.store.schema import jobs, messages, recipient_events, recipients, templates
+from mmsgate.store.schema import (
+    accounts,
+    jobs,
+    messages,
+    recipient_events,
+    recipients,
+    templates,
+)
 
 S = models.RecipientState
-RANK = {S.QUEUED: 0, S.SUBMITTED: 1, S.DELIVERED: 2, S.REJECTED: 2, S.EXPIRED: 2, S.FAILED: 2}
+_MMS_FINAL = (S.DELIVERED, S.REJECTED, S.EXPIRED, S.FAILED)
+_SMS_FINAL = (S.SMS_DELIVERED, S.SMS_FAILED)
+# The states each state may be reached from. Two paths: the MMS one (queued, submitted, a
+# final state) and the fallback one (queued, fallback, sms_submitted, a final SMS state).
+# A move from anywhere else (a duplicate, a late report, a second worker) changes nothing.
+FROM: dict[models.RecipientState, tuple[models.RecipientState, ...]] = {
+    S.QUEUED: (),
+    S.SUBMITTED: (S.QUEUED,),
+    **dict.fromkeys(_MMS_FINAL, (S.QUEUED, S.SUBMITTED)),
+    S.FALLBACK: (S.QUEUED,),
+    S.SMS_SUBMITTED: (S.FALLBACK,),
+    **dict.fromkeys(_SMS_FINAL, (S.FALLBACK, S.SMS_SUBMITTED)),
+}
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -54,28 +74,62 @@ _DELIVERY = sa.select(
     messages.c.merge_data,
     messages.c.expires_at,
     messages.c.disable_fallback,
+    messages.c.disable_fallback_link,
+    messages.c.fallback_sms_text,
+    messages.c.link_expires_at,
     messages.c.template_id,
     templates.c.slides,
     templates.c.subject.label("template_subject"),
+    templates.c.fallback_sms_text.label("template_fallback_text"),
+    templates.c.disable_fallback_link.label("template_link_disabled"),
+    accounts.c.mode.label("account_mode"),
 ).select_from(
-    recipients.join(messages, messages.c.id == recipients.c.message_id).join(
-        templates, templates.c.id == messages.c.template_id
+    recipients.join(messages, messages.c.id == recipients.c.message_id)
+    .join(templates, templates.c.id == messages.c.template_id)
+    .join(accounts, accounts.c.id == recipients.c.account_id)
+)
+
+
+# The hot statements are built once, with bound parameters: building one per call cost
+# SQLAlchemy more than running it (bench/deliver/README.md).
+_BY_TRACKING_ID = _DELIVERY.where(recipients.c.tracking_id == sa.bindparam("key"))
+_BY_CARRIER_MESSAGE_ID = _DELIVERY.where(recipients.c.carrier_message_id == sa.bindparam("key"))
+_OPTIONAL = ("carrier_message_id", "route", "handset", "sent_as")  # kept when the move has None
+_MOVE = (
+    recipients.update()
+    .where(
+        recipients.c.tracking_id == sa.bindparam("key"),
+        recipients.c.state.in_(sa.bindparam("from_states", expanding=True)),
+    )
+    .values(
+        state=sa.bindparam("to_state"),
+        updated_at=sa.bindparam("now", type_=recipients.c.updated_at.type),
+        **{
+            column: sa.func.coalesce(
+                sa.bindparam(f"new_{column}", type_=recipients.c[column].type),
+                recipients.c[column],
+            )
+            for column in _OPTIONAL
+        },
     )
 )
+_EVENT = recipient_events.insert()
+_JOB = jobs.insert()
 
 
 async def for_delivery(db: Database, tracking_id: str) -> Any:
     """The recipient with its message and template, or None."""
     async with db.read() as conn:
-        query = _DELIVERY.where(recipients.c.tracking_id == tracking_id)
-        return (await conn.execute(query)).first()
+        return (await conn.execute(_BY_TRACKING_ID, {"key": tracking_id})).first()
 
 
 async def by_carrier_message_id(db: Database, carrier_message_id: str) -> Any:
     """The recipient an MMSC's MessageID belongs to (with its message), or None."""
     async with db.read() as conn:
-        query = _DELIVERY.where(recipients.c.carrier_message_id == carrier_message_id)
-        return (await conn.execute(query)).first()
+        return (await conn.execute(_BY_CARRIER_MESSAGE_ID, {"key": carrier_message_id})).first()
+
+
+Also = Callable[[AsyncConnection], Awaitable[None]]
 
 
 async def move(
@@ -85,29 +139,34 @@ async def move(
     *,
     postback: tuple[int, bytes] | None,
     now: dt.datetime,
+    also: Also | None = None,
 ) -> bool:
-    """Move the recipient to `to` if that goes forward: state, event and the postback
-    (account id, body) in one transaction. False, and nothing written, otherwise."""
-    lower = [state.value for state, rank in RANK.items() if rank < RANK[to.state]]
-    values: dict[str, Any] = {"state": to.state.value, "updated_at": now}
-    for column in ("carrier_message_id", "route", "handset", "sent_as"):
-        if getattr(to, column) is not None:
-            values[column] = getattr(to, column)
-    statement = (
-        recipients.update()
-        .where(recipients.c.tracking_id == tracking_id, recipients.c.state.in_(lower))
-        .values(values)
-    )
-    event = recipient_events.insert().values(
-        tracking_id=tracking_id, state=to.state.value, code=to.code, detail=to.detail, at=now
-    )
+    """Move the recipient to `to` if that goes forward: state, event, the postback
+    (account id, body) and `also`'s writes in one transaction. False, and nothing written,
+    otherwise."""
+    values: dict[str, Any] = {
+        "key": tracking_id,
+        "from_states": [state.value for state in FROM[to.state]],
+        "to_state": to.state.value,
+        "now": now,
+        **{f"new_{column}": getattr(to, column) for column in _OPTIONAL},
+    }
+    event = {
+        "tracking_id": tracking_id,
+        "state": to.state.value,
+        "code": to.code,
+        "detail": to.detail,
+        "at": now,
+    }
 
     async def work(conn: AsyncConnection) -> bool:
-        if (await conn.execute(statement)).rowcount != 1:
+        if (await conn.execute(_MOVE, values)).rowcount != 1:
             return False
-        await conn.execute(event)
+        await conn.execute(_EVENT, event)
         if postback is not None:
-            await conn.execute(jobs.insert().values(postback_job(*postback, now)))
+            await conn.execute(_JOB, postback_job(*postback, now))
+        if also is not None:
+            await also(conn)
         return True
 
     # Moves from concurrent deliveries and reports share one commit.
@@ -117,9 +176,14 @@ async def move(
     return moved
 
 
-async def advance(db: Database, row: Any, to: Move, *, now: dt.datetime) -> bool:
+async def advance(
+    db: Database, row: Any, to: Move, *, now: dt.datetime, also: Also | None = None
+) -> bool:
     """Move a recipient read by `for_delivery`/`by_carrier_message_id` and queue the
-    Sinch postback for the new state; False when it had already moved past it."""
+    Sinch postback for the new state (none for `fallback`, which the customer is told of
+    when the SMS goes); False when it had already moved past it."""
+    if to.code is None:
+        return await move(db, row.tracking_id, to, postback=None, now=now, also=also)
     body = postback_xml.delivery_postback(
         postback_xml.Delivery(
             code=to.code or "",
@@ -135,7 +199,7 @@ async def advance(db: Database, row: Any, to: Move, *, now: dt.datetime) -> bool
             details=to.detail,
         )
     )
-    return await move(db, row.tracking_id, to, postback=(row.account_id, body), now=now)
+    return await move(db, row.tracking_id, to, postback=(row.account_id, body), now=now, also=also)
 
 
 def postback_job(account_id: int, body: bytes, now: dt.datetime) -> dict[str, Any]:

@@ -2,11 +2,14 @@
 free slot from the database, so N workers on one PostgreSQL (or processes on one SQLite
 file) together send no faster than the route's `max_mps`.
 
-A slot is taken with one UPDATE … RETURNING that moves the route's `next_slot` on by one
-interval from max(next_slot, now): no lock is held while waiting for the slot.
+A slot is taken with one upsert (INSERT … ON CONFLICT DO UPDATE … RETURNING) that moves the
+route's `next_slot` on by one interval from max(next_slot, now): no lock is held while
+waiting for the slot, and slots taken in the same instant are handed out one interval apart.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -15,22 +18,29 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from mmsgate.store.db import Database
 from mmsgate.store.schema import route_pacing
 
+_NOW = sa.bindparam("now", type_=sa.Float())
+_GAP = sa.bindparam("gap", type_=sa.Float())
+
+
+def _upsert(insert: Any) -> Any:
+    """Built once per dialect: building it per submit cost more than running it."""
+    statement = insert(route_pacing).values(route=sa.bindparam("route"), next_slot=_NOW + _GAP)
+    later = sa.case((route_pacing.c.next_slot > _NOW, route_pacing.c.next_slot), else_=_NOW)
+    return statement.on_conflict_do_update(
+        index_elements=[route_pacing.c.route], set_={"next_slot": later + _GAP}
+    ).returning(route_pacing.c.next_slot)
+
+
+_TAKE = {"sqlite": _upsert(sqlite.insert), "postgresql": _upsert(postgresql.insert)}
+
 
 async def take_slot(db: Database, route: str, max_mps: float, now: float) -> float:
     """The Unix time at which this submit may go (now, or later when the route is busy)."""
     gap = 1.0 / max_mps
-    start = sa.case((route_pacing.c.next_slot > now, route_pacing.c.next_slot), else_=now)
-    update = (
-        route_pacing.update()
-        .where(route_pacing.c.route == route)
-        .values(next_slot=start + gap)
-        .returning(route_pacing.c.next_slot)
-    )
-    insert = postgresql.insert if db.url.startswith("postgresql") else sqlite.insert
-    first = insert(route_pacing).values(route=route, next_slot=now).on_conflict_do_nothing()
+    statement = _TAKE["sqlite" if db.is_sqlite else "postgresql"]
+    params = {"route": route, "now": now, "gap": gap}
 
     async def work(conn: AsyncConnection) -> float:
-        await conn.execute(first)
-        return float((await conn.execute(update)).scalar_one()) - gap
+        return float((await conn.execute(statement, params)).scalar_one()) - gap
 
     return await db.batched(work)

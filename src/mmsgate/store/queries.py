@@ -10,7 +10,14 @@ import sqlalchemy as sa
 
 from mmsgate import models
 from mmsgate.store.db import Database
-from mmsgate.store.schema import media_cache, messages, recipient_events, recipients, templates
+from mmsgate.store.schema import (
+    fallbacks,
+    media_cache,
+    messages,
+    recipient_events,
+    recipients,
+    templates,
+)
 
 
 def _template_info(row: Any) -> models.TemplateInfo:
@@ -124,7 +131,14 @@ async def recipient_status(
                 .order_by(recipient_events.c.id)
             )
         ).all()
-    return {"recipient": row._mapping, "events": [e._mapping for e in events]}
+        fallback = (
+            await conn.execute(sa.select(fallbacks).where(fallbacks.c.tracking_id == tracking_id))
+        ).first()
+    return {
+        "recipient": row._mapping,
+        "events": [e._mapping for e in events],
+        "fallback": None if fallback is None else fallback._mapping,
+    }
 
 
 def url_hash(url: str) -> str:

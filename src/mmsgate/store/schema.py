@@ -199,3 +199,45 @@ mo_messages = sa.Table(
     sa.Column("received_at", UtcDateTime, nullable=False),
     sa.Index("ix_mo_messages_token", "token", unique=True),
 )
+
+# The SMS-with-link fallback of one recipient: why, the hosted page's token and content, and
+# the SMS as sent. `slides` holds what the page shows: text and parts prepared for the web
+# (blob keys), in slide order.
+fallbacks = sa.Table(
+    "fallbacks",
+    metadata,
+    sa.Column(
+        "tracking_id", sa.String(40), sa.ForeignKey("recipients.tracking_id"), primary_key=True
+    ),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("token", sa.String(64)),  # None when the link is disabled
+    sa.Column("link_expires_at", UtcDateTime, nullable=False),
+    sa.Column("subject", sa.Text),
+    sa.Column("slides", sa.JSON, nullable=False),
+    sa.Column("sms_text", sa.Text, nullable=False),
+    sa.Column("sms_coding", sa.String(8), nullable=False),
+    sa.Column("sms_parts", sa.Integer, nullable=False),
+    sa.Column("sms_route", sa.String(64)),
+    sa.Column("opened_at", UtcDateTime),
+    sa.Column("opens", sa.Integer, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Index("ix_fallbacks_token", "token", unique=True),
+)
+
+# One row per SMS part submitted: receipts name the part by the SMSC's message id.
+sms_parts = sa.Table(
+    "sms_parts",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column(
+        "tracking_id", sa.String(40), sa.ForeignKey("recipients.tracking_id"), nullable=False
+    ),
+    sa.Column("seq", sa.Integer, nullable=False),
+    sa.Column("route", sa.String(64), nullable=False),
+    sa.Column("smsc_message_id", sa.String(128), nullable=False),
+    sa.Column("stat", sa.String(16)),
+    sa.Column("error", sa.Text),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+    sa.Index("ix_sms_parts_receipt", "route", "smsc_message_id"),
+    sa.Index("ix_sms_parts_tracking", "tracking_id"),
+)

@@ -1,0 +1,56 @@
+"""GET|POST /kannel/dlr: delivery receipts for fallback SMS sent through Kannel.
+
+Kannel fetches the dlr-url mmsgate gave with each part (`route`, `id` = our part id, `type` =
+the DLR type, `reply` = the SMSC's receipt text). The type is a set of bits: 1 delivered to
+the phone, 2 not delivered, 16 not delivered to the SMSC (Kannel's own report of a refused
+submit_sm, reply `NACK/0x0000000b/Invalid Destination Address`); 4 and 8 (queued, delivered to
+the SMSC) are not final and change nothing. Bits come combined: Kannel 1.4.5 reports an
+EXPIRED receipt (message_state 3) as 34 = 2 + 32. The SMSC's own `stat:` in the reply, when
+present, names the failure more precisely (EXPIRED, REJECTD, ...).
+"""
+
+from __future__ import annotations
+
+import re
+import urllib.parse
+
+import structlog
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+
+from mmsgate.api.actions import Services
+from mmsgate.store import fallbacks
+
+log = structlog.get_logger(__name__)
+
+# Kannel's DLR type bits (gw/dlr.h) → the stat they mean, in the order they are tested.
+DLR_STAT = ((1, "DELIVRD"), (2, "UNDELIV"), (16, "REJECTD"))
+_STAT = re.compile(r"\bstat:([A-Za-z]+)", re.IGNORECASE)
+_ERR = re.compile(r"\berr:([0-9A-Fa-fx]+)|^NACK/(0x[0-9A-Fa-f]+)/", re.IGNORECASE)
+
+
+async def dlr(svc: Services, request: Request) -> Response:
+    params = dict(request.query_params)
+    if request.method == "POST":
+        # A urlencoded form, read here: Starlette's form parser needs python-multipart.
+        body = (await request.body()).decode("utf-8", "replace")
+        params.update(urllib.parse.parse_qsl(body))
+    route, part_id, kind = params.get("route"), params.get("id"), params.get("type", "")
+    if not route or not part_id or not (kind.isascii() and kind.isdecimal()):
+        return PlainTextResponse("route, id and a numeric type are required\n", 400)
+    stat = next((stat for bit, stat in DLR_STAT if int(kind) & bit), None)
+    if stat is None:
+        return PlainTextResponse("noted (not final)\n")
+    reply = params.get("reply", "")
+    said = _STAT.search(reply)
+    if stat != "DELIVRD" and said and said.group(1).upper()[:7] in fallbacks.FAILED_STATS:
+        stat = said.group(1).upper()[:7]  # names the failure; never turns one into a delivery
+    found = _ERR.search(reply)
+    error = (found.group(1) or found.group(2)) if found else None
+    try:
+        moved = await fallbacks.apply_receipt(svc.db, route, part_id, stat, error, now=svc.clock())
+    except fallbacks.UnknownPart:
+        log.warning("kannel.dlr_unknown", route=route, id=part_id, type=kind)
+        return PlainTextResponse("unknown message\n", 404)
+    log.info("kannel.dlr", route=route, id=part_id, stat=stat, moved=moved)
+    return PlainTextResponse("ok\n")

@@ -1,0 +1,148 @@
+"""The SMS-with-link fallback: when a recipient cannot get the MMS, an SMS carrying the
+fallback text and a link to a hosted page of the message goes instead.
+
+`begin` is called by the deliver step with the reason (nothing fits the carrier's budget,
+content the destination cannot take, a route or handset without MMS, a permanent refusal of
+the content). If the send and its account allow a fallback, it prepares the page's media for a
+phone's browser, writes the SMS text, and moves the recipient to `fallback` with the job that
+sends the SMS, in one transaction. `send_sms` is that job; `receipt_sink` takes the SMSC's
+receipts and ends the recipient in `sms_delivered` (N202) or `sms_failed` (E202).
+"""
+
+from __future__ import annotations
+
+import secrets
+import zlib
+from typing import Any
+
+import structlog
+
+from mmsgate import models, sms_text
+from mmsgate.carriers.base import ReceiptSink, SmsReceipt, SmsSubmit
+from mmsgate.media import prepare
+from mmsgate.pipeline.deps import Deps
+from mmsgate.pipeline.encode import StoreCache
+from mmsgate.pipeline.worker import Outcome
+from mmsgate.settings import SmsRoute
+from mmsgate.store import fallbacks
+from mmsgate.store.jobs import Job
+
+log = structlog.get_logger(__name__)
+S = models.RecipientState
+
+
+def allowed(row: Any) -> bool:
+    """Whether this send may fall back: an optimized account, and not disabled."""
+    return row.account_mode == models.AccountMode.OPTIMIZED.value and not row.disable_fallback
+
+
+def link_disabled(row: Any) -> bool:
+    return bool(row.disable_fallback_link or row.template_link_disabled)
+
+
+def compose_text(text: str | None, link: str | None) -> str:
+    """The SMS: the fallback text (or the subject in its place), then the link."""
+    words = " ".join((text or "").split())  # one line: SMS has no room for layout
+    return " ".join(w for w in (words, link) if w)
+
+
+async def begin(deps: Deps, row: Any, slides: list[dict[str, Any]], reason: str) -> bool:
+    """Put the recipient on the fallback path; False when it had already moved on."""
+    token = None if link_disabled(row) else secrets.token_urlsafe(24)  # 192 random bits
+    link = f"{deps.public_url}/m/{token}" if token else None
+    text = row.fallback_sms_text or row.template_fallback_text or row.subject
+    text = text or row.template_subject
+    body = compose_text(text, link)
+    segmented = sms_text.segment(body, keep_whole=(link,) if link else ())
+    page: list[dict[str, Any]] = []
+    if token is not None:
+        cache = StoreCache(deps.db, deps.blobs)
+        page = await prepare.for_web(slides, deps.blobs.get, deps.blobs.put, cache)
+    values = {
+        "token": token,
+        "link_expires_at": row.link_expires_at,
+        "subject": row.subject or row.template_subject,
+        "slides": page,
+        "sms_text": body,
+        "sms_coding": segmented.coding,
+        "sms_parts": len(segmented.parts),
+    }
+    begun = await fallbacks.begin(deps.db, row, values, reason=reason, now=deps.clock())
+    if begun:
+        log.info("fallback.begun", tracking_id=row.tracking_id, reason=reason)
+    return begun
+
+
+def sms_route_for(deps: Deps) -> SmsRoute | None:
+    """The SMS route: the configured default, else the only one, else none."""
+    routes = deps.sms_routes
+    return next((r for r in routes if r.default), None) or (routes[0] if routes else None)
+
+
+async def send_sms(job: Job, deps: Deps) -> Outcome:
+    """Submit a fallback SMS; retried while the SMSC is busy or away, until expiry."""
+    assert job.tracking_id is not None
+    row = await fallbacks.for_sms(deps.db, job.tracking_id)
+    if row is None or row.state != S.FALLBACK.value:
+        return Outcome()  # already sent or ended
+    now = deps.clock()
+    if now >= row.expires_at:
+        await fallbacks.failed(deps.db, row, "expired before the SMS could be sent", now=now)
+        return Outcome()
+    route = sms_route_for(deps)
+    connector = deps.sms_connectors.get(route.name) if route is not None else None
+    if route is None or connector is None:
+        await fallbacks.failed(deps.db, row, "no SMS route is configured", now=now)
+        return Outcome()
+    segmented = sms_text.segment(row.sms_text, keep_whole=_links(row.sms_text, row.token))
+    sms = SmsSubmit(
+        reference=row.tracking_id,
+        sender=row.sender,
+        recipient=row.msisdn,
+        coding=segmented.coding,
+        parts=segmented.parts,
+        concat_ref=zlib.crc32(row.tracking_id.encode()) & 0xFF,
+    )
+    if (ids := connector.known_ids(sms)) is not None:
+        await fallbacks.expect_parts(deps.db, row.tracking_id, route.name, ids, now=now)
+    result = await connector.submit(sms)
+    if result.accepted:
+        await fallbacks.submitted(deps.db, row, route.name, result.message_ids, now=deps.clock())
+        log.info("fallback.sms_submitted", tracking_id=row.tracking_id, parts=len(sms.parts))
+        return Outcome()
+    said = f"{route.name}: {result.status} {result.text}".strip()
+    if result.transient:
+        log.info("fallback.sms_retry", tracking_id=row.tracking_id, said=said)
+        return Outcome.retry(said)
+    await fallbacks.failed(deps.db, row, f"SMS refused: {said}", now=deps.clock())
+    return Outcome()
+
+
+def _links(text: str, token: str | None) -> tuple[str, ...]:
+    """The link in a stored SMS text, to keep whole when it is split again."""
+    if token is None:
+        return ()
+    link = next((w for w in text.split() if w.endswith(f"/m/{token}")), None)
+    return (link,) if link else ()
+
+
+def receipt_sink(deps: Deps) -> ReceiptSink:
+    """Where an SMS connector's receipts go: final ones end the part, and maybe the SMS.
+
+    A receipt for a part not recorded yet (it can beat our own commit) raises UnknownPart,
+    so the connector refuses it and the SMSC sends it again."""
+
+    async def sink(receipt: SmsReceipt) -> None:
+        if not receipt.final:
+            return
+        moved = await fallbacks.apply_receipt(
+            deps.db,
+            receipt.route,
+            receipt.message_id,
+            receipt.stat,
+            receipt.error,
+            now=deps.clock(),
+        )
+        log.info("fallback.receipt", message_id=receipt.message_id, stat=receipt.stat, moved=moved)
+
+    return sink

@@ -1,0 +1,249 @@
+"""The SMS-with-link fallback: the hosted page's content and token, the SMS parts, and the
+receipts that end it.
+
+A recipient enters the fallback path in one transaction (state `fallback`, the page, the job
+that sends the SMS); the SMS's acceptance records its parts with the SMSC's ids and the N101
+(sent-as SMS) together; each receipt updates its part, and the last one needed moves the
+recipient to `sms_delivered` (N202) or `sms_failed` (E202), again in one transaction. Parts
+are found by (route, SMSC message id) from the database, so receipts that arrive after a
+reconnect or a restart still find their message.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from mmsgate import models
+from mmsgate.store.db import Database
+from mmsgate.store.deliveries import Move, advance
+from mmsgate.store.jobs import new_job
+from mmsgate.store.schema import UtcDateTime, fallbacks, jobs, messages, recipients, sms_parts
+
+S = models.RecipientState
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Page:
+    """What the hosted page shows, and until when."""
+
+    tracking_id: str
+    subject: str | None
+    slides: list[dict[str, Any]]  # [{text, parts: [{kind, content_type, blob_key, ...}]}]
+    link_expires_at: dt.datetime
+    opened_at: dt.datetime | None
+
+    def expired(self, now: dt.datetime) -> bool:
+        return now >= self.link_expires_at
+
+    def part(self, n: int) -> dict[str, Any] | None:
+        """Media part n (from 1) counted over all slides in order, as the page links them."""
+        flat = [p for slide in self.slides for p in slide.get("parts", ())]
+        return flat[n - 1] if 1 <= n <= len(flat) else None
+
+
+async def begin(
+    db: Database, row: Any, fallback: dict[str, Any], *, reason: str, now: dt.datetime
+) -> bool:
+    """Put a queued recipient on the fallback path: its page and the SMS job, with the move.
+
+    `fallback` holds the fallbacks row's content (token, slides, sms_text, ...)."""
+
+    async def also(conn: AsyncConnection) -> None:
+        values = {"tracking_id": row.tracking_id, "reason": reason, "opens": 0, "created_at": now}
+        await conn.execute(fallbacks.insert().values({**fallback, **values}))
+        job = new_job(models.JobKind.FALLBACK_SMS, now, tracking_id=row.tracking_id)
+        await conn.execute(jobs.insert().values(job))
+
+    return await advance(db, row, Move(S.FALLBACK, None, reason), now=now, also=also)
+
+
+_SMS = sa.select(
+    fallbacks.c.tracking_id,
+    fallbacks.c.reason,
+    fallbacks.c.token,
+    fallbacks.c.sms_text,
+    fallbacks.c.sms_coding,
+    fallbacks.c.sms_parts,
+    recipients.c.state,
+    recipients.c.msisdn,
+    recipients.c.account_id,
+    messages.c.sender,
+    messages.c.operator_id,
+    messages.c.template_id,
+    messages.c.expires_at,
+).select_from(
+    fallbacks.join(recipients, recipients.c.tracking_id == fallbacks.c.tracking_id).join(
+        messages, messages.c.id == recipients.c.message_id
+    )
+)
+
+
+async def for_sms(db: Database, tracking_id: str) -> Any:
+    """The fallback with what sending its SMS needs, or None."""
+    async with db.read() as conn:
+        query = _SMS.where(fallbacks.c.tracking_id == tracking_id)
+        return (await conn.execute(query)).first()
+
+
+async def expect_parts(
+    db: Database, tracking_id: str, route: str, message_ids: tuple[str, ...], *, now: dt.datetime
+) -> None:
+    """Record parts before they are submitted, for connectors whose ids are ours (Kannel):
+    a receipt can then never arrive before its part is known."""
+    async with db.write() as conn:
+        await _insert_parts(conn, tracking_id, route, message_ids, now)
+
+
+async def _insert_parts(
+    conn: AsyncConnection,
+    tracking_id: str,
+    route: str,
+    message_ids: tuple[str, ...],
+    now: dt.datetime,
+) -> None:
+    """Insert the parts not recorded yet (a retried submit records nothing twice)."""
+    query = sa.select(sms_parts.c.seq).where(sms_parts.c.tracking_id == tracking_id)
+    known = {r.seq for r in await conn.execute(query)}
+    rows = [
+        {
+            "tracking_id": tracking_id,
+            "seq": seq,
+            "route": route,
+            "smsc_message_id": message_id,
+            "updated_at": now,
+        }
+        for seq, message_id in enumerate(message_ids, start=1)
+        if seq not in known
+    ]
+    if rows:
+        await conn.execute(sms_parts.insert(), rows)
+
+
+async def submitted(
+    db: Database, row: Any, route: str, message_ids: tuple[str, ...], *, now: dt.datetime
+) -> bool:
+    """The SMSC took every part: record the parts by their ids, and N101 (sent-as SMS)."""
+
+    async def also(conn: AsyncConnection) -> None:
+        await _insert_parts(conn, row.tracking_id, route, message_ids, now)
+        await conn.execute(
+            fallbacks.update()
+            .where(fallbacks.c.tracking_id == row.tracking_id)
+            .values(sms_route=route)
+        )
+
+    move = Move(S.SMS_SUBMITTED, "N101", row.reason, route=route, sent_as="SMS")
+    return await advance(db, row, move, now=now, also=also)
+
+
+async def failed(db: Database, row: Any, detail: str, *, now: dt.datetime) -> bool:
+    """The SMS could not be sent, or not delivered: E202."""
+    move = Move(S.SMS_FAILED, "E202", detail, sent_as="SMS")
+    return await advance(db, row, move, now=now)
+
+
+class UnknownPart(LookupError):
+    """A receipt names no SMS part we sent (yet): the SMSC should send it again later."""
+
+
+# What a receipt's final `stat` does to the part: delivered, or why it was not.
+FAILED_STATS = {
+    "EXPIRED": "expired",
+    "DELETED": "deleted",
+    "UNDELIV": "undeliverable",
+    "UNKNOWN": "unknown",
+    "REJECTD": "rejected",
+}
+
+
+async def apply_receipt(
+    db: Database,
+    route: str,
+    message_id: str,
+    stat: str,
+    error: str | None,
+    *,
+    now: dt.datetime,
+) -> bool:
+    """Apply a final receipt for one part; True when it moved the recipient on (N202 once
+    every part is delivered, E202 when any part is not). Raises UnknownPart."""
+    part = await _part(db, route, message_id)
+    if part is None:
+        raise UnknownPart(f"{route}: no SMS part with id {message_id}")
+    if part.stat is None:
+        async with db.write() as conn:
+            await conn.execute(
+                sms_parts.update()
+                .where(sms_parts.c.id == part.id, sms_parts.c.stat.is_(None))
+                .values(stat=stat, error=error, updated_at=now)
+            )
+    row = await for_sms(db, part.tracking_id)
+    if row.state == S.FALLBACK.value:
+        # The receipt beat the record of the submit: it proves the SMSC took the SMS, so the
+        # customer hears N101 first, as always.
+        await submitted(db, row, route, (), now=now)
+        row = await for_sms(db, part.tracking_id)
+    stats = await _stats(db, part.tracking_id)
+    if any(s is not None and s != "DELIVRD" for s in stats):
+        bad = next(s for s in stats if s is not None and s != "DELIVRD")
+        detail = f"SMS {FAILED_STATS.get(bad, bad.lower())}" + (f" (err {error})" if error else "")
+        return await failed(db, row, detail, now=now)
+    if len(stats) == row.sms_parts and all(s == "DELIVRD" for s in stats):
+        move = Move(S.SMS_DELIVERED, "N202", "delivered as SMS", sent_as="SMS")
+        return await advance(db, row, move, now=now)
+    return False
+
+
+async def _part(db: Database, route: str, message_id: str) -> Any:
+    async with db.read() as conn:
+        query = sa.select(sms_parts).where(
+            sms_parts.c.route == route, sms_parts.c.smsc_message_id == message_id
+        )
+        return (await conn.execute(query)).first()
+
+
+async def _stats(db: Database, tracking_id: str) -> list[str | None]:
+    async with db.read() as conn:
+        query = sa.select(sms_parts.c.stat).where(sms_parts.c.tracking_id == tracking_id)
+        return [r.stat for r in await conn.execute(query)]
+
+
+async def page(db: Database, token: str) -> Page | None:
+    """The hosted page behind `token`, or None."""
+    async with db.read() as conn:
+        query = sa.select(
+            fallbacks.c.tracking_id,
+            fallbacks.c.subject,
+            fallbacks.c.slides,
+            fallbacks.c.link_expires_at,
+            fallbacks.c.opened_at,
+        ).where(fallbacks.c.token == token)
+        row = (await conn.execute(query)).first()
+    if row is None:
+        return None
+    return Page(row.tracking_id, row.subject, row.slides, row.link_expires_at, row.opened_at)
+
+
+async def opened(db: Database, token: str, now: dt.datetime) -> None:
+    """Count a page open; the first one's time is kept (the status API's `opened_at`)."""
+    async with db.write() as conn:
+        await conn.execute(
+            fallbacks.update()
+            .where(fallbacks.c.token == token)
+            .values(
+                opens=fallbacks.c.opens + 1,
+                opened_at=sa.func.coalesce(fallbacks.c.opened_at, sa.literal(now, UtcDateTime())),
+            )
+        )
+
+
+async def status(db: Database, tracking_id: str) -> Any:
+    """The fallback as the status API shows it, or None."""
+    async with db.read() as conn:
+        query = sa.select(fallbacks).where(fallbacks.c.tracking_id == tracking_id)
+        return (await conn.execute(query)).first()

@@ -1,0 +1,269 @@
+"""GET /m/{token}: the hosted page an SMS-with-link fallback points to.
+
+One self-contained HTML document per message: the subject, then each slide in order (images
+at phone width, native audio and video players, text with its web links made clickable,
+vCard/iCal/PDF/pkpass as download buttons). No script, no third-party request: the only
+other requests are for the message's own media under `/media/{token}/{n}` (see `parts`).
+After the link's expiry the page is 410 and says so; an unknown token is 404.
+"""
+
+from __future__ import annotations
+
+import base64
+import collections
+import dataclasses
+import datetime as dt
+import functools
+import hashlib
+import importlib.resources
+import re
+import urllib.parse
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jinja2
+import structlog
+from markupsafe import Markup, escape
+from starlette.requests import Request
+from starlette.responses import Response
+
+from mmsgate.store import fallbacks
+from mmsgate.store.blobs import BlobStore
+from mmsgate.store.db import Database
+
+log = structlog.get_logger(__name__)
+
+PAGE_MAX_AGE = 300  # seconds a phone may show the page from its cache without asking again
+HTML = "text/html; charset=utf-8"
+
+# What a part of each kind is offered as, when it is not shown in the page itself.
+DOWNLOADS = {
+    "vcard": "Add to contacts (vCard)",
+    "ical": "Add to calendar",
+    "pdf": "Open PDF",
+    "passbook": "Add to Wallet",
+}
+# The file name a download gets: the part's own (from its source URL), with this extension.
+FILE_NAMES = {
+    "vcard": ("contact", ".vcf"),
+    "ical": ("event", ".ics"),
+    "pdf": ("document", ".pdf"),
+    "passbook": ("pass", ".pkpass"),
+}
+PLAYED = ("image", "video", "audio")
+_MONTHS = (
+    "January", "February", "March", "April", "May", "June",
+    "July", "August", "September", "October", "November", "December",
+)  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Web:
+    """What the page and media endpoints need, built once at start."""
+
+    db: Database
+    blobs: BlobStore
+    clock: Callable[[], dt.datetime]
+
+
+# Tokens are URL-safe base64 from `secrets.token_urlsafe`: at least 16 random bytes
+# (22 characters) for pages, 24 (32) for MO messages; the columns hold at most 64.
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{22,64}")
+# Looked up in place of a malformed token: '!' is outside the alphabet, so no row holds it.
+_DECOY = "!" * 32
+
+
+def lookup_key(token: str) -> str:
+    """The token to look up in the database: `token`, or a decoy when it is malformed.
+
+    Why wrong tokens leak nothing by timing: every request does the same work before it is
+    answered, one lookup by token on a unique B-tree index, whether the token is malformed
+    (the decoy is looked up, so a bad format is not answered early), unknown or known. The
+    cost of that lookup is set by the depth of the tree, not by the token; how many leading
+    characters of a guess match a stored key changes only a memcmp of at most 64 bytes, a
+    few nanoseconds under the tens of microseconds of jitter of every database round trip.
+    And the token's ≥128 random bits make guessing hopeless even with a prefix known.
+    SQLite and PostgreSQL (deterministic collations) compare text byte for byte, so the
+    index finds exactly the token asked for, never a near miss."""
+    return token if _TOKEN.fullmatch(token) else _DECOY
+
+
+async def hosted_page(web: Web, request: Request) -> Response:
+    """GET/HEAD /m/{token}: the page (an open is recorded on GET), 410 expired, 404."""
+    token = lookup_key(request.path_params["token"])
+    page = await fallbacks.page(web.db, token)
+    if page is None:
+        return not_found(request)
+    now = web.clock()
+    if page.expired(now):
+        return expired(request, page.link_expires_at)
+    if request.method == "GET":
+        await fallbacks.opened(web.db, token, now)
+        log.info("page.opened", tracking_id=page.tracking_id)
+    body = render("page.html", **page_context(token, page))
+    left = int((page.link_expires_at - now).total_seconds())
+    cache = f"private, max-age={max(0, min(PAGE_MAX_AGE, left))}"
+    return respond(request, 200, body, HTML, page_headers(cache))
+
+
+def not_found(request: Request) -> Response:
+    body = render("not_found.html")
+    return respond(request, 404, body, HTML, page_headers("no-store"))
+
+
+def expired(request: Request, expired_at: dt.datetime) -> Response:
+    body = render("expired.html", expired_on=long_date(expired_at))
+    return respond(request, 410, body, HTML, page_headers("private, max-age=3600"))
+
+
+def page_context(token: str, page: fallbacks.Page) -> dict[str, Any]:
+    """What page.html shows: slides with their parts numbered as `/media/{token}/{n}`."""
+    n, seen = 0, collections.Counter[str]()
+    slides = []
+    for slide in page.slides:
+        media: list[dict[str, Any]] = []
+        downloads: list[dict[str, Any]] = []
+        for part in slide.get("parts", ()):
+            n += 1
+            seen[part["kind"]] += 1
+            item = view_of(part, f"../media/{token}/{n}", seen[part["kind"]], first=n == 1)
+            (media if part["kind"] in PLAYED else downloads).append(item)
+        slides.append({"text": slide.get("text"), "media": media, "downloads": downloads})
+    return {
+        "title": page.subject or "Your message",
+        "slides": slides,
+        "expires": long_date(page.link_expires_at),
+    }
+
+
+def view_of(part: Mapping[str, Any], url: str, ordinal: int, *, first: bool) -> dict[str, Any]:
+    """One part as page.html uses it. The URL is relative (`../media/...`), so the page
+    works the same behind a reverse proxy that mounts mmsgate under a path."""
+    kind = part["kind"]
+    noun = {"image": "Image", "video": "Video", "audio": "Audio"}.get(kind, "File")
+    return {
+        "kind": kind,
+        "url": url,
+        "content_type": part["content_type"],
+        "width": part.get("width"),
+        "height": part.get("height"),
+        "alt": part.get("alt") or f"{noun} {ordinal} of the message",
+        # Lazy images load as they near the screen; the first part is what the reader sees
+        # at once, so it is fetched right away.
+        "loading": "eager" if first else "lazy",
+        "label": DOWNLOADS.get(kind, "Download file"),
+        "name": file_name(part) if part.get("name") else None,
+    }
+
+
+def file_name(part: Mapping[str, Any]) -> str:
+    """The name a part downloads under: its own, without any path, quote or control
+    character, ending in its kind's extension (`flyer` → `flyer.pdf`), else a generic one."""
+    stem, extension = FILE_NAMES.get(part.get("kind", ""), ("file", ""))
+    raw = str(part.get("name") or "").replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(c for c in raw if c.isprintable() and c != '"').strip(" .")[:100] or stem
+    if extension and not name.lower().endswith(extension):
+        name += extension
+    return name
+
+
+_URL = re.compile(r"\bhttps?://[^\s<>\"'`]+", re.IGNORECASE)
+_TRAILING = ".,;:!?'\"*_"
+_REL = "noopener noreferrer nofollow"
+
+
+def linkify(text: str) -> Markup:
+    """`text` escaped for HTML, with its http(s) URLs as links. Only what `_URL` finds
+    (always http or https, never `javascript:` or `data:`) becomes an href, and every
+    piece, link or not, goes through `escape`, so markup in the text stays text."""
+    out, last = [], 0
+    for found in _URL.finditer(text):
+        url = _trim(found.group(0))
+        start = found.start()
+        out.append(escape(text[last:start]))
+        out.append(_anchor(url))
+        last = start + len(url)
+    out.append(escape(text[last:]))
+    return Markup("").join(out)
+
+
+def _trim(url: str) -> str:
+    """A URL without the punctuation that ends the sentence around it; a closing
+    parenthesis stays when it closes one opened inside the URL (Wikipedia links)."""
+    while url:
+        if url[-1] in _TRAILING or (url[-1] == ")" and url.count(")") > url.count("(")):
+            url = url[:-1]
+        else:
+            break
+    return url
+
+
+def _anchor(url: str) -> Markup:
+    try:
+        parts = urllib.parse.urlsplit(url)
+        ok = parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
+    except ValueError:  # e.g. a malformed IPv6 literal
+        ok = False
+    if not ok:
+        return escape(url)
+    return Markup('<a href="{0}" rel="{1}">{0}</a>').format(url, _REL)
+
+
+def long_date(at: dt.datetime) -> str:
+    """`1 March 2027`: unambiguous everywhere, and independent of the server's locale."""
+    day = at.astimezone(dt.UTC)
+    return f"{day.day} {_MONTHS[day.month - 1]} {day.year}"
+
+
+@functools.cache
+def _environment() -> tuple[jinja2.Environment, Markup, str]:
+    """The templates, the page's CSS, and the CSP source that allows exactly that CSS."""
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("mmsgate.web", "templates"),
+        autoescape=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    env.filters["linkify"] = linkify
+    css = importlib.resources.files("mmsgate.web").joinpath("templates/page.css").read_text()
+    css = css.strip()
+    digest = base64.b64encode(hashlib.sha256(css.encode()).digest()).decode()
+    return env, Markup(css), f"'sha256-{digest}'"  # noqa: S704 - our own stylesheet
+
+
+def render(template: str, **context: Any) -> bytes:
+    env, css, _ = _environment()
+    return env.get_template(template).render(css=css, **context).encode()
+
+
+def page_headers(cache: str) -> dict[str, str]:
+    """Headers of every HTML answer: nothing but the page's own images, media and the one
+    stylesheet (by hash) may load; no script at all; no referrer to the links it holds.
+    `data:` images are allowed for the empty icon (`<link rel="icon" href="data:,">`) that
+    keeps browsers from asking for a /favicon.ico there is none of."""
+    _, _, style = _environment()
+    csp = (
+        f"default-src 'none'; img-src 'self' data:; media-src 'self'; style-src {style}; "
+        "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    )
+    return {
+        "Cache-Control": cache,
+        "Content-Security-Policy": csp,
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "no-referrer",
+        "X-Robots-Tag": "noindex, nofollow",
+    }
+
+
+def respond(
+    request: Request, status: int, body: bytes, media_type: str, headers: dict[str, str]
+) -> Response:
+    """A response whose body is left out for HEAD, with the length GET would have. The
+    type goes out as given: no charset is added to a text/vcard or text/calendar part,
+    whose encoding the part itself declares."""
+    headers = {**headers, "Content-Type": media_type}
+    if request.method == "HEAD":
+        headers["Content-Length"] = str(len(body))
+        body = b""
+    return Response(body, status_code=status, headers=headers)

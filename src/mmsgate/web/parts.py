@@ -1,0 +1,184 @@
+"""GET /media/{token}/{n}: part n (from 1) behind a hosted page or an MO message's content
+URLs, with what a slow phone and a media player need: long private caching (blobs are
+content-addressed, so a key's bytes never change), ETag revalidation, and single byte
+ranges (Safari will not play a video without 206 answers; Chromium seeks with them).
+
+Page parts stop being served when the page's link expires (410, no bytes). MO parts come
+from handsets with whatever type the sender's phone gave them, so they are sandboxed and
+anything that is not plainly an image, a sound, a video or text is served as a download.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import re
+import urllib.parse
+from collections.abc import Mapping
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from mmsgate.store import fallbacks, mo
+from mmsgate.web.page import FILE_NAMES, Web, file_name, lookup_key, respond
+
+YEAR = 365 * 24 * 3600
+# Types the pipeline prepares for the page, by kind; anything else is sent as a plain file.
+PAGE_TYPES = {
+    "image": ("image/jpeg", "image/png", "image/gif"),
+    "video": ("video/mp4",),
+    "audio": ("audio/mp4", "audio/mpeg", "audio/aac"),
+    "vcard": ("text/vcard", "text/x-vcard", "text/directory"),
+    "ical": ("text/calendar",),
+    "pdf": ("application/pdf",),
+    "passbook": ("application/vnd.apple.pkpass",),
+}
+# MO types a browser may show in place; they are still sandboxed.
+MO_INLINE = re.compile(r"(image/(jpeg|png|gif|webp|bmp)|audio/.+|video/.+|text/plain)")
+SANDBOX = "default-src 'none'; sandbox"
+NOT_FOUND = b"not found\n"
+GONE = b"This content has expired.\n"
+TEXT = "text/plain; charset=utf-8"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Served:
+    """How one part goes out: its bytes' key and the headers that describe them."""
+
+    blob_key: str
+    content_type: str
+    max_age: int
+    disposition: str | None = None
+    csp: str | None = SANDBOX
+
+
+async def media(web: Web, request: Request) -> Response:
+    """GET/HEAD /media/{token}/{n}: a page part, or an MO part; 410 after the page's link
+    expired; 404 for anything else. Both kinds of token are looked up (see `lookup_key`)."""
+    token = lookup_key(request.path_params["token"])
+    n = part_number(request.path_params["n"])
+    page = await fallbacks.page(web.db, token)
+    if page is not None:
+        now = web.clock()
+        if page.expired(now):
+            return _plain(request, 410, GONE)
+        part = page.part(n) if n else None
+        if part is None:
+            return _plain(request, 404, NOT_FOUND)
+        return await serve(web, request, page_part(part, page.link_expires_at - now))
+    row = await mo.by_token(web.db, token)
+    if row is None or not n or n > len(row.parts):
+        return _plain(request, 404, NOT_FOUND)
+    return await serve(web, request, mo_part(row.parts[n - 1]))
+
+
+def part_number(raw: str) -> int | None:
+    """n of the URL, or None; short, so a 5,000-digit n is not parsed into an integer."""
+    return int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 4 else None
+
+
+def page_part(part: Mapping[str, Any], left: dt.timedelta) -> Served:
+    """A hosted page's part: cached no longer than the link lives."""
+    kind = part.get("kind", "")
+    content_type = part["content_type"]
+    if _base(content_type) not in PAGE_TYPES.get(kind, ()):
+        content_type, kind = "application/octet-stream", "file"
+    max_age = max(0, min(YEAR, int(left.total_seconds())))
+    if kind == "pdf":
+        # In the browser's own viewer; a CSP here would keep Chromium's viewer from starting.
+        return Served(part["blob_key"], content_type, max_age, _disposition("inline", part), None)
+    if kind in PAGE_TYPES and kind not in FILE_NAMES:
+        return Served(part["blob_key"], content_type, max_age)
+    return Served(part["blob_key"], content_type, max_age, _disposition("attachment", part))
+
+
+def mo_part(part: Mapping[str, Any]) -> Served:
+    """An MO part: sandboxed, and a download unless it is plain media or text."""
+    content_type = part["content_type"]
+    inline = MO_INLINE.fullmatch(_base(content_type)) is not None
+    return Served(part["blob_key"], content_type, YEAR, None if inline else "attachment")
+
+
+def _base(content_type: str) -> str:
+    return content_type.split(";", 1)[0].strip().lower()
+
+
+def _disposition(how: str, part: Mapping[str, Any]) -> str:
+    """`attachment; filename="x.ics"; filename*=UTF-8''x.ics` (RFC 6266): an ASCII name
+    for old clients, the real one for the rest."""
+    name = file_name(part)
+    ascii_name = re.sub(r"[^A-Za-z0-9._ -]", "_", name)
+    quoted = urllib.parse.quote(name, safe="")
+    return f"{how}; filename=\"{ascii_name}\"; filename*=UTF-8''{quoted}"
+
+
+async def serve(web: Web, request: Request, served: Served) -> Response:
+    """The part's bytes: 304 when the client has them, 206 for a byte range, else 200."""
+    etag = f'"{served.blob_key}"'
+    headers = {
+        "Cache-Control": f"private, max-age={served.max_age}, immutable",
+        "ETag": etag,
+        "Accept-Ranges": "bytes",
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "no-referrer",
+        "Cross-Origin-Resource-Policy": "same-origin",
+    }
+    if served.disposition:
+        headers["Content-Disposition"] = served.disposition
+    if served.csp:
+        headers["Content-Security-Policy"] = served.csp
+    if etag_matches(request.headers.get("if-none-match"), etag):
+        return Response(status_code=304, headers=headers)
+    data = await web.blobs.get(served.blob_key)
+    wanted = request.headers.get("range")
+    if wanted is not None and request.headers.get("if-range", etag) != etag:
+        wanted = None  # the client's copy is another version: send the whole of this one
+    span = byte_range(wanted, len(data))
+    if span == UNSATISFIABLE:
+        headers["Content-Range"] = f"bytes */{len(data)}"
+        return respond(request, 416, b"", TEXT, headers)
+    if span is None:
+        return respond(request, 200, data, served.content_type, headers)
+    first, last = span
+    headers["Content-Range"] = f"bytes {first}-{last}/{len(data)}"
+    return respond(request, 206, data[first : last + 1], served.content_type, headers)
+
+
+def etag_matches(header: str | None, etag: str) -> bool:
+    """If-None-Match (RFC 9110 §13.1.2): `*` or any listed tag, compared weakly."""
+    if not header:
+        return False
+    tags = [tag.strip().removeprefix("W/") for tag in header.split(",")]
+    return "*" in tags or etag in tags
+
+
+UNSATISFIABLE = (-1, -1)
+_SPEC = re.compile(r"bytes=(\d*)-(\d*)")
+
+
+def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """The one range (first, last, inclusive) a Range header asks for (RFC 9110 §14.1.2),
+    None to send everything, or UNSATISFIABLE. A server may ignore a Range header (§14.2),
+    and this one does for malformed headers and for several ranges: players ask for one."""
+    found = _SPEC.fullmatch((header or "").replace(" ", ""))
+    if found is None or len(header or "") > 100:
+        return None
+    first, last = found.groups()
+    if not first and not last:
+        return None
+    if not first:  # the last N bytes
+        suffix = int(last)
+        return UNSATISFIABLE if suffix == 0 or size == 0 else (max(0, size - suffix), size - 1)
+    start = int(first)
+    end = min(int(last), size - 1) if last else size - 1
+    if last and int(last) < start:
+        return None  # invalid: ignored, like a header that is not there
+    if start >= size:
+        return UNSATISFIABLE
+    return start, end
+
+
+def _plain(request: Request, status: int, body: bytes) -> Response:
+    headers = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+    return respond(request, status, body, TEXT, headers)
