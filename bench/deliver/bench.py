@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import contextlib
 import io
+import itertools
 import json
 import os
 import re
@@ -123,7 +124,50 @@ def database(postgres: bool) -> Iterator[str | None]:
     from tests import pg
 
     with pg.server(durable=True) as admin_url:
+        asyncio.run(_durable(admin_url))
         yield pg.create_database(admin_url, "bench")
+
+
+async def _durable(admin_url: str) -> None:
+    """fsync on: tests.pg starts its server with fsync off whatever `durable` says, and a
+    benchmark of a durable queue must pay for its fsyncs."""
+    import asyncpg
+
+    conn = await asyncpg.connect(admin_url + "/postgres")
+    try:
+        await conn.execute("ALTER SYSTEM SET fsync = on")
+        await conn.execute("SELECT pg_reload_conf()")
+    finally:
+        await conn.close()
+
+
+def postgres_pid(url: str | None) -> int | None:
+    """The PostgreSQL server's postmaster, whose CPU (and its backends') is counted apart."""
+    if url is None:
+        return None
+    import asyncpg
+
+    async def ask() -> str:
+        conn = await asyncpg.connect(url)
+        try:
+            return str(await conn.fetchval("SHOW data_directory"))
+        finally:
+            await conn.close()
+
+    return int((Path(asyncio.run(ask())) / "postmaster.pid").read_text().split()[0])
+
+
+def postgres_cpu(pid: int) -> float:
+    """CPU seconds of the postmaster, its live backends and the backends it has reaped."""
+    clock = os.sysconf("SC_CLK_TCK")
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    total = sum(int(f) for f in fields[11:15]) / clock  # utime stime cutime cstime
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            child = stat.read_text().rsplit(")", 1)[1].split()
+            if int(child[1]) == pid:
+                total += (int(child[11]) + int(child[12])) / clock
+    return total
 
 
 def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -139,11 +183,12 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def cpu_of(procs: dict[str, subprocess.Popen[bytes]]) -> dict[str, float]:
-    """CPU seconds so far of every mmsgate process and of this one (the customer + sender)."""
-    return {"bench": cpu_seconds(os.getpid())} | {
-        name: cpu_seconds(p.pid) for name, p in procs.items()
-    }
+def cpu_of(procs: dict[str, subprocess.Popen[bytes]], pg: int | None) -> dict[str, float]:
+    """CPU seconds so far of every mmsgate process, of this one (the customer and sender),
+    and of PostgreSQL when it runs."""
+    found = {"bench": cpu_seconds(os.getpid())}
+    found |= {name: cpu_seconds(p.pid) for name, p in procs.items()}
+    return found | ({"postgres": postgres_cpu(pg)} if pg else {})
 
 
 def profile(procs: dict[str, subprocess.Popen[bytes]], folder: Path) -> list[Any]:
@@ -265,13 +310,13 @@ async def run(
             if customer.templates.get(mms_id) != "N003":
                 raise SystemExit(f"template {mms_id}: {customer.templates}")
             profilers = profile(procs, args.profile) if args.profile else []
-            cpu_before = cpu_of(procs)
+            cpu_before = cpu_of(procs, args.pg_pid)
             started = time.monotonic()
             accepted = await send_all(client, key, mms_id, args.messages)
             sent = time.monotonic()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(customer.all_delivered.wait(), args.timeout)
-            cpu = {k: v - cpu_before[k] for k, v in cpu_of(procs).items()}
+            cpu = {k: v - cpu_before[k] for k, v in cpu_of(procs, args.pg_pid).items()}
             for profiler in profilers:
                 profiler.send_signal(signal.SIGINT)
                 profiler.wait(timeout=60)
@@ -317,12 +362,15 @@ def report(
 def report_cpu(cpu: dict[str, float], customer: Customer) -> None:
     """CPU milliseconds per delivered message, summed over every process, and by process."""
     delivered = sum(1 for c in customer.arrived.values() if "N102" in c) or 1
-    parts = ", ".join(f"{name} {1000 * s / delivered:.2f}" for name, s in cpu.items())
-    print(f"  CPU per message: {1000 * sum(cpu.values()) / delivered:.2f} ms ({parts})")
+    ours = {name: s for name, s in cpu.items() if name != "postgres"}
+    parts = ", ".join(f"{name} {1000 * s / delivered:.2f}" for name, s in ours.items())
+    print(f"  CPU per message: {1000 * sum(ours.values()) / delivered:.2f} ms ({parts})")
+    if "postgres" in cpu:
+        print(f"  PostgreSQL server CPU per message: {1000 * cpu['postgres'] / delivered:.2f} ms")
 
 
-async def submit_rate(url: str) -> float:
-    """Submits per second, from the times recipients entered `submitted`."""
+async def submit_times(url: str) -> list[float]:
+    """When each recipient entered `submitted` (the MMSC's answer recorded), in order."""
     from mmsgate.settings import normalize_database_url
     from mmsgate.store.db import Database
     from mmsgate.store.schema import recipient_events
@@ -330,19 +378,27 @@ async def submit_rate(url: str) -> float:
     db = Database(normalize_database_url(url))
     try:
         async with db.read() as conn:
-            times = sorted(
-                (
-                    await conn.scalars(
-                        sa.select(recipient_events.c.at).where(
-                            recipient_events.c.state == "submitted"
-                        )
-                    )
-                ).all()
-            )
+            query = sa.select(recipient_events.c.at).where(recipient_events.c.state == "submitted")
+            times = sorted((await conn.scalars(query)).all())
     finally:
         await db.close()
-    span = (times[-1] - times[0]).total_seconds() if len(times) > 1 else 0.0
-    return (len(times) - 1) / span if span else 0.0
+    return [t.timestamp() for t in times]
+
+
+def report_pacing(times: list[float], max_mps: float) -> None:
+    """The submit rate over the run, and over each tenth of it (a stall shows there)."""
+    if len(times) < 20:
+        print(f"  route limit {max_mps:g}/s: too few submits to judge")
+        return
+    rate = (len(times) - 1) / (times[-1] - times[0])
+    step = len(times) // 10
+    chunks = [times[n : n + step] for n in range(0, step * 10, step)]
+    tenths = [(len(c) - 1) / (c[-1] - c[0]) for c in chunks]
+    gap = max(b - a for a, b in itertools.pairwise(times))
+    print(f"  route limit {max_mps:g}/s: submits went out at {rate:.1f}/s "
+          f"({100 * (rate / max_mps - 1):+.1f} %); by tenths "
+          + " ".join(f"{r:.0f}" for r in tenths)
+          + f"; longest gap {1000 * gap:.0f} ms")  # fmt: skip
 
 
 def kannel_peer() -> None:
@@ -371,11 +427,11 @@ def main() -> None:
         database(args.postgres) as url,
     ):
         ports, env, key = setup(Path(tmp), url, args.max_mps)
+        args.pg_pid = postgres_pid(url)
         asyncio.run(run(args, Path(tmp), ports, env, key))
         if args.max_mps:
-            rate = asyncio.run(submit_rate(url or f"sqlite:///{Path(tmp) / 'data' / 'mmsgate.db'}"))
-            print(f"  route limit {args.max_mps:g}/s: submits went out at {rate:.1f}/s "
-                  f"({100 * (rate / args.max_mps - 1):+.1f} %)")  # fmt: skip
+            where = url or f"sqlite:///{Path(tmp) / 'data' / 'mmsgate.db'}"
+            report_pacing(asyncio.run(submit_times(where)), args.max_mps)
     if not args.skip_kannel:
         kannel_peer()
 

@@ -8,12 +8,16 @@ MMSC, delivery reports from the simulated MMSC, postbacks to customers.
 
 Why not httpx on these paths: profiled at a few hundred requests a second, httpx spent more
 CPU than the work itself (request and response models, auth and redirect layers, a pool that
-rescans every queued request and probes every idle socket on each change). This client does
-only what those paths need, on asyncio protocols:
+rescans every queued request and probes every idle socket on each change). Measured on
+loopback, 16 in flight, client CPU per POST: httpx 0.28 about 1300 µs (some of it httpcore
+trying `import sniffio` again on every request, sniffio not being installed), aiohttp 3.14
+about 65 µs, this client about 25 µs (1 KB bodies; 55 µs with 100 KB). It does only what
+those paths need, on asyncio protocols:
 
 - keep-alive connections, at most `max_connections` per origin; further requests wait for a
   free one in order. A connection the server closes while idle is dropped as soon as the
-  event loop sees the close, so no socket is probed before it is reused.
+  event loop sees the close, so no socket is probed before it is reused; one idle longer
+  than `keepalive` seconds is closed rather than reused (a firewall may have dropped it).
 - a body always sent with Content-Length, never `Expect: 100-continue` (several MMSCs stall
   on it); interim 1xx answers skipped; responses read by Content-Length, chunked, or to EOF.
 - a connect timeout and a timeout for the whole exchange; TLS (verified) for https URLs.
@@ -46,6 +50,7 @@ __all__ = [
 ]
 
 MAX_HEAD = 64 * 1024
+_OWN_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "expect", "connection"})
 Resolver = Callable[[str, int], Awaitable[Sequence[str]]]
 
 
@@ -293,17 +298,22 @@ class _Connection(asyncio.Protocol):
 class _Pool:
     """The connections to one origin: idle ones to reuse, and a cap on how many exist."""
 
-    def __init__(self, max_connections: int) -> None:
-        self.idle: collections.deque[_Connection] = collections.deque()
+    def __init__(self, max_connections: int, keepalive: float) -> None:
+        self.idle: collections.deque[tuple[float, _Connection]] = collections.deque()
         self.slots = asyncio.Semaphore(max_connections)
         self.busy: set[_Connection] = set()
+        self.keepalive = keepalive
 
-    def take_idle(self) -> _Connection | None:
+    def take_idle(self, now: float) -> _Connection | None:
         while self.idle:
-            conn = self.idle.pop()  # the most recently used is the least likely to be closed
-            if not conn.closed:
+            since, conn = self.idle.pop()  # the most recently used: the least likely closed
+            if not conn.closed and now - since <= self.keepalive:
                 return conn
+            conn.close()
         return None
+
+    def put_idle(self, conn: _Connection, now: float) -> None:
+        self.idle.append((now, conn))
 
 
 class HttpClient:
@@ -316,12 +326,14 @@ class HttpClient:
         connect_timeout: float = 5.0,
         max_connections: int = 16,
         max_body: int = 16 * 1024 * 1024,
+        keepalive: float = 5.0,
         ssl_context: ssl.SSLContext | None = None,
         resolve: Resolver | None = None,
         user_agent: str = "mmsgate",
     ) -> None:
         self.timeout, self.connect_timeout = timeout, connect_timeout
         self.max_connections, self.max_body = max_connections, max_body
+        self.keepalive = keepalive
         self._ssl = ssl_context
         self._resolve = resolve
         self._user_agent = user_agent
@@ -355,9 +367,10 @@ class HttpClient:
         key = (target.scheme, target.host, target.port)
         pool = self._pools.get(key)
         if pool is None:
-            pool = self._pools[key] = _Pool(self.max_connections)
+            pool = self._pools[key] = _Pool(self.max_connections, self.keepalive)
+        loop = asyncio.get_running_loop()
         async with pool.slots:
-            conn = pool.take_idle() or await self._connect(target)
+            conn = pool.take_idle(loop.time()) or await self._connect(target)
             pool.busy.add(conn)
             try:
                 response = await conn.send(
@@ -372,7 +385,7 @@ class HttpClient:
             finally:
                 pool.busy.discard(conn)
             if not conn.closed and not self._closed:
-                pool.idle.append(conn)
+                pool.put_idle(conn, loop.time())
             return response
 
     def _head(
@@ -387,6 +400,8 @@ class HttpClient:
         for name, value in (headers or {}).items():
             if "\r" in value or "\n" in value or "\r" in name or "\n" in name:
                 raise HttpError(f"line break in header {name!r}")
+            if name.lower() in _OWN_HEADERS:
+                raise HttpError(f"{name} is the client's to send")
             lines.append(f"{name}: {value}")
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
@@ -424,7 +439,7 @@ class HttpClient:
         """Close every connection; requests still running fail."""
         self._closed = True
         for pool in self._pools.values():
-            for conn in (*pool.idle, *pool.busy):
+            for conn in (*(c for _, c in pool.idle), *pool.busy):
                 conn.close()
             pool.idle.clear()
         self._pools.clear()

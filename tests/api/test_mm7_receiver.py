@@ -3,6 +3,7 @@ one postback; unknown ids and bad bodies get MM7 faults."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import re
 
@@ -22,13 +23,17 @@ pytestmark = pytest.mark.anyio
 S = models.RecipientState
 
 
-async def submitted(gateway: Gateway, media_server: MediaServer, message_id: str) -> str:
-    """An accepted send whose recipient the MMSC took under `message_id`."""
+async def queued(gateway: Gateway, media_server: MediaServer) -> str:
+    """An accepted send, its recipient not submitted yet."""
     media_server.add("/images/1.jpg", "image/jpeg", samples.jpeg())
     media_server.add("/audio/1.mp3", "audio/mpeg", samples.mp3())
     media_server.add("/cal/2.ics", "text/calendar", samples.ICAL)
     response = await gateway.xml(SEED.format(key=gateway.api_key, base=media_server.base))
-    tracking_id = response.text.split("<tracking-id>")[1].split("<")[0]
+    return response.text.split("<tracking-id>")[1].split("<")[0]
+
+
+async def take(gateway: Gateway, tracking_id: str, message_id: str) -> None:
+    """The MMSC's SubmitRsp for the recipient, recorded: submitted under `message_id`."""
     moved = await deliveries.move(
         gateway.services.db,
         tracking_id,
@@ -37,6 +42,12 @@ async def submitted(gateway: Gateway, media_server: MediaServer, message_id: str
         now=dt.datetime.now(dt.UTC),
     )
     assert moved
+
+
+async def submitted(gateway: Gateway, media_server: MediaServer, message_id: str) -> str:
+    """An accepted send whose recipient the MMSC took under `message_id`."""
+    tracking_id = await queued(gateway, media_server)
+    await take(gateway, tracking_id, message_id)
     return tracking_id
 
 
@@ -115,6 +126,21 @@ async def test_unknown_message_id_is_a_transient_fault(gateway: Gateway) -> None
     answer = await report(gateway, "never-seen", "Retrieved")
     assert answer.status_code == 3000
     assert answer.fault is not None
+
+
+async def test_report_overtaking_its_submit_response_is_applied(
+    gateway: Gateway, media_server: MediaServer
+) -> None:
+    """A report that arrives just before its SubmitRsp is recorded is held a moment and
+    applied, rather than refused for the MMSC to send again."""
+    tracking_id = await queued(gateway, media_server)
+    early = asyncio.create_task(report(gateway, "mmsc-race", "Retrieved"))
+    for _ in range(10):  # let the report reach its first look-up
+        await asyncio.sleep(0)
+    await take(gateway, tracking_id, "mmsc-race")
+    answer = await early
+    assert (answer.kind, answer.status_code) == ("DeliveryReportRsp", 1000)
+    assert await postback_codes(gateway) == ["N102"]
 
 
 @pytest.mark.parametrize(

@@ -4,11 +4,13 @@ example to every scripted number; each number's postbacks arrive once per state,
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import os
 import re
 import sys
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio
@@ -119,6 +121,40 @@ async def hosted_page(
     assert status["fallback"]["opened_at"] is not None
 
 
+@contextlib.asynccontextmanager
+async def demo_run(
+    tmp_path: Path,
+    media_server: MediaServer,
+    receiver: Receiver,  # noqa: F811
+) -> AsyncIterator[tuple[httpx.AsyncClient, str]]:
+    """`mmsgate run` in a fresh folder, the demo account posting back to `receiver`, the
+    seed's media served: yields a client for it and the demo key."""
+    media_server.add("/images/1.jpg", "image/jpeg", samples.jpeg())
+    media_server.add("/audio/1.mp3", "audio/mpeg", samples.mp3())
+    media_server.add("/cal/2.ics", "text/calendar", samples.ICAL)
+    port = free_port()
+    out, log = (tmp_path / "stdout.txt").open("w"), (tmp_path / "server.log").open("w")
+    proc = start_run(tmp_path, port, out, log)
+    try:
+        key = read_key(tmp_path / "stdout.txt")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MMSGATE_")}
+        env["MMSGATE_ALLOW_PRIVATE_NETWORKS"] = "1"
+        await anyio.run_process(
+            [sys.executable, "-m", "mmsgate", "accounts", "update", "demo", "--postback-url",
+             receiver.url],
+            cwd=tmp_path, env=env,
+        )  # fmt: skip
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            await wait_up(client)
+            await asyncio.sleep(1.5)  # the account cache (1 s) picks up the postback URL
+            yield client, key
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+        out.close()
+        log.close()
+
+
 async def test_every_scripted_outcome_reaches_the_customer_once_per_state(
     tmp_path: Path,
     media_server: MediaServer,
@@ -129,57 +165,35 @@ async def test_every_scripted_outcome_reaches_the_customer_once_per_state(
     then N202 or E202) where MMS cannot go, retries through HTTP 500, no second N102 for
     duplicate or out-of-order reports; states match on the status API, and the fallback's
     link serves the hosted page."""
-    media_server.add("/images/1.jpg", "image/jpeg", samples.jpeg())
-    media_server.add("/audio/1.mp3", "audio/mpeg", samples.mp3())
-    media_server.add("/cal/2.ics", "text/calendar", samples.ICAL)
-    port = free_port()
-    out, log = (tmp_path / "stdout.txt").open("w"), (tmp_path / "server.log").open("w")
-    proc = start_run(tmp_path, port, out, log)
-    try:
-        key = read_key(tmp_path / "stdout.txt")
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MMSGATE_")}
-        env["MMSGATE_ALLOW_PRIVATE_NETWORKS"] = "1"
-        await anyio.run_process(
-            [sys.executable, "-m", "mmsgate", "accounts", "update", "demo", "--postback-url",
-             receiver.url],
-            cwd=tmp_path, env=env,
-        )  # fmt: skip
+    async with demo_run(tmp_path, media_server, receiver) as (client, key):
         numbers = [f"1774555{ending}" for ending in EXPECTED]
         seed = SEED.format(key=key, base=media_server.base).replace(
             "<to>12399471613</to>", f"<to>{','.join(numbers)}</to>"
         )
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
-            await wait_up(client)
-            await asyncio.sleep(1.5)  # the account cache (1 s) picks up the postback URL
-            response = await client.post("/ep/v1/", content=seed)
-            assert response.text.count("<tracking-id>") == len(numbers), response.text
-            tracking = {
-                to: tracking_id
-                for block in response.text.split("<sending>")[1:]
-                for to, tracking_id in re.findall(
-                    r"<to>(\d+)</to>.*?<tracking-id>([^<]+)</tracking-id>", block, re.S
-                )
-            }
-            assert sorted(tracking) == sorted(numbers)
-            deadline = time.monotonic() + 60
-            while codes_by_number(receiver.received) != EXPECTED:
-                assert time.monotonic() < deadline, codes_by_number(receiver.received)
-                await asyncio.sleep(0.1)
-            await asyncio.sleep(1.0)  # a late duplicate would arrive now
-            assert codes_by_number(receiver.received) == EXPECTED
-            for number, tracking_id in tracking.items():
-                status = await client.get(f"/v1/messages/{tracking_id}", headers={"x-api-key": key})
-                assert status.json()["state"] == FINAL_STATE[number[-4:]], number
-            await hosted_page(client, key, tracking["17745550005"], receiver)
-            await mobile_originated(client, tmp_path / "server.log", receiver)
+        response = await client.post("/ep/v1/", content=seed)
+        assert response.text.count("<tracking-id>") == len(numbers), response.text
+        tracking = {
+            to: tracking_id
+            for block in response.text.split("<sending>")[1:]
+            for to, tracking_id in re.findall(
+                r"<to>(\d+)</to>.*?<tracking-id>([^<]+)</tracking-id>", block, re.S
+            )
+        }
+        assert sorted(tracking) == sorted(numbers)
+        deadline = time.monotonic() + 60
+        while codes_by_number(receiver.received) != EXPECTED:
+            assert time.monotonic() < deadline, codes_by_number(receiver.received)
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(1.0)  # a late duplicate would arrive now
+        assert codes_by_number(receiver.received) == EXPECTED
+        for number, tracking_id in tracking.items():
+            status = await client.get(f"/v1/messages/{tracking_id}", headers={"x-api-key": key})
+            assert status.json()["state"] == FINAL_STATE[number[-4:]], number
+        await hosted_page(client, key, tracking["17745550005"], receiver)
+        await mobile_originated(client, tmp_path / "server.log", receiver)
         headers, body = receiver.received[0]
         assert headers["x-mmsgate-signature"].startswith("v1=")
         assert b"<origin>MMS_MT</origin>" in body
-    finally:
-        proc.terminate()
-        proc.wait(timeout=60)
-        out.close()
-        log.close()
 
 
 async def test_the_fallback_link_expires(
@@ -189,52 +203,30 @@ async def test_the_fallback_link_expires(
 ) -> None:
     """A new user's send to a number without MMS gets N101 (sent-as SMS) then N202; the
     link shows the page until fallback-sms-link-expiration, then 410 for it and its media."""
-    media_server.add("/images/1.jpg", "image/jpeg", samples.jpeg())
-    media_server.add("/audio/1.mp3", "audio/mpeg", samples.mp3())
-    media_server.add("/cal/2.ics", "text/calendar", samples.ICAL)
-    port = free_port()
-    out, log = (tmp_path / "stdout.txt").open("w"), (tmp_path / "server.log").open("w")
-    proc = start_run(tmp_path, port, out, log)
-    try:
-        key = read_key(tmp_path / "stdout.txt")
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MMSGATE_")}
-        env["MMSGATE_ALLOW_PRIVATE_NETWORKS"] = "1"
-        await anyio.run_process(
-            [sys.executable, "-m", "mmsgate", "accounts", "update", "demo", "--postback-url",
-             receiver.url],
-            cwd=tmp_path, env=env,
-        )  # fmt: skip
+    async with demo_run(tmp_path, media_server, receiver) as (client, key):
         expires = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=8)
         seed = SEED.format(key=key, base=media_server.base).replace(
             "<to>12399471613</to>",
             "<to>17745550005</to><fallback-sms-link-expiration>"
             f"{expires.isoformat(timespec='seconds')}</fallback-sms-link-expiration>",
         )
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
-            await wait_up(client)
-            await asyncio.sleep(1.5)  # the account cache (1 s) picks up the postback URL
-            response = await client.post("/ep/v1/", content=seed)
-            tracking_id = response.text.split("<tracking-id>")[1].split("<")[0]
-            deadline = time.monotonic() + 30
-            while codes_by_number(receiver.received).get("0005") != ["N101", "N202"]:
-                assert time.monotonic() < deadline, codes_by_number(receiver.received)
-                await asyncio.sleep(0.05)
-            status = await client.get(f"/v1/messages/{tracking_id}", headers={"x-api-key": key})
-            link = status.json()["fallback"]["link"]
-            page = await client.get(link)
-            assert page.status_code == 200
-            token = link.rsplit("/", 1)[1]
-            assert (await client.get(f"/media/{token}/1")).status_code == 200
-            left = (expires - dt.datetime.now(dt.UTC)).total_seconds()
-            await asyncio.sleep(max(0.0, left) + 1.0)  # the link's own deadline, then past it
-            gone = await client.get(link)
-            assert gone.status_code == 410
-            assert "expired" in gone.text
-            media = await client.get(f"/media/{token}/1")
-            assert media.status_code == 410
-            assert not media.content.startswith(b"\xff\xd8")
-    finally:
-        proc.terminate()
-        proc.wait(timeout=60)
-        out.close()
-        log.close()
+        response = await client.post("/ep/v1/", content=seed)
+        tracking_id = response.text.split("<tracking-id>")[1].split("<")[0]
+        deadline = time.monotonic() + 30
+        while codes_by_number(receiver.received).get("0005") != ["N101", "N202"]:
+            assert time.monotonic() < deadline, codes_by_number(receiver.received)
+            await asyncio.sleep(0.05)
+        status = await client.get(f"/v1/messages/{tracking_id}", headers={"x-api-key": key})
+        link = status.json()["fallback"]["link"]
+        page = await client.get(link)
+        assert page.status_code == 200
+        token = link.rsplit("/", 1)[1]
+        assert (await client.get(f"/media/{token}/1")).status_code == 200
+        left = (expires - dt.datetime.now(dt.UTC)).total_seconds()
+        await asyncio.sleep(max(0.0, left) + 1.0)  # the link's own deadline, then past it
+        gone = await client.get(link)
+        assert gone.status_code == 410
+        assert "expired" in gone.text
+        media = await client.get(f"/media/{token}/1")
+        assert media.status_code == 410
+        assert not media.content.startswith(b"\xff\xd8")

@@ -54,3 +54,53 @@ async def test_concurrent_work_commits_together_and_a_failure_stays_alone(
         )
     assert name == "n19"
     assert commits == 1 + 20  # after the failure each ran alone; the broken one rolled back
+
+
+async def test_items_with_one_key_go_to_one_call_with_results_in_order(
+    gateway: Gateway,
+) -> None:
+    """Thirty callers with the same key: one call of the work with all their items, one
+    commit, and each caller gets its own item's result; another key gets its own call."""
+    db = gateway.services.db
+    calls: list[list[int]] = []
+
+    async def double(conn: AsyncConnection, items: list[int]) -> list[int]:
+        calls.append(list(items))
+        await conn.execute(sa.select(1))
+        return [2 * n for n in items]
+
+    results = await asyncio.gather(
+        *(db.batched_together("double", n, double) for n in range(30)),
+        db.batched_together("other", 100, double),
+    )
+    assert results == [2 * n for n in range(30)] + [200]
+    assert sorted(calls) == [list(range(30)), [100]]
+
+
+async def test_a_failing_group_fails_only_its_own_callers(gateway: Gateway) -> None:
+    """A group whose work raises fails each of its callers; other work in the batch commits."""
+    db = gateway.services.db
+
+    async def broken(conn: AsyncConnection, items: list[int]) -> list[int]:
+        await conn.execute(sa.text("SELECT * FROM no_such_table"))
+        return items
+
+    async def rename(conn: AsyncConnection) -> str:
+        await conn.execute(
+            accounts.update().where(accounts.c.id == gateway.account.id).values(name="kept")
+        )
+        return "renamed"
+
+    results = await asyncio.gather(
+        db.batched_together("broken", 1, broken),
+        db.batched_together("broken", 2, broken),
+        db.batched(rename),
+        return_exceptions=True,
+    )
+    assert all(isinstance(r, sa.exc.SQLAlchemyError) for r in results[:2])
+    assert results[2] == "renamed"
+    async with db.read() as conn:
+        name = await conn.scalar(
+            sa.select(accounts.c.name).where(accounts.c.id == gateway.account.id)
+        )
+    assert name == "kept"

@@ -169,3 +169,35 @@ async def test_run_stops_gracefully(db: Database) -> None:
         worker.stop()
         await task
     assert (await jobs_mod.counts(db))[("encode_template", "done")] == 3
+
+
+async def test_freed_slots_are_refilled_by_the_handful(db: Database) -> None:
+    """While jobs are queued, the worker claims once a quarter of its slots are free, not
+    once per job that ends: a claim is a write transaction."""
+    await enqueue(db, 60)
+    limits: list[int] = []
+    ran = 0
+    all_ran = asyncio.Event()
+
+    class Counting(Worker):
+        async def claim(self, limit: int) -> list[jobs_mod.Job]:
+            limits.append(limit)
+            return await super().claim(limit)
+
+    async def step(_job: jobs_mod.Job, _deps: object) -> Outcome:
+        nonlocal ran
+        ran += 1
+        if ran == 60:
+            all_ran.set()
+        return Outcome()
+
+    worker = Counting(
+        db, {models.JobKind.ENCODE_TEMPLATE: step}, None, concurrency=8, claim_gap=60.0
+    )
+    task = asyncio.create_task(worker.run())
+    async with asyncio.timeout(10):
+        await all_ran.wait()
+        worker.stop()
+        await task
+    assert (await jobs_mod.counts(db))[("encode_template", "done")] == 60
+    assert min(limits) >= 2  # a quarter of 8 slots

@@ -4,10 +4,14 @@ as N401 with content URLs under /media/; ReadReplyReq is acknowledged.
 
 A report for a MessageID not known yet is answered with a transient fault (3000), so the
 MMSC sends it again: the SubmitRsp that carries the id and the report can cross on the wire.
+Before that answer the report waits a moment (UNKNOWN_WAITS) for the id to be recorded: a
+fast MMSC's report often overtakes the worker's commit of the SubmitRsp by milliseconds,
+and a second look then is far cheaper than the MMSC's round of retries.
 """
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 
 import structlog
@@ -24,6 +28,7 @@ log = structlog.get_logger(__name__)
 S = models.RecipientState
 MAX_BODY = 8 * 1024 * 1024
 XML = "text/xml; charset=utf-8"
+UNKNOWN_WAITS = (0.05, 0.1, 0.2)  # seconds between looks for a MessageID not yet recorded
 
 # MMStatus values (TS 23.140 §8.4.2) → the recipient's state, Sinch code and status text.
 # Deferred, Indeterminate and the like say nothing final: the recipient stays submitted.
@@ -60,6 +65,11 @@ async def _report(svc: Services, incoming: mm7.Incoming) -> Response:
     if not message_id or not status:
         return _fault(incoming.transaction_id, 4004, "MessageID and MMStatus are required")
     row = await deliveries.by_carrier_message_id(svc.db, message_id)
+    for wait in UNKNOWN_WAITS:
+        if row is not None:
+            break
+        await asyncio.sleep(wait)
+        row = await deliveries.by_carrier_message_id(svc.db, message_id)
     if row is None:
         metrics.RECEIPTS.labels(status, "unmatched").inc()
         log.info("mm7.report_unmatched", message_id=message_id, status=status)
@@ -110,18 +120,6 @@ async def _mobile_originated(svc: Services, incoming: mm7.Incoming) -> Response:
     await mo.store(svc.db, row, body, now)
     log.info("mm7.mo_received", tracking_id=tracking_id, parts=len(parts))
     return _answer("DeliverRsp", incoming)
-
-
-async def media(svc: Services, request: Request) -> Response:
-    """GET /media/{token}/{n}: part n (from 1) of a stored MO message; 404 for anything else."""
-    row = await mo.by_token(svc.db, request.path_params["token"])
-    raw = request.path_params["n"]
-    if row is None or not raw.isdigit() or not 1 <= int(raw) <= len(row.parts):
-        return Response("not found\n", status_code=404, media_type="text/plain")
-    part = row.parts[int(raw) - 1]
-    data = await svc.blobs.get(part["blob_key"])
-    headers = {"Cache-Control": "private, max-age=86400", "X-Content-Type-Options": "nosniff"}
-    return Response(data, media_type=part["content_type"], headers=headers)
 
 
 def _answer(kind: str, incoming: mm7.Incoming) -> Response:

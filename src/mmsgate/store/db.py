@@ -50,13 +50,20 @@ class Database:
             self.thread_writer: sa.Engine | None = _sqlite_sync_engine(url)
             self._thread_lock_fd: int | None = None
         else:
-            self.writer = create_async_engine(url, pool_size=8, max_overflow=8, pool_pre_ping=True)
-            self.reader = self.writer
+            # A pool as large as the concurrency a process reaches (a worker's jobs, the
+            # API's requests): connections past the pool are opened and closed per use.
+            self.writer = create_async_engine(
+                url, pool_size=16, max_overflow=16, pool_pre_ping=True
+            )
+            # Reads run without BEGIN/ROLLBACK (two round trips each): PostgreSQL's READ
+            # COMMITTED gives each statement its own snapshot either way.
+            self.reader = self.writer.execution_options(isolation_level="AUTOCOMMIT")
             self.thread_writer = None
 
     @contextlib.asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
-        """A connection in a read transaction (rolled back at the end)."""
+        """A connection for queries: in a read transaction on SQLite (rolled back at the
+        end), in autocommit on PostgreSQL. Never for writes: those go through `write`."""
         async with self.reader.connect() as conn:
             yield conn
 
@@ -199,7 +206,7 @@ class Database:
                 os.close(self._thread_lock_fd)
                 self._thread_lock_fd = None
         await self.writer.dispose()
-        if self.reader is not self.writer:
+        if self.is_sqlite:  # on PostgreSQL the reader shares the writer's pool
             await self.reader.dispose()
 
 

@@ -1,0 +1,248 @@
+"""The lean HTTP/1.1 client: what it sends, how it reads answers, keep-alive, and failures,
+against scripted HTTP servers on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+
+from mmsgate import http_client
+from mmsgate.http_client import HttpClient
+
+pytestmark = pytest.mark.anyio
+
+
+@dataclasses.dataclass
+class Server:
+    """A loopback HTTP server: records each request (head, body), answers from a script."""
+
+    url: str
+    requests: list[tuple[str, bytes]]
+    connections: int = 0
+
+
+Answer = Callable[[str, bytes], bytes]  # request head and body -> the raw answer
+
+
+def ok(body: bytes = b"fine", extra: str = "") -> bytes:
+    return f"HTTP/1.1 200 OK\r\nContent-Length: {len(body)}\r\n{extra}\r\n".encode() + body
+
+
+@contextlib.asynccontextmanager
+async def serving(*answers: bytes | Answer) -> AsyncIterator[Server]:
+    """Serve the answers in turn, one per request (the last one repeats); after an HTTP/1.0
+    answer or one saying `Connection: close`, hang up."""
+    script = list(answers)
+    server = Server("", [])
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        server.connections += 1
+        try:
+            while True:
+                head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
+                length = next(
+                    (int(line.split(":")[1]) for line in head.split("\r\n")
+                     if line.lower().startswith("content-length:")),
+                    0,
+                )  # fmt: skip
+                body = await reader.readexactly(length)
+                server.requests.append((head, body))
+                answer = script.pop(0) if len(script) > 1 else script[0]
+                raw = answer(head, body) if callable(answer) else answer
+                writer.write(raw)
+                await writer.drain()
+                if raw.startswith(b"HTTP/1.0") or b"Connection: close" in raw:
+                    break
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    listener = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = listener.sockets[0].getsockname()[1]
+    server.url = f"http://127.0.0.1:{port}/path?q=1"
+    try:
+        yield server
+    finally:
+        listener.close()
+        await listener.wait_closed()
+
+
+@contextlib.asynccontextmanager
+async def client(**options: object) -> AsyncIterator[HttpClient]:
+    http = HttpClient(**options)  # type: ignore[arg-type]
+    try:
+        yield http
+    finally:
+        await http.aclose()
+
+
+# --- what goes out ---------------------------------------------------------------------------
+
+
+async def test_post_sends_length_host_and_headers_never_expect() -> None:
+    """A POST carries Host, Content-Length and the caller's headers, and no Expect."""
+    async with serving(ok()) as server, client() as http:
+        auth = http_client.basic_auth("vasp", "sécret")
+        await http.post(server.url, b"<xml/>", {"Content-Type": "text/xml", "Authorization": auth})
+    [(head, body)] = server.requests
+    lines = head.split("\r\n")
+    assert lines[0] == "POST /path?q=1 HTTP/1.1"
+    assert f"Host: {server.url.split('/')[2]}" in lines
+    assert "Content-Length: 6" in lines
+    assert "Authorization: Basic dmFzcDpzw6ljcmV0" in lines  # UTF-8, RFC 7617
+    assert "expect" not in head.lower()
+    assert body == b"<xml/>"
+
+
+async def test_header_injection_and_own_headers_are_refused() -> None:
+    """Line breaks in a header, or a header the client writes itself, raise before sending."""
+    async with serving(ok()) as server, client() as http:
+        with pytest.raises(http_client.HttpError):
+            await http.post(server.url, b"", {"X-A": "1\r\nX-B: 2"})
+        with pytest.raises(http_client.HttpError):
+            await http.post(server.url, b"", {"Content-Length": "99"})
+    assert server.requests == []
+
+
+# --- reading answers ---------------------------------------------------------------------------
+
+
+async def test_chunked_answer_after_an_interim_100_is_read_whole() -> None:
+    """A 100 Continue is skipped; a chunked body (with extensions and trailer) is joined."""
+    chunked = (
+        b"HTTP/1.1 100 Continue\r\n\r\n"
+        b"HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\nX-Two: a\r\nX-Two: b\r\n\r\n"
+        b"5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nTrailer: x\r\n\r\n"
+    )
+    async with serving(chunked) as server, client() as http:
+        response = await http.post(server.url, b"")
+    assert (response.status, response.body) == (201, b"hello world")
+    assert response.headers["x-two"] == "a, b"
+
+
+async def test_body_to_end_of_connection_when_no_length() -> None:
+    """Without Content-Length or chunking the body runs to the close, and the connection
+    is not reused."""
+    async with (
+        serving(b"HTTP/1.0 500 Oops\r\n\r\nsomething broke", ok()) as server,
+        client() as http,
+    ):
+        first = await http.post(server.url, b"")
+        second = await http.post(server.url, b"")
+    assert (first.status, first.body) == (500, b"something broke")
+    assert second.status == 200
+    assert server.connections == 2
+
+
+async def test_oversized_answer_is_refused() -> None:
+    """A body over max_body is an error, not a buffer without end."""
+    async with serving(ok(b"x" * 2000)) as server, client(max_body=1000) as http:
+        with pytest.raises(http_client.ProtocolError):
+            await http.post(server.url, b"")
+
+
+async def test_garbage_answer_is_a_protocol_error() -> None:
+    """Bytes that are not HTTP/1.x fail the request."""
+    async with serving(b"SSH-2.0-OpenSSH\r\n\r\n") as server, client() as http:
+        with pytest.raises(http_client.ProtocolError):
+            await http.post(server.url, b"")
+
+
+# --- connections -------------------------------------------------------------------------------
+
+
+async def test_keep_alive_reuses_one_connection() -> None:
+    """Sequential requests to one origin share a connection."""
+    async with serving(ok()) as server, client() as http:
+        for _ in range(5):
+            assert (await http.post(server.url, b"x")).status == 200
+    assert (len(server.requests), server.connections) == (5, 1)
+
+
+async def test_connection_the_server_closed_is_not_reused() -> None:
+    """`Connection: close`, or a server hanging up while idle, means a new connection next."""
+    async with serving(ok(extra="Connection: close\r\n"), ok()) as server, client() as http:
+        await http.post(server.url, b"")
+        await http.post(server.url, b"")
+    assert server.connections == 2
+
+
+async def test_idle_connection_past_keepalive_is_replaced() -> None:
+    """A connection idle longer than `keepalive` is closed rather than reused."""
+    async with serving(ok()) as server, client(keepalive=0.0) as http:
+        await http.post(server.url, b"")
+        await asyncio.sleep(0.01)  # idle time is what this test is about
+        await http.post(server.url, b"")
+    assert server.connections == 2
+
+
+async def test_concurrent_requests_stay_within_max_connections() -> None:
+    """Twenty requests at once over at most three connections."""
+    async with serving(ok()) as server, client(max_connections=3) as http:
+        answers = await asyncio.gather(*(http.post(server.url, b"") for _ in range(20)))
+    assert all(a.status == 200 for a in answers)
+    assert server.connections <= 3
+
+
+# --- failures ----------------------------------------------------------------------------------
+
+
+async def test_refused_connection_is_connect_failed() -> None:
+    """Nothing listening: ConnectFailed, an HttpError."""
+    async with serving(ok()) as server:
+        url = server.url
+    async with client() as http:
+        with pytest.raises(http_client.ConnectFailed):
+            await http.post(url, b"")
+
+
+async def test_silent_server_times_out_and_the_connection_is_dropped() -> None:
+    """No answer within the timeout: Timeout; the next request gets a fresh connection."""
+    async with serving(lambda head, body: b"", ok()) as server, client(timeout=0.2) as http:
+        with pytest.raises(http_client.Timeout):
+            await http.post(server.url, b"")
+        assert (await http.post(server.url, b"")).status == 200
+    assert server.connections == 2
+
+
+async def test_server_hanging_up_mid_answer_is_a_protocol_error() -> None:
+    """A close before the promised Content-Length arrives fails the request."""
+    cut = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\nConnection: close\r\n\r\nabc"
+    async with serving(cut) as server, client() as http:
+        with pytest.raises(http_client.ProtocolError):
+            await http.post(server.url, b"")
+
+
+async def test_resolve_hook_chooses_the_address_and_may_refuse() -> None:
+    """New connections go to the addresses the hook gives; its error fails the request."""
+    looked_up: list[tuple[str, int]] = []
+
+    async def loopback(host: str, port: int) -> list[str]:
+        looked_up.append((host, port))
+        return ["127.0.0.1"]
+
+    async def refuse(host: str, port: int) -> list[str]:
+        raise http_client.HttpError("not allowed")
+
+    async with serving(ok()) as server:
+        port = int(server.url.split(":")[2].split("/")[0])
+        async with client(resolve=loopback) as http:
+            await http.post(f"http://customer.invalid:{port}/hook", b"")
+        async with client(resolve=refuse) as http:
+            with pytest.raises(http_client.HttpError, match="not allowed"):
+                await http.post(server.url, b"")
+    assert looked_up == [("customer.invalid", port)]
+    assert "Host: customer.invalid:" in server.requests[0][0]
+
+
+async def test_https_url_speaks_tls() -> None:
+    """An https URL starts a TLS handshake (a plain-HTTP peer makes it fail to connect)."""
+    async with serving(ok()) as server, client(connect_timeout=2.0) as http:
+        with pytest.raises(http_client.HttpError):
+            await http.post(server.url.replace("http://", "https://"), b"")
+    assert server.requests == []
