@@ -312,6 +312,8 @@ def decode_request(content_type: str, body: bytes) -> Incoming:
         fields[name] = number if number is not None else "".join(child.itertext()).strip()
         if name == "Content":
             fields["Content"] = child.get("href", "")
+        elif name == "UACapabilities":  # the handset's profile is an attribute
+            fields[name] = (child.get("UAProf") or "").strip()
     ns = element.tag.split("}", 1)[0] if "}" in element.tag else None
     return Incoming(
         local(element.tag),

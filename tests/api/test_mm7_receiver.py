@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from mmsgate import mm7_codec as mm7
 from mmsgate import models
-from mmsgate.sim.mmsc import delivery_report
+from mmsgate.sim.mmsc import SIM_HANDSET, delivery_report
 from mmsgate.store import deliveries
 from mmsgate.store.schema import jobs, recipient_events
 from tests import samples
@@ -77,6 +77,12 @@ async def test_retrieved_delivers_once_whatever_follows(
         answer = await report(gateway, "mmsc-1", status)
         assert (answer.kind, answer.status_code) == ("DeliveryReportRsp", 1000)
     assert await postback_codes(gateway) == ["N102"]
+    async with gateway.services.db.read() as conn:
+        body = await conn.scalar(
+            sa.select(jobs.c.payload).where(jobs.c.kind == models.JobKind.POSTBACK.value)
+        )
+    # the handset's UAProf from the report's UACapabilities
+    assert f"<handset>{SIM_HANDSET}</handset>" in body["body"]
     status = await gateway.client.get(
         f"/v1/messages/{tracking_id}", headers={"x-api-key": gateway.api_key}
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime as dt
 import hashlib
@@ -390,6 +391,16 @@ async def test_opens_are_counted_and_the_first_is_kept(
         f"/v1/messages/{hosted.tracking_id}", headers={"x-api-key": site.api_key}
     )
     assert status.json()["fallback"]["opened_at"].startswith("2026-03-01T12:00:00")
+
+
+async def test_opens_at_once_are_all_counted(site: Gateway, hosted: Hosted) -> None:
+    """Thirty phones opening the page at the same moment: thirty opens counted (they share
+    commits, none is lost)."""
+    answers = await asyncio.gather(*(site.client.get(f"/m/{hosted.token}") for _ in range(30)))
+    assert {a.status_code for a in answers} == {200}
+    row = await fallbacks.status(site.services.db, hosted.tracking_id)
+    assert row.opens == 30
+    assert row.opened_at is not None
 
 
 # --- unknown and expired

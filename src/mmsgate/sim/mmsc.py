@@ -41,6 +41,8 @@ OUTCOMES: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 DEFAULT = ("accept", ("Retrieved",))
 REPORT_HEADERS = {"Content-Type": "text/xml"}
+# The UAProf a simulated handset reports on retrieval; N102 carries it as `handset`.
+SIM_HANDSET = "http://uaprof.mmsgate.invalid/sim-phone-1.xml"
 
 
 @dataclasses.dataclass(slots=True)
@@ -216,6 +218,8 @@ def delivery_report(message_id: str, number: str, status: str) -> bytes:
         f"<Date>{now}</Date>",
         f"<MMStatus>{status}</MMStatus>",
     ]
+    if status == "Retrieved":  # the handset that fetched it, as MMSCs tell (TS 23.140 Rel-6)
+        children.append(f'<UACapabilities UAProf="{SIM_HANDSET}" TimeStamp="{now}"/>')
     ns = mm7.DEFAULT_NAMESPACE
     return (
         '<?xml version="1.0" encoding="UTF-8"?>'

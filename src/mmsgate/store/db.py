@@ -45,7 +45,9 @@ class Database:
         self._lock_fd: int | None = None
         if self.is_sqlite:
             self.writer = _sqlite_engine(url, immediate=True, pool_size=1)
-            self.reader = _sqlite_engine(url, immediate=False, pool_size=4)
+            # WAL readers are cheap and do not block one another: as many as the requests a
+            # process serves at once, so none waits long for a connection.
+            self.reader = _sqlite_engine(url, immediate=False, pool_size=16)
             self._lock_path = _sqlite_path(url).with_suffix(".write.lock")
             self.thread_writer: sa.Engine | None = _sqlite_sync_engine(url)
             self._thread_lock_fd: int | None = None

@@ -230,16 +230,32 @@ async def page(db: Database, token: str) -> Page | None:
 
 
 async def opened(db: Database, token: str, now: dt.datetime) -> None:
-    """Count a page open; the first one's time is kept (the status API's `opened_at`)."""
-    async with db.write() as conn:
-        await conn.execute(
-            fallbacks.update()
-            .where(fallbacks.c.token == token)
-            .values(
-                opens=fallbacks.c.opens + 1,
-                opened_at=sa.func.coalesce(fallbacks.c.opened_at, sa.literal(now, UtcDateTime())),
-            )
+    """Count a page open; the first one's time is kept (the status API's `opened_at`).
+
+    Opens arriving together share one transaction, one UPDATE per page: a page shared in a
+    group chat is opened by many phones at once, and a commit each would queue every view
+    behind every other's fsync."""
+    await db.batched_together("page-opens", (token, now), _count_opens)
+
+
+async def _count_opens(conn: AsyncConnection, items: list[tuple[str, dt.datetime]]) -> list[None]:
+    per_page: dict[str, tuple[int, dt.datetime]] = {}
+    for token, at in items:
+        count, first = per_page.get(token, (0, at))
+        per_page[token] = (count + 1, min(first, at))
+    statement = (
+        fallbacks.update()
+        .where(fallbacks.c.token == sa.bindparam("page"))
+        .values(
+            opens=fallbacks.c.opens + sa.bindparam("count"),
+            opened_at=sa.func.coalesce(
+                fallbacks.c.opened_at, sa.bindparam("first", type_=UtcDateTime())
+            ),
         )
+    )
+    rows = [{"page": t, "count": n, "first": first} for t, (n, first) in per_page.items()]
+    await conn.execute(statement, rows)
+    return [None] * len(items)
 
 
 async def status(db: Database, tracking_id: str) -> Any:
