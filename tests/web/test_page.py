@@ -455,6 +455,19 @@ async def test_after_expiry_the_page_and_its_media_are_gone(
     assert (await fallbacks.status(site.services.db, hosted.tracking_id)).opens == 0
 
 
+async def test_a_page_just_served_still_expires_on_time(
+    site: Gateway, hosted: Hosted, clock: Clock
+) -> None:
+    """A page read moments ago (held for a few seconds to serve a burst of readers) is 410
+    the instant its link expires: expiry is checked on every request."""
+    assert (await site.client.get(f"/m/{hosted.token}")).status_code == 200
+    assert (await site.client.get(f"/media/{hosted.token}/1")).status_code == 200
+    clock.advance(days=30)
+    assert (await site.client.get(f"/m/{hosted.token}")).status_code == 410
+    assert (await site.client.get(f"/media/{hosted.token}/1")).status_code == 410
+    assert (await fallbacks.status(site.services.db, hosted.tracking_id)).opens == 1
+
+
 # --- MO media
 
 

@@ -17,6 +17,7 @@ import functools
 import hashlib
 import importlib.resources
 import re
+import time
 import urllib.parse
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -57,6 +58,38 @@ _MONTHS = (
 )  # fmt: skip
 
 
+class PageCache:
+    """Pages looked up in the last few seconds, with their rendered HTML, by token.
+
+    A page link goes out in an SMS, and its readers come together: the SMS lands, and a
+    group's phones open it within seconds, each also fetching the media. A page never
+    changes once made (its expiry is checked against the clock on every request), so for
+    `ttl` seconds the lookup and the render are done once, not per request. Only pages that
+    exist are kept: an unknown token is looked up every time, so a guess costs the same
+    whatever it is (see `lookup_key`)."""
+
+    def __init__(self, ttl: float = 5.0, size: int = 4096) -> None:
+        self.ttl, self.size = ttl, size
+        self._pages: dict[str, tuple[float, fallbacks.Page, list[bytes]]] = {}
+
+    async def page(self, db: Database, token: str) -> tuple[fallbacks.Page, list[bytes]] | None:
+        """The page and its render slot (empty until rendered once), or None if unknown."""
+        now = time.monotonic()
+        held = self._pages.get(token)
+        if held is not None and now - held[0] < self.ttl:
+            return held[1], held[2]
+        page = await fallbacks.page(db, token)
+        if page is None:
+            self._pages.pop(token, None)
+            return None
+        if len(self._pages) >= self.size:  # drop the oldest half: cheap, and rare
+            for old in list(self._pages)[: self.size // 2]:
+                del self._pages[old]
+        slot: list[bytes] = []
+        self._pages[token] = (now, page, slot)
+        return page, slot
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Web:
     """What the page and media endpoints need, built once at start."""
@@ -64,6 +97,7 @@ class Web:
     db: Database
     blobs: BlobStore
     clock: Callable[[], dt.datetime]
+    pages: PageCache = dataclasses.field(default_factory=PageCache)
 
 
 # Tokens are URL-safe base64 from `secrets.token_urlsafe`: at least 16 random bytes
@@ -91,16 +125,19 @@ def lookup_key(token: str) -> str:
 async def hosted_page(web: Web, request: Request) -> Response:
     """GET/HEAD /m/{token}: the page (an open is recorded on GET), 410 expired, 404."""
     token = lookup_key(request.path_params["token"])
-    page = await fallbacks.page(web.db, token)
-    if page is None:
+    found = await web.pages.page(web.db, token)
+    if found is None:
         return not_found(request)
+    page, rendered = found
     now = web.clock()
     if page.expired(now):
         return expired(request, page.link_expires_at)
     if request.method == "GET":
         await fallbacks.opened(web.db, token, now)
         log.info("page.opened", tracking_id=page.tracking_id)
-    body = render("page.html", **page_context(token, page))
+    if not rendered:
+        rendered.append(render("page.html", **page_context(token, page)))
+    body = rendered[0]
     left = int((page.link_expires_at - now).total_seconds())
     cache = f"private, max-age={max(0, min(PAGE_MAX_AGE, left))}"
     return respond(request, 200, body, HTML, page_headers(cache))

@@ -20,7 +20,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from mmsgate.store import fallbacks, mo
+from mmsgate.store import mo
 from mmsgate.web.page import FILE_NAMES, Web, file_name, lookup_key, respond
 
 YEAR = 365 * 24 * 3600
@@ -58,8 +58,9 @@ async def media(web: Web, request: Request) -> Response:
     expired; 404 for anything else. Both kinds of token are looked up (see `lookup_key`)."""
     token = lookup_key(request.path_params["token"])
     n = part_number(request.path_params["n"])
-    page = await fallbacks.page(web.db, token)
-    if page is not None:
+    found = await web.pages.page(web.db, token)
+    if found is not None:
+        page = found[0]
         now = web.clock()
         if page.expired(now):
             return _plain(request, 410, GONE)
