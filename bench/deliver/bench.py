@@ -258,9 +258,11 @@ def setup(
     """Ports, the environment every mmsgate process shares, and the bench account's key."""
     ports = {name: free_port() for name in ("api", "sim", "hook")}
     config = work / "mmsgate.toml"
+    concurrency = os.environ.get("BENCH_WORKER_CONCURRENCY")  # else the default, 64
     config.write_text(
         f'simulator_url = "http://127.0.0.1:{ports["sim"]}/mm7"\n'
-        '[[routes]]\nname = "sim"\nkind = "simulator"\ndefault = true\n'
+        + (f"worker_concurrency = {int(concurrency)}\n" if concurrency else "")
+        + '[[routes]]\nname = "sim"\nkind = "simulator"\ndefault = true\n'
         + (f"max_mps = {max_mps}\n" if max_mps else "")
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("MMSGATE_")}

@@ -187,6 +187,25 @@ async def test_refused_address_is_permanent(smsc: Smsc, connect: Connect) -> Non
     assert "ESME_RINVDSTADR" in result.text
 
 
+async def test_a_retry_sends_only_the_parts_not_taken(smsc: Smsc, connect: Connect) -> None:
+    """0011 throttles part 2 of a long SMS once: the result names part 1's id, and a retry
+    from part 2 sends part 2 alone; each part reaches the SMSC accepted exactly once."""
+    connector = connect(smsc, Sink())
+    long = sms(recipient="17745550011", text="A long message. " * 12 + LINK)
+    assert len(long.parts) == 2
+    first = await connector.submit(long)
+    assert (first.accepted, first.transient, first.status) == (False, True, ESME_RTHROTTLED)
+    assert len(first.message_ids) == 1
+    assert "part 2 of 2" in first.text
+    assert "parts 1-1 were accepted" in first.text
+    retry = await connector.submit(dataclasses.replace(long, first=2))
+    assert (retry.accepted, len(retry.message_ids)) == (True, 1)
+    taken = [s for s in smsc.submitted if s.message_id is not None]
+    assert [(s.concat.seq if s.concat else None) for s in taken] == [1, 2]
+    assert [s.message_id for s in taken] == [*first.message_ids, *retry.message_ids]
+    assert "".join(s.text for s in taken) == "".join(long.parts)
+
+
 async def test_throttled_is_transient(smsc: Smsc, connect: Connect) -> None:
     """ESME_RTHROTTLED (0010, twice) is transient; the third try is accepted."""
     connector = connect(smsc, Sink())

@@ -3,6 +3,7 @@ what triggers it and what stops it, the SMS it writes, and how receipts end it."
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime as dt
 from typing import Any
@@ -13,11 +14,13 @@ import sqlalchemy as sa
 
 from mmsgate import models, routing, sms_text
 from mmsgate.carriers.base import SmsReceipt, SmsResult, SmsSubmit, SubmitResult
+from mmsgate.carriers.smpp import SmppConnector
 from mmsgate.pipeline import deliver, fallback
 from mmsgate.pipeline.deps import Deps
 from mmsgate.pipeline.worker import Worker
 from mmsgate.profiles import PROFILES
 from mmsgate.settings import SmsRoute
+from mmsgate.sim.smsc import Smsc
 from mmsgate.store import fallbacks
 from mmsgate.store.schema import fallbacks as fallbacks_table
 from mmsgate.store.schema import jobs, recipients, sms_parts
@@ -338,6 +341,55 @@ async def test_a_refused_sms_is_e202_and_a_busy_one_is_retried(
             )
         )
     assert pending == 1
+
+
+async def test_a_long_sms_cut_short_is_resumed_not_resent(
+    gateway: Gateway, media_server: MediaServer
+) -> None:
+    """Over SMPP to the simulated SMSC, part 2 of a long SMS is throttled (0011): part 1 is
+    recorded with its id, the retry sends part 2 alone, each part reaches the SMSC once,
+    and both receipts are matched: N101, then N202."""
+    text = "Your MMS is waiting for you at the link below, open it soon. " * 2
+    request = SEED.replace("Your MMS is here", text).replace("12399471613", "17745550011")
+    tracking_id = await send(gateway, media_server, request)
+    smsc = Smsc(report_delay=0.0)
+    await smsc.start("127.0.0.1", 0)
+    route = dataclasses.replace(SMS_ROUTE, port=smsc.port)
+    connectors: dict[str, Any] = {}
+    deps = dataclasses.replace(
+        deps_for(gateway, FakeCarrier(REFUSED), FakeSms()),
+        sms_routes=[route],
+        sms_connectors=connectors,
+    )
+    connector = SmppConnector(route, fallback.receipt_sink(deps), backoff=(0.02, 0.2))
+    connectors[route.name] = connector
+    try:
+        await run_all(deps)
+        assert (await state_and_codes(gateway, tracking_id))[0] == "fallback"
+        assert (await the_fallback(gateway, tracking_id)).parts_sent == 1
+        async with gateway.services.db.write() as conn:  # the retry is due now
+            await conn.execute(jobs.update().values(run_at=dt.datetime.now(dt.UTC)))
+        await run_all(dataclasses.replace(deps, http=httpx.AsyncClient()))
+        for _ in range(500):  # the receipts come back on the bind: 10 s at most
+            if (await state_and_codes(gateway, tracking_id))[0] == "sms_delivered":
+                break
+            await asyncio.sleep(0.02)
+    finally:
+        await connector.close()
+        await smsc.stop()
+    assert (await state_and_codes(gateway, tracking_id))[1] == ["N101", "N202"]
+    taken = [s for s in smsc.submitted if s.message_id is not None]
+    assert [s.concat.seq if s.concat else None for s in taken] == [1, 2]
+    async with gateway.services.db.read() as conn:
+        parts = (
+            await conn.execute(
+                sa.select(sms_parts.c.seq, sms_parts.c.smsc_message_id, sms_parts.c.stat)
+                .where(sms_parts.c.tracking_id == tracking_id)
+                .order_by(sms_parts.c.seq)
+            )
+        ).all()
+    assert [(p.seq, p.stat) for p in parts] == [(1, "DELIVRD"), (2, "DELIVRD")]
+    assert [p.smsc_message_id for p in parts] == [s.message_id for s in taken]
 
 
 async def test_an_sms_past_the_message_expiry_is_not_sent(

@@ -36,7 +36,8 @@ class SmsSubmit:
     """One fallback SMS, already split into parts (see `mmsgate.sms_text.segment`).
 
     `reference` is mmsgate's id for this SMS; part n (from 1) is known as `{reference}.{n}`
-    where the connector can carry an id of ours (Kannel's dlr-url)."""
+    where the connector can carry an id of ours (Kannel's dlr-url). A submit sends parts
+    `first` to the last, so a retry after the SMSC took some parts sends only the rest."""
 
     reference: str
     sender: str  # short code, long number or alphanumeric name
@@ -44,6 +45,7 @@ class SmsSubmit:
     coding: str  # "gsm7" or "ucs2"
     parts: tuple[str, ...]  # the text of each part; more than one: sent with a UDH
     concat_ref: int = 0  # the concatenation reference (0-255) shared by the parts
+    first: int = 1  # the part to start at: those before it were taken by an earlier submit
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -51,7 +53,9 @@ class SmsResult:
     """What the SMSC (or Kannel) said to the submit of every part."""
 
     accepted: bool
-    message_ids: tuple[str, ...]  # one per part when accepted, as receipts will name them
+    # One per part sent (from `first`), as receipts will name them; when not accepted, the
+    # ids of the parts taken before the refusal, so a retry can start after them.
+    message_ids: tuple[str, ...]
     status: int  # SMPP command_status or HTTP status; 0 when accepted over SMPP
     text: str
     transient: bool = False

@@ -84,17 +84,18 @@ class KannelConnector:
         return params
 
     async def submit(self, sms: SmsSubmit) -> SmsResult:
-        ids = self._ids(sms)
-        for seq, part_id in enumerate(ids, start=1):
+        ids = self._ids(sms)[sms.first - 1 :]
+        for seq, part_id in enumerate(ids, start=sms.first):
             query = urllib.parse.urlencode(self.params(sms, seq, part_id))
+            taken = ids[: seq - sms.first]
             try:
                 response = await self._client.get(f"{self.route.url}?{query}")
             except httpx.HTTPError as exc:
-                return _not_taken(seq, 0, f"{type(exc).__name__} talking to Kannel", True)
+                return _not_taken(seq, taken, 0, f"{type(exc).__name__} talking to Kannel", True)
             said = response.text.strip()[:200]
             if response.status_code not in (200, 202):
                 transient = response.status_code >= 500 or response.status_code == 429
-                return _not_taken(seq, response.status_code, said, transient)
+                return _not_taken(seq, taken, response.status_code, said, transient)
         return SmsResult(True, ids, 0, "accepted by Kannel")
 
     async def close(self) -> None:
@@ -112,6 +113,8 @@ def kannel_address(address: str) -> str:
     return address
 
 
-def _not_taken(seq: int, status: int, said: str, transient: bool) -> SmsResult:
-    text = said if seq == 1 else f"part {seq}: {said} (earlier parts were accepted)"
-    return SmsResult(False, (), status, text, transient)
+def _not_taken(
+    seq: int, taken: tuple[str, ...], status: int, said: str, transient: bool
+) -> SmsResult:
+    text = f"part {seq}: {said} (parts before it were accepted)" if seq > 1 else said
+    return SmsResult(False, taken, status, text, transient)

@@ -215,7 +215,8 @@ class SmppConnector:
         return None
 
     async def submit(self, sms: SmsSubmit) -> SmsResult:
-        """Submit every part in order; the first refusal or failure ends the submit."""
+        """Submit the parts in order from `sms.first`; the first refusal or failure ends the
+        submit (the result then names the parts taken before it)."""
         await self.start()
         dest = dest_address(sms.recipient, self.route)
         if dest is None:
@@ -225,7 +226,7 @@ class SmppConnector:
         encoded = self._encode(sms, dest)
         deadline = asyncio.get_running_loop().time() + self._bind_wait
         ids: list[str] = []
-        for n, pdu in enumerate(encoded, 1):
+        for n, pdu in enumerate(encoded[sms.first - 1 :], sms.first):
             try:
                 frame = await self._send(pdu, deadline)
             except (_NotBound, _Unanswered) as exc:
@@ -463,7 +464,8 @@ def _failed(
     if len(sms.parts) > 1:
         text = f"part {n} of {len(sms.parts)}: {text}"
         if ids:
-            text += f" (parts 1-{len(ids)} were accepted: {', '.join(ids)})"
+            last = sms.first + len(ids) - 1
+            text += f" (parts {sms.first}-{last} were accepted: {', '.join(ids)})"
     return SmsResult(False, tuple(ids), status, text, transient)
 
 

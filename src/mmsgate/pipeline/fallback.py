@@ -102,15 +102,23 @@ async def send_sms(job: Job, deps: Deps) -> Outcome:
         coding=segmented.coding,
         parts=segmented.parts,
         concat_ref=zlib.crc32(row.tracking_id.encode()) & 0xFF,
+        first=row.parts_sent + 1,
     )
     if (ids := connector.known_ids(sms)) is not None:
         await fallbacks.expect_parts(deps.db, row.tracking_id, route.name, ids, now=now)
     result = await connector.submit(sms)
     if result.accepted:
-        await fallbacks.submitted(deps.db, row, route.name, result.message_ids, now=deps.clock())
+        await fallbacks.submitted(
+            deps.db, row, route.name, result.message_ids, now=deps.clock(), first=sms.first
+        )
+        await fallbacks.conclude(deps.db, row.tracking_id, now=deps.clock())
         log.info("fallback.sms_submitted", tracking_id=row.tracking_id, parts=len(sms.parts))
         return Outcome()
     said = f"{route.name}: {result.status} {result.text}".strip()
+    if result.message_ids:  # some parts went: a retry sends only the rest
+        await fallbacks.partly_sent(
+            deps.db, row.tracking_id, route.name, result.message_ids, now=now, first=sms.first
+        )
     if result.transient:
         log.info("fallback.sms_retry", tracking_id=row.tracking_id, said=said)
         return Outcome.retry(said)

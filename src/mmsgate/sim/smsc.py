@@ -47,6 +47,7 @@ OUTCOMES: dict[str, tuple[str, str | None, int]] = {
     "0006": ("accept", None, 0),
     "0008": ("accept", "UNDELIV", 1),
     "0010": ("throttle-twice", "DELIVRD", 0),
+    "0011": ("throttle-part-2-once", "DELIVRD", 0),
 }
 DEFAULT = ("accept", "DELIVRD", 0)
 MAX_REFUSALS = 20  # a deliver_sm refused this often is dropped, as SMSCs give up in the end
@@ -357,6 +358,10 @@ class Smsc:
             status = wire.ESME_RINVDSTADR
         elif answer == "throttle-twice" and self.tries[number] <= 2:
             status = wire.ESME_RTHROTTLED
+        elif answer == "throttle-part-2-once" and _part_of(submit) == 2:
+            self.tries[f"{number}/2"] += 1
+            if self.tries[f"{number}/2"] == 1:
+                status = wire.ESME_RTHROTTLED
         serial = next(self._ids) if status == wire.ESME_ROK else None
         message_id = None if serial is None else self._spell(serial, receipt=False)
         record = _read(conn.system_id, submit, status, message_id)
@@ -444,6 +449,17 @@ class Smsc:
         # Redelivery backs off as an SMSC's retry schedule does, 10 ms doubling to 5 s.
         delay = min(5.0, max(self.report_delay, 0.01) * 2.0 ** (owed.refusals - 1))
         asyncio.get_running_loop().call_later(delay, self._owe, conn.system_id, owed)
+
+
+def _part_of(submit: smpp34.SubmitSm) -> int | None:
+    """The part number of a concatenated submit_sm, from its UDH; None if it has none."""
+    if not submit.esm_class & 0x40:
+        return None
+    try:
+        concat, _ = split_udh(submit.short_message)
+    except ValueError:
+        return None
+    return concat.seq if concat else None
 
 
 def _read(

@@ -69,6 +69,7 @@ _SMS = sa.select(
     fallbacks.c.sms_text,
     fallbacks.c.sms_coding,
     fallbacks.c.sms_parts,
+    fallbacks.c.parts_sent,
     recipients.c.state,
     recipients.c.msisdn,
     recipients.c.account_id,
@@ -105,8 +106,10 @@ async def _insert_parts(
     route: str,
     message_ids: tuple[str, ...],
     now: dt.datetime,
+    first: int = 1,
 ) -> None:
-    """Insert the parts not recorded yet (a retried submit records nothing twice)."""
+    """Insert the parts not recorded yet (a retried submit records nothing twice); the
+    ids are those of parts `first`, `first + 1`, ..."""
     query = sa.select(sms_parts.c.seq).where(sms_parts.c.tracking_id == tracking_id)
     known = {r.seq for r in await conn.execute(query)}
     rows = [
@@ -117,7 +120,7 @@ async def _insert_parts(
             "smsc_message_id": message_id,
             "updated_at": now,
         }
-        for seq, message_id in enumerate(message_ids, start=1)
+        for seq, message_id in enumerate(message_ids, start=first)
         if seq not in known
     ]
     if rows:
@@ -125,20 +128,48 @@ async def _insert_parts(
 
 
 async def submitted(
-    db: Database, row: Any, route: str, message_ids: tuple[str, ...], *, now: dt.datetime
+    db: Database,
+    row: Any,
+    route: str,
+    message_ids: tuple[str, ...],
+    *,
+    now: dt.datetime,
+    first: int = 1,
 ) -> bool:
-    """The SMSC took every part: record the parts by their ids, and N101 (sent-as SMS)."""
+    """The SMSC took every part (those from `first` in this submit): record the parts by
+    their ids, and N101 (sent-as SMS)."""
 
     async def also(conn: AsyncConnection) -> None:
-        await _insert_parts(conn, row.tracking_id, route, message_ids, now)
+        await _insert_parts(conn, row.tracking_id, route, message_ids, now, first)
         await conn.execute(
             fallbacks.update()
             .where(fallbacks.c.tracking_id == row.tracking_id)
-            .values(sms_route=route)
+            .values(sms_route=route, parts_sent=first - 1 + len(message_ids))
         )
 
     move = Move(S.SMS_SUBMITTED, "N101", row.reason, route=route, sent_as="SMS")
     return await advance(db, row, move, now=now, also=also)
+
+
+async def partly_sent(
+    db: Database,
+    tracking_id: str,
+    route: str,
+    message_ids: tuple[str, ...],
+    *,
+    now: dt.datetime,
+    first: int,
+) -> None:
+    """The SMSC took parts `first`.. of a submit, then refused or failed on the next: record
+    them, so their receipts are matched and a retry starts after them (a handset shows a
+    part sent twice as a duplicate, or garbles the message)."""
+    async with db.write() as conn:
+        await _insert_parts(conn, tracking_id, route, message_ids, now, first)
+        await conn.execute(
+            fallbacks.update()
+            .where(fallbacks.c.tracking_id == tracking_id)
+            .values(parts_sent=first - 1 + len(message_ids))
+        )
 
 
 async def failed(db: Database, row: Any, detail: str, *, now: dt.datetime) -> bool:
@@ -184,14 +215,32 @@ async def apply_receipt(
             )
     row = await for_sms(db, part.tracking_id)
     if row.state == S.FALLBACK.value:
-        # The receipt beat the record of the submit: it proves the SMSC took the SMS, so the
-        # customer hears N101 first, as always.
-        await submitted(db, row, route, (), now=now)
-        row = await for_sms(db, part.tracking_id)
-    stats = await _stats(db, part.tracking_id)
-    if any(s is not None and s != "DELIVRD" for s in stats):
-        bad = next(s for s in stats if s is not None and s != "DELIVRD")
-        detail = f"SMS {FAILED_STATS.get(bad, bad.lower())}" + (f" (err {error})" if error else "")
+        # The receipt beat the record of the submit (or came while the rest of a long SMS
+        # waits for a retry). Once every part is known taken, by the SMSC's answer or by a
+        # receipt of its own, the SMS is sent: the customer hears N101 first, as always.
+        taken = {seq for seq, stat, _ in await _stats(db, row.tracking_id) if stat is not None}
+        taken.update(range(1, row.parts_sent + 1))
+        if not taken.issuperset(range(1, row.sms_parts + 1)):
+            return False
+        await submitted(db, row, route, (), now=now, first=row.sms_parts + 1)
+    return await conclude(db, part.tracking_id, now=now)
+
+
+async def conclude(db: Database, tracking_id: str, *, now: dt.datetime) -> bool:
+    """N202 once every part of a sent SMS is delivered, E202 once any part is not; True
+    when that moved the recipient on. Receipts can all be in before the submit is recorded,
+    so this runs after the record as well as after each receipt."""
+    row = await for_sms(db, tracking_id)
+    if row is None or row.state != S.SMS_SUBMITTED.value:
+        return False
+    parts = await _stats(db, tracking_id)
+    stats = [stat for _, stat, _ in parts]
+    bad = next(((s, e) for _, s, e in parts if s is not None and s != "DELIVRD"), None)
+    if bad is not None:
+        stat, error = bad
+        detail = f"SMS {FAILED_STATS.get(stat, stat.lower())}" + (
+            f" (err {error})" if error else ""
+        )
         return await failed(db, row, detail, now=now)
     if len(stats) == row.sms_parts and all(s == "DELIVRD" for s in stats):
         move = Move(S.SMS_DELIVERED, "N202", "delivered as SMS", sent_as="SMS")
@@ -207,10 +256,15 @@ async def _part(db: Database, route: str, message_id: str) -> Any:
         return (await conn.execute(query)).first()
 
 
-async def _stats(db: Database, tracking_id: str) -> list[str | None]:
+async def _stats(db: Database, tracking_id: str) -> list[tuple[int, str | None, str | None]]:
+    """(seq, final stat or None, error) of each recorded part, in order."""
     async with db.read() as conn:
-        query = sa.select(sms_parts.c.stat).where(sms_parts.c.tracking_id == tracking_id)
-        return [r.stat for r in await conn.execute(query)]
+        query = (
+            sa.select(sms_parts.c.seq, sms_parts.c.stat, sms_parts.c.error)
+            .where(sms_parts.c.tracking_id == tracking_id)
+            .order_by(sms_parts.c.seq)
+        )
+        return [(r.seq, r.stat, r.error) for r in await conn.execute(query)]
 
 
 async def page(db: Database, token: str) -> Page | None:

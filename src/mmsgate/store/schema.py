@@ -217,6 +217,8 @@ fallbacks = sa.Table(
     sa.Column("sms_text", sa.Text, nullable=False),
     sa.Column("sms_coding", sa.String(8), nullable=False),
     sa.Column("sms_parts", sa.Integer, nullable=False),
+    # parts the SMSC has taken so far: a retried submit starts after them
+    sa.Column("parts_sent", sa.Integer, nullable=False, server_default="0"),
     sa.Column("sms_route", sa.String(64)),
     sa.Column("opened_at", UtcDateTime),
     sa.Column("opens", sa.Integer, nullable=False),
