@@ -258,7 +258,7 @@ def setup(
     """Ports, the environment every mmsgate process shares, and the bench account's key."""
     ports = {name: free_port() for name in ("api", "sim", "hook")}
     config = work / "mmsgate.toml"
-    concurrency = os.environ.get("BENCH_WORKER_CONCURRENCY")  # else the default, 64
+    concurrency = os.environ.get("BENCH_WORKER_CONCURRENCY")  # else the default, 256
     config.write_text(
         f'simulator_url = "http://127.0.0.1:{ports["sim"]}/mm7"\n'
         + (f"worker_concurrency = {int(concurrency)}\n" if concurrency else "")

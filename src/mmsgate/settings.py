@@ -110,7 +110,7 @@ class Settings:
     # a separate `mmsgate worker` uses `mmsgate carrier-sim` on its default port.
     simulator_url: str = "http://127.0.0.1:8090/mm7"
     simulator_smsc: str = "127.0.0.1:2775"  # where the simulator SMS route binds (SMPP)
-    worker_concurrency: int = 64  # jobs a worker runs at once
+    worker_concurrency: int = 256  # jobs a worker runs at once (their leases are renewed)
     # A claimed job is another worker's to take once its lease runs out (a worker that died).
     worker_lease_seconds: float = 300.0
     host: str = "127.0.0.1"

@@ -201,3 +201,41 @@ async def test_freed_slots_are_refilled_by_the_handful(db: Database) -> None:
         await task
     assert (await jobs_mod.counts(db))[("encode_template", "done")] == 60
     assert min(limits) >= 2  # a quarter of 8 slots
+
+
+async def test_a_job_longer_than_its_lease_is_not_taken_over(db: Database) -> None:
+    """A live worker renews the leases of the jobs it runs: a job that takes three leases'
+    time stays its own, and no other worker claims it meanwhile."""
+    await enqueue(db, 1)
+    lease = dt.timedelta(seconds=0.3)
+    started = asyncio.Event()
+    runs = 0
+
+    async def slow(_job: jobs_mod.Job, _deps: object) -> Outcome:
+        nonlocal runs
+        runs += 1
+        started.set()
+        await asyncio.sleep(1.0)
+        return Outcome()
+
+    worker = Worker(
+        db,
+        {models.JobKind.ENCODE_TEMPLATE: slow},
+        None,
+        lease=lease,
+        clock=lambda: dt.datetime.now(dt.UTC),
+    )
+    task = asyncio.create_task(worker.run())
+    kinds = [models.JobKind.ENCODE_TEMPLATE]
+    async with asyncio.timeout(10):
+        await started.wait()
+        stolen = []
+        for _ in range(9):  # 0.9 s: three leases' time, while the job runs
+            await asyncio.sleep(0.1)
+            now = dt.datetime.now(dt.UTC)
+            stolen += await jobs_mod.claim(db, "other", kinds, limit=1, lease=lease, now=now)
+        worker.stop()
+        await task
+    assert stolen == []
+    assert runs == 1
+    assert (await jobs_mod.counts(db))[("encode_template", "done")] == 1

@@ -91,6 +91,7 @@ class Worker:
         self.policy, self.clock = policy, clock
         self.policies = dict(policies or {})
         self.stopping = asyncio.Event()
+        self.held: set[int] = set()  # ids of the jobs running now, whose leases are renewed
 
     async def run(self) -> None:
         """Work until `stop()`; jobs already claimed are finished before returning.
@@ -104,6 +105,7 @@ class Worker:
         running: set[asyncio.Task[None]] = set()
         changed = asyncio.Event()  # a job ended, or stop() was called
         stopping = asyncio.ensure_future(self._wake_on_stop(changed))
+        renewing = asyncio.ensure_future(self._renew_leases())
         refill = max(1, self.concurrency // 4)
         last_claim, drained, ended_since = -math.inf, True, 0
 
@@ -136,7 +138,21 @@ class Worker:
         stopping.cancel()
         if running:
             await asyncio.gather(*running)
+        renewing.cancel()
         log.info("worker.stopped", worker=self.name)
+
+    async def _renew_leases(self) -> None:
+        """Every third of a lease, extend the leases of the jobs still running: a job is
+        another worker's to take only once this one has died, never while it works on it."""
+        every = self.lease.total_seconds() / 3
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await jobs.renew(
+                    self.db, self.name, sorted(self.held), until=self.clock() + self.lease
+                )
+            except Exception:  # a database blip: the next round tries again
+                log.exception("worker.renew_failed", worker=self.name)
 
     async def _wake_on_stop(self, changed: asyncio.Event) -> None:
         await self.stopping.wait()
@@ -158,12 +174,16 @@ class Worker:
 
     async def run_job(self, job: jobs.Job) -> None:
         bound = log.bind(job_id=job.id, kind=job.kind.value, attempt=job.attempts)
+        self.held.add(job.id)
         try:
-            outcome = await self.steps[job.kind](job, self.deps)
-        except Exception as exc:  # noqa: BLE001 - the worker's error boundary: record it, go on
-            bound.exception("job.crashed")
-            outcome = Outcome.retry(f"{type(exc).__name__}: {exc}")
-        await self.record(job, outcome, bound)
+            try:
+                outcome = await self.steps[job.kind](job, self.deps)
+            except Exception as exc:  # noqa: BLE001 - the worker's error boundary: record it
+                bound.exception("job.crashed")
+                outcome = Outcome.retry(f"{type(exc).__name__}: {exc}")
+            await self.record(job, outcome, bound)
+        finally:
+            self.held.discard(job.id)
 
     async def record(self, job: jobs.Job, outcome: Outcome, bound: Any) -> None:
         now = self.clock()

@@ -143,6 +143,24 @@ async def _finish(db: Database, job: Job, worker: str, **values: Any) -> bool:
     return await db.batched(work)
 
 
+async def renew(db: Database, worker: str, ids: Sequence[int], *, until: dt.datetime) -> int:
+    """Extend the lease of jobs `worker` still runs, so none is taken over while it works
+    on it (a submit waiting its turn on a slow MMSC can outlast one lease); how many."""
+    if not ids:
+        return 0
+    statement = (
+        jobs.update()
+        .where(
+            jobs.c.id.in_(list(ids)),
+            jobs.c.locked_by == worker,
+            jobs.c.state == models.JobState.RUNNING.value,
+        )
+        .values(lease_expires_at=until)
+    )
+    async with db.write() as conn:
+        return (await conn.execute(statement)).rowcount
+
+
 async def complete(db: Database, job: Job, worker: str, now: dt.datetime) -> bool:
     """Mark the job done, if `worker` still holds it. The jobs that end while a batch of
     writes gathers are marked with one UPDATE."""
