@@ -12,6 +12,11 @@ from prometheus_client import Counter, Histogram
 
 ACCEPTED = Counter("mmsgate_accepted_total", "Recipients accepted through the API", ["action"])
 SUBMITS = Counter("mmsgate_submits_total", "MM7 submits by route and result", ["route", "result"])
+LATE_SLOTS = Counter(
+    "mmsgate_late_slots_total",
+    "Submits that woke too late for their rate-limit slot and took another, by route",
+    ["route"],
+)
 SUBMIT_SECONDS = Histogram(
     "mmsgate_submit_seconds",
     "Time from SubmitReq sent to its answer, by route",

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+import types
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -141,6 +143,33 @@ async def test_a_message_that_expired_in_the_queue_is_never_sent(
     assert await outcome(gateway.services.db, tracking_id) == ("expired", ["N103"], "done")
 
 
+async def test_deliveries_of_one_template_at_once_prepare_it_once(
+    gateway: Gateway, media_server: MediaServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Eight deliveries of the same message start together: one preparation serves all."""
+    media_server.add("/images/1.jpg", "image/jpeg", samples.jpeg())
+    media_server.add("/audio/1.mp3", "audio/mpeg", samples.mp3())
+    media_server.add("/cal/2.ics", "text/calendar", samples.ICAL)
+    numbers = ",".join(f"123994716{n:02d}" for n in range(8))
+    request = SEED.replace("<to>12399471613</to>", f"<to>{numbers}</to>")
+    response = await gateway.xml(request.format(key=gateway.api_key, base=media_server.base))
+    assert response.text.count("<tracking-id>") == 8
+    calls = 0
+    real = deliver.prepare.prepare
+
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(0.05)  # slow enough that all eight are waiting for it
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(deliver.prepare, "prepare", counted)
+    carrier = FakeCarrier(SubmitResult(True, "x", 1000, "Success"))
+    await run_deliveries(gateway, carrier)
+    assert len(carrier.submits) == 8
+    assert calls == 1
+
+
 async def test_a_job_run_twice_submits_once(gateway: Gateway, media_server: MediaServer) -> None:
     """A delivery job taken over after its recipient moved on does nothing."""
     await accept(gateway, media_server)
@@ -166,6 +195,23 @@ async def test_rate_limit_slots_are_shared_and_evenly_spaced(gateway: Gateway) -
     assert sorted(round(s, 6) for s in slots) == [round(1000.0 + n * 0.05, 6) for n in range(40)]
     later = await pacing.take_slot(db, "att", 20.0, 1010.0)
     assert later == 1010.0  # an idle route sends at once
+
+
+async def test_a_submit_late_for_its_slot_takes_another(gateway: Gateway) -> None:
+    """A submit that wakes 200 ms after its slot (the worker was held up) does not go at
+    once, in a burst with every other late one: it takes the next free slot."""
+    times = iter([1000.0, 1000.2, 1000.2, 1000.21])
+    deps = cast(
+        Deps,
+        types.SimpleNamespace(
+            db=gateway.services.db,
+            clock=lambda: dt.datetime.fromtimestamp(next(times), dt.UTC),
+        ),
+    )
+    route = Route(name="att", kind="mm7", url="http://x", max_mps=20.0)
+    await deliver._wait_for_slot(deps, route)
+    assert next(times, None) is None  # two slots taken: at 1000.0, then 1000.2
+    assert await pacing.take_slot(gateway.services.db, "att", 20.0, 1000.21) == 1000.25
 
 
 def test_routes_take_their_concurrency_and_rate_from_config() -> None:

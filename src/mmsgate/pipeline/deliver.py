@@ -37,6 +37,8 @@ S = models.RecipientState
 # MM7 status codes (TS 23.140 §8.7.4) that mean the content, or MMS itself, was refused for
 # this recipient: E102, and a case for the SMS fallback. Other final refusals are E101.
 CONTENT_REFUSED = frozenset({2004, 3001, 3002, 3003, 3004, 3005, 3006})
+LATE_SLOT = 0.05  # seconds a submit may go after its rate-limit slot (see _wait_for_slot)
+LATE_TRIES = 3
 
 
 async def deliver(job: Job, deps: Deps) -> Outcome:
@@ -92,12 +94,22 @@ async def deliver(job: Job, deps: Deps) -> Outcome:
 
 
 async def _wait_for_slot(deps: Deps, route: Route) -> None:
-    """Hold the submit until the route's shared rate limit gives it a slot."""
+    """Hold the submit until the route's shared rate limit gives it a slot.
+
+    A submit that wakes more than LATE_SLOT after its slot (the worker was held up: a slow
+    commit, a pause) takes a new one rather than going at once: after a stall every late
+    submit would otherwise go together, a burst over the carrier's limit. So at most
+    LATE_SLOT × max_mps submits (5 % of a second's worth) ever bunch up. A submit that has
+    been late LATE_TRIES times goes anyway: it is not held back for ever."""
     assert route.max_mps
-    now = deps.clock().timestamp()
-    slot = await pacing.take_slot(deps.db, route.name, route.max_mps, now)
-    if slot > now:
-        await asyncio.sleep(slot - now)
+    for _ in range(LATE_TRIES):
+        now = deps.clock().timestamp()
+        slot = await pacing.take_slot(deps.db, route.name, route.max_mps, now)
+        if slot > now:
+            await asyncio.sleep(slot - now)
+        if deps.clock().timestamp() - slot <= LATE_SLOT:
+            return
+        metrics.LATE_SLOTS.labels(route.name).inc()
 
 
 async def _record(deps: Deps, row: Any, route: str, result: SubmitResult) -> Outcome:
@@ -153,19 +165,27 @@ PREPARED_KEPT = 256
 
 async def prepared_for(deps: Deps, row: Any, profile: CarrierProfile) -> prepare.Prepared:
     """The message prepared for `profile`, from this worker's memo when the same template
-    with the same personalisation was prepared before."""
+    with the same personalisation was prepared before, or is being prepared: a batch sent
+    to thousands starts hundreds of deliveries at once, and one preparation serves them all
+    (a failed one is forgotten, so a later delivery tries again)."""
     slides = slides_of(row)
     key = (row.template_id, profile, json.dumps(slides, sort_keys=True, default=str))
     found = deps.prepared.get(key)
     if found is None:
-        found = await prepare.prepare(
-            slides, profile, deps.blobs.get, StoreCache(deps.db, deps.blobs)
+        found = asyncio.ensure_future(
+            prepare.prepare(slides, profile, deps.blobs.get, StoreCache(deps.db, deps.blobs))
         )
         if len(deps.prepared) >= PREPARED_KEPT:
             deps.prepared.pop(next(iter(deps.prepared)))
         deps.prepared[key] = found
-    assert isinstance(found, prepare.Prepared)
-    return found
+    try:
+        prepared = await asyncio.shield(found)  # a cancelled delivery leaves it to the rest
+    except Exception:
+        if deps.prepared.get(key) is found:
+            del deps.prepared[key]
+        raise
+    assert isinstance(prepared, prepare.Prepared)
+    return prepared
 
 
 def slides_of(row: Any) -> list[dict[str, Any]]:
