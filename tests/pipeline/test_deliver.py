@@ -188,19 +188,22 @@ async def test_rate_limit_slots_are_shared_and_evenly_spaced(gateway: Gateway) -
     other = Database(db.url)  # a second worker process would have its own engine
     try:
         slots = await asyncio.gather(
-            *(pacing.take_slot(db if n % 2 else other, "att", 20.0, 1000.0) for n in range(40))
+            *(
+                pacing.take_slot(db if n % 2 else other, "att", 20.0, lambda: 1000.0)
+                for n in range(40)
+            )
         )
     finally:
         await other.close()
     assert sorted(round(s, 6) for s in slots) == [round(1000.0 + n * 0.05, 6) for n in range(40)]
-    later = await pacing.take_slot(db, "att", 20.0, 1010.0)
+    later = await pacing.take_slot(db, "att", 20.0, lambda: 1010.0)
     assert later == 1010.0  # an idle route sends at once
 
 
 async def test_a_submit_late_for_its_slot_takes_another(gateway: Gateway) -> None:
     """A submit that wakes 200 ms after its slot (the worker was held up) does not go at
     once, in a burst with every other late one: it takes the next free slot."""
-    times = iter([1000.0, 1000.2, 1000.2, 1000.21])
+    times = iter([1000.0, 1000.0, 1000.2, 1000.2, 1000.2, 1000.21])
     deps = cast(
         Deps,
         types.SimpleNamespace(
@@ -211,7 +214,7 @@ async def test_a_submit_late_for_its_slot_takes_another(gateway: Gateway) -> Non
     route = Route(name="att", kind="mm7", url="http://x", max_mps=20.0)
     await deliver._wait_for_slot(deps, route)
     assert next(times, None) is None  # two slots taken: at 1000.0, then 1000.2
-    assert await pacing.take_slot(gateway.services.db, "att", 20.0, 1000.21) == 1000.25
+    assert await pacing.take_slot(gateway.services.db, "att", 20.0, lambda: 1000.21) == 1000.25
 
 
 def test_routes_take_their_concurrency_and_rate_from_config() -> None:

@@ -102,12 +102,15 @@ async def _wait_for_slot(deps: Deps, route: Route) -> None:
     LATE_SLOT × max_mps submits (5 % of a second's worth) ever bunch up. A submit that has
     been late LATE_TRIES times goes anyway: it is not held back for ever."""
     assert route.max_mps
+
+    def now() -> float:
+        return deps.clock().timestamp()
+
     for _ in range(LATE_TRIES):
-        now = deps.clock().timestamp()
         slot = await pacing.take_slot(deps.db, route.name, route.max_mps, now)
-        if slot > now:
-            await asyncio.sleep(slot - now)
-        if deps.clock().timestamp() - slot <= LATE_SLOT:
+        if (wait := slot - now()) > 0:
+            await asyncio.sleep(wait)
+        if now() - slot <= LATE_SLOT:
             return
         metrics.LATE_SLOTS.labels(route.name).inc()
 

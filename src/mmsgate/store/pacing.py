@@ -9,6 +9,7 @@ waiting for the slot, and slots taken in the same instant are handed out one int
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
@@ -34,13 +35,17 @@ def _upsert(insert: Any) -> Any:
 _TAKE = {"sqlite": _upsert(sqlite.insert), "postgresql": _upsert(postgresql.insert)}
 
 
-async def take_slot(db: Database, route: str, max_mps: float, now: float) -> float:
-    """The Unix time at which this submit may go (now, or later when the route is busy)."""
+async def take_slot(db: Database, route: str, max_mps: float, clock: Callable[[], float]) -> float:
+    """The Unix time at which this submit may go (now, or later when the route is busy).
+
+    `clock` is read inside the transaction, not before it: the write can wait its turn
+    (other processes' commits), and a `now` read before that wait would hand out slots
+    already past, which the submits would then find late."""
     gap = 1.0 / max_mps
     statement = _TAKE["sqlite" if db.is_sqlite else "postgresql"]
-    params = {"route": route, "now": now, "gap": gap}
 
     async def work(conn: AsyncConnection) -> float:
+        params = {"route": route, "now": clock(), "gap": gap}
         return float((await conn.execute(statement, params)).scalar_one()) - gap
 
     return await db.batched(work)
