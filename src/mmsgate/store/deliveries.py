@@ -93,7 +93,22 @@ _DELIVERY = sa.select(
 # The hot statements are built once, with bound parameters: building one per call cost
 # SQLAlchemy more than running it (bench/deliver/README.md).
 _BY_TRACKING_ID = _DELIVERY.where(recipients.c.tracking_id == sa.bindparam("key"))
-_BY_CARRIER_MESSAGE_ID = _DELIVERY.where(recipients.c.carrier_message_id == sa.bindparam("key"))
+# What a delivery report needs to move the recipient and write its postback: none of the
+# template's slides (JSON, decoded per row) that a delivery needs.
+_BY_CARRIER_MESSAGE_ID = (
+    sa.select(
+        recipients.c.tracking_id,
+        recipients.c.msisdn,
+        recipients.c.state,
+        recipients.c.account_id,
+        recipients.c.carrier_message_id,
+        messages.c.sender,
+        messages.c.operator_id,
+        messages.c.template_id,
+    )
+    .select_from(recipients.join(messages, messages.c.id == recipients.c.message_id))
+    .where(recipients.c.carrier_message_id == sa.bindparam("key"))
+)
 _OPTIONAL = ("carrier_message_id", "route", "handset", "sent_as")  # kept when the move has None
 _MOVE = (
     recipients.update()
@@ -124,7 +139,8 @@ async def for_delivery(db: Database, tracking_id: str) -> Any:
 
 
 async def by_carrier_message_id(db: Database, carrier_message_id: str) -> Any:
-    """The recipient an MMSC's MessageID belongs to (with its message), or None."""
+    """The recipient an MMSC's MessageID belongs to (with what `advance` needs of its
+    message), or None."""
     async with db.read() as conn:
         return (await conn.execute(_BY_CARRIER_MESSAGE_ID, {"key": carrier_message_id})).first()
 
