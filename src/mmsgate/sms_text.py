@@ -1,6 +1,6 @@
 """SMS text: the GSM 03.38 alphabet, UCS-2, and splitting a text into concatenated parts.
 
-Pure vocabulary, no I/O. What SMPP carries (reference/protocols.md §5.1):
+Pure vocabulary, no I/O. What SMPP carries (SMPP 3.4 §5.2.19, 3GPP TS 23.038 and 23.040):
 
 - data_coding 0 carries GSM-7 *unpacked*, one septet per byte; the SMSC packs it. The
   extension characters ``^ { } \\ [ ~ ] | €`` and form feed are ESC (0x1B) + a code, so they

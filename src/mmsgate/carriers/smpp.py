@@ -1,6 +1,6 @@
 """The SMPP 3.4 connector: one bind_transceiver to the route's SMSC for the fallback SMS.
 
-Why a thin session of our own over smpp34's codec (the issue asks for the choice argued):
+Why a thin session of our own over smpp34's codec:
 
 - smpp34 1.5.0 (MIT, Rust core, typed) encodes and decodes submit_sm/deliver_sm with their
   TLVs at millions of PDUs a second; we use exactly that. Its asyncio *session* does not fit
@@ -13,8 +13,8 @@ Why a thin session of our own over smpp34's codec (the issue asks for the choice
   ~8,000-13,000 against the same simulator. Its `Server` reports no bound port (no port 0
   for tests), checks no password and hides enquire_link, so the simulator is ours too.
 - aiosmpplib 0.7.4 is a full session, but built around a queue and hooks rather than an
-  awaitable submit, and what we would use of it is what reference/protocols.md §5.3 measured
-  broken: `parse_receipt()` raises on 12-digit dates and `err:0x0B`, segmentation decides by
+  awaitable submit, and what we would use of it we found broken when we tried it:
+  `parse_receipt()` raises on 12-digit dates and `err:0x0B`, segmentation decides by
   characters not septets, addresses go out as TON/NPI 0/0 with the '+'.
 - The session itself is small: frame by command_length, match answers by sequence_number,
   answer enquire_link/unbind, and the rules below. Here it is, in this module.

@@ -59,7 +59,7 @@ STATUS_NAMES = {
     ESME_RX_T_APPN: "ESME_RX_T_APPN",
     ESME_RUNKNOWNERR: "ESME_RUNKNOWNERR",
 }
-# reference/protocols.md §5.1: throttling and a full queue pass; every other refusal is final.
+# Throttling (0x58) and a full queue (0x14) pass; every other refusal is final.
 TRANSIENT_STATUSES = frozenset((ESME_RTHROTTLED, ESME_RMSGQFUL))
 
 # SMPP 3.4 §5.3.2 optional parameter tags the receipts carry.

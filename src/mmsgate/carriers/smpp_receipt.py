@@ -3,8 +3,8 @@
 A receipt is a deliver_sm whose esm_class message type is "SMSC delivery receipt"
 (`esm_class & 0x3C == 0x04`, SMPP 3.4 §5.2.12). Its id and state are read from the TLVs
 `receipted_message_id` (0x001E) and `message_state` (0x0427) when present, else from the
-text of SMPP 3.4 Appendix B, which every SMSC writes a little differently
-(reference/protocols.md §5.1): 10- or 12-digit dates, `err` in decimal or hex, `Text:`
+text of SMPP 3.4 Appendix B, which every SMSC writes a little differently:
+10- or 12-digit dates, `err` in decimal or hex, `Text:`
 capitalised, fields missing. `parse_receipt_text` takes all of those.
 
 Some SMSCs write the id in hex in one place and in decimal in the other; `msg_id_type` says
