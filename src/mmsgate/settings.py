@@ -47,7 +47,7 @@ class ApiSettings:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Route:
-    """Where MMS for some operators or number prefixes go (see DESIGN: routes)."""
+    """Where MMS for some operators or number prefixes go (`[[routes]]` in the config)."""
 
     name: str
     kind: str = "simulator"

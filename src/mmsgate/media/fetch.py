@@ -1,7 +1,7 @@
 """Fetch slide media by URL at accept time, as Sinch does before it answers (API reference §9).
 
 This is the one place where a client makes mmsgate open connections, so it is guarded
-(DESIGN §7): http and https only; every address the host resolves to is checked, and the
+(the SSRF guard): http and https only; every address the host resolves to is checked, and the
 connection goes to a checked address rather than through a second lookup, so DNS rebinding
 cannot swap it; redirects are followed by hand and each hop is checked again; the byte cap is
 enforced while streaming; connect and total timeouts bound every fetch.

@@ -3,7 +3,7 @@
 It takes binds (checking system_id and password when given), answers submit_sm and
 enquire_link, and sends one delivery receipt per accepted part, as a real SMSC does, with the
 `receipted_message_id`/`message_state` TLVs and the Appendix B text. What happens is scripted
-by the last four digits of the recipient (`OUTCOMES`, and DESIGN §8):
+by the last four digits of the recipient (`OUTCOMES`, and the README's table):
 
 | ends in | submit_sm_resp | receipt |
 |---|---|---|
