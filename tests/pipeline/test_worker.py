@@ -239,3 +239,35 @@ async def test_a_job_longer_than_its_lease_is_not_taken_over(db: Database) -> No
     assert stolen == []
     assert runs == 1
     assert (await jobs_mod.counts(db))[("encode_template", "done")] == 1
+
+
+async def test_a_running_worker_takes_over_a_dead_workers_job(db: Database) -> None:
+    """A running worker looks for abandoned jobs every so often (not at every claim) and
+    takes a dead worker's job once its lease has run out."""
+    await enqueue(db, 1)
+    lease = dt.timedelta(seconds=0.3)
+    kinds = [models.JobKind.ENCODE_TEMPLATE]
+    now = dt.datetime.now(dt.UTC)
+    [dead] = await jobs_mod.claim(db, "dead-worker", kinds, limit=1, lease=lease, now=now)
+    done = asyncio.Event()
+
+    async def step(_job: jobs_mod.Job, _deps: object) -> Outcome:
+        done.set()
+        return Outcome()
+
+    worker = Worker(
+        db,
+        {models.JobKind.ENCODE_TEMPLATE: step},
+        None,
+        lease=lease,
+        idle_poll=0.02,
+        clock=lambda: dt.datetime.now(dt.UTC),
+    )
+    assert worker.abandoned_every == pytest.approx(0.1)
+    task = asyncio.create_task(worker.run())
+    async with asyncio.timeout(10):
+        await done.wait()
+        worker.stop()
+        await task
+    assert not await jobs_mod.complete(db, dead, "dead-worker", dt.datetime.now(dt.UTC))
+    assert (await jobs_mod.counts(db))[("encode_template", "done")] == 1

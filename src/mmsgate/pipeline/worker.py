@@ -16,6 +16,7 @@ import math
 import random
 import secrets
 import socket
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -92,6 +93,10 @@ class Worker:
         self.policies = dict(policies or {})
         self.stopping = asyncio.Event()
         self.held: set[int] = set()  # ids of the jobs running now, whose leases are renewed
+        # Jobs of a dead worker are looked for this often, not at every claim: the look walks
+        # every running job's index entry, and such jobs are rare and wait a lease anyway.
+        self.abandoned_every = min(5.0, lease.total_seconds() / 3)
+        self._abandoned_looked = -math.inf
 
     async def run(self) -> None:
         """Work until `stop()`; jobs already claimed are finished before returning.
@@ -159,8 +164,18 @@ class Worker:
         changed.set()
 
     async def claim(self, limit: int) -> list[jobs.Job]:
+        now = time.monotonic()
+        look = now - self._abandoned_looked >= self.abandoned_every
+        if look:
+            self._abandoned_looked = now
         return await jobs.claim(
-            self.db, self.name, list(self.steps), limit=limit, lease=self.lease, now=self.clock()
+            self.db,
+            self.name,
+            list(self.steps),
+            limit=limit,
+            lease=self.lease,
+            now=self.clock(),
+            abandoned=look,
         )
 
     def stop(self) -> None:

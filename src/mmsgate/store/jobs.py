@@ -89,9 +89,10 @@ async def claim(
     limit: int,
     lease: dt.timedelta,
     now: dt.datetime,
+    abandoned: bool = True,
 ) -> list[Job]:
     """Take up to `limit` due jobs under a lease held by `worker`: abandoned ones (their
-    lease ran out) first, then pending ones, oldest first.
+    lease ran out) first, unless `abandoned` is False, then pending ones, oldest first.
 
     Two statements, each served by the (state, run_at) index: the pending one walks the
     index in run_at order and stops after `limit` rows, so a claim costs the same with ten
@@ -105,7 +106,8 @@ async def claim(
     }
     taken: list[Any] = []
     async with db.write() as conn:
-        for statement in _CLAIMS[not db.is_sqlite]:
+        look_abandoned, look_pending = _CLAIMS[not db.is_sqlite]
+        for statement in (look_abandoned, look_pending) if abandoned else (look_pending,):
             if len(taken) < limit:
                 params["limit"] = limit - len(taken)
                 taken += (await conn.execute(statement, params)).all()
