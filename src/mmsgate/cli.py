@@ -225,6 +225,7 @@ def build_worker(cfg: settings.Settings) -> Worker:
         policies=policies,
         concurrency=cfg.worker_concurrency,
         lease=dt.timedelta(seconds=cfg.worker_lease_seconds),
+        keep_done=dt.timedelta(days=cfg.done_jobs_kept_days) if cfg.done_jobs_kept_days else None,
     )
 
 

@@ -113,6 +113,9 @@ class Settings:
     worker_concurrency: int = 256  # jobs a worker runs at once (their leases are renewed)
     # A claimed job is another worker's to take once its lease runs out (a worker that died).
     worker_lease_seconds: float = 300.0
+    # Done jobs (delivered postbacks, finished deliveries) are deleted after this many days;
+    # dead ones are kept for `postbacks replay`. 0 keeps them all.
+    done_jobs_kept_days: float = 7.0
     host: str = "127.0.0.1"
     port: int = 8080
     media: MediaSettings = MediaSettings()
@@ -292,6 +295,7 @@ def _from_table(
             "port",
             "worker_concurrency",
             "worker_lease_seconds",
+            "done_jobs_kept_days",
         ):
             field = next(f for f in dataclasses.fields(Settings) if f.name == key)
             top[key] = Path(value) if key == "data_dir" else _coerce(value, field, key)

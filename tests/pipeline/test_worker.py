@@ -271,3 +271,42 @@ async def test_a_running_worker_takes_over_a_dead_workers_job(db: Database) -> N
         await task
     assert not await jobs_mod.complete(db, dead, "dead-worker", dt.datetime.now(dt.UTC))
     assert (await jobs_mod.counts(db))[("encode_template", "done")] == 1
+
+
+async def test_done_jobs_are_pruned_after_they_are_kept(db: Database) -> None:
+    """Done jobs older than the cut are deleted, in batches; newer done jobs, dead jobs
+    and jobs still to run stay. A worker does it on its own, every so often."""
+    await enqueue(db, 7)
+    old, new = T0 - dt.timedelta(days=8), T0 + dt.timedelta(days=1)
+    fates = [("done", old)] * 4 + [("done", new), ("dead", old), ("pending", old)]
+    async with db.write() as conn:
+        for template_id, (state, run_at) in enumerate(fates):
+            await conn.execute(
+                jobs.update()
+                .where(jobs.c.template_id == template_id)
+                .values(state=state, run_at=run_at)
+            )
+    assert await jobs_mod.prune(db, before=T0, batch=3) == 4
+    assert [(t, s) for t, s, _ in await states(db)] == [(4, "done"), (5, "dead"), (6, "pending")]
+
+    await enqueue(db, 1)  # due at T0: done by the worker, then pruned by it a week later
+    worker = Worker(
+        db,
+        {models.JobKind.ENCODE_TEMPLATE: lambda _j, _d: _done()},
+        None,
+        clock=lambda: T0 + dt.timedelta(days=8),
+        keep_done=dt.timedelta(days=7),
+        prune_every=0.05,
+    )
+    task = asyncio.create_task(worker.run())
+    for _ in range(200):  # 10 s at most: the old pending job and the new one, run and pruned
+        if len(await states(db)) == 2:
+            break
+        await asyncio.sleep(0.05)
+    worker.stop()
+    await task
+    assert [(t, s) for t, s, _ in await states(db)] == [(4, "done"), (5, "dead")]
+
+
+async def _done() -> Outcome:
+    return Outcome()

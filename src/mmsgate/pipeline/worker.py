@@ -84,6 +84,8 @@ class Worker:
         policy: RetryPolicy = RetryPolicy(),
         policies: Mapping[models.JobKind, RetryPolicy] | None = None,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+        keep_done: dt.timedelta | None = None,
+        prune_every: float = 300.0,
     ) -> None:
         self.db, self.steps, self.deps = db, dict(steps), deps
         self.name = name or worker_name()
@@ -91,11 +93,13 @@ class Worker:
         self.claim_gap = claim_gap
         self.policy, self.clock = policy, clock
         self.policies = dict(policies or {})
+        self.prune_every = prune_every
         self.stopping = asyncio.Event()
         self.held: set[int] = set()  # ids of the jobs running now, whose leases are renewed
         # Jobs of a dead worker are looked for this often, not at every claim: the look walks
         # every running job's index entry, and such jobs are rare and wait a lease anyway.
         self.abandoned_every = min(5.0, lease.total_seconds() / 3)
+        self.keep_done = keep_done
         self._abandoned_looked = -math.inf
 
     async def run(self) -> None:
@@ -111,6 +115,7 @@ class Worker:
         changed = asyncio.Event()  # a job ended, or stop() was called
         stopping = asyncio.ensure_future(self._wake_on_stop(changed))
         renewing = asyncio.ensure_future(self._renew_leases())
+        pruning = asyncio.ensure_future(self._prune_done())
         refill = max(1, self.concurrency // 4)
         last_claim, drained, ended_since = -math.inf, True, 0
 
@@ -144,6 +149,7 @@ class Worker:
         if running:
             await asyncio.gather(*running)
         renewing.cancel()
+        pruning.cancel()
         log.info("worker.stopped", worker=self.name)
 
     async def _renew_leases(self) -> None:
@@ -158,6 +164,20 @@ class Worker:
                 )
             except Exception:  # a database blip: the next round tries again
                 log.exception("worker.renew_failed", worker=self.name)
+
+    async def _prune_done(self) -> None:
+        """Every `prune_every` seconds, delete the done jobs older than `keep_done`: the
+        queue holds what is to do, not the whole past (the recipients' history does)."""
+        if self.keep_done is None:
+            return
+        while True:
+            try:
+                pruned = await jobs.prune(self.db, before=self.clock() - self.keep_done)
+                if pruned:
+                    log.info("worker.pruned", worker=self.name, jobs=pruned)
+            except Exception:  # a database blip: the next round tries again
+                log.exception("worker.prune_failed", worker=self.name)
+            await asyncio.sleep(self.prune_every)
 
     async def _wake_on_stop(self, changed: asyncio.Event) -> None:
         await self.stopping.wait()

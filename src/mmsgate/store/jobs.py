@@ -163,6 +163,28 @@ async def renew(db: Database, worker: str, ids: Sequence[int], *, until: dt.date
         return (await conn.execute(statement)).rowcount
 
 
+async def prune(db: Database, *, before: dt.datetime, batch: int = 1000) -> int:
+    """Delete done jobs last run before `before`, `batch` rows per transaction so no write
+    holds the database long; how many. Dead jobs stay (they are for `postbacks replay`),
+    and so does every recipient's state and history: only the queue's own rows go.
+
+    Served by the (state, run_at) index: a done job's run_at is when its last attempt was
+    due, a moment before it finished."""
+    pick = (
+        sa.select(jobs.c.id)
+        .where(jobs.c.state == models.JobState.DONE.value, jobs.c.run_at < before)
+        .limit(batch)
+        .scalar_subquery()
+    )
+    deleted = 0
+    while True:
+        async with db.write() as conn:
+            count = (await conn.execute(jobs.delete().where(jobs.c.id.in_(pick)))).rowcount
+        deleted += count
+        if count < batch:
+            return deleted
+
+
 async def complete(db: Database, job: Job, worker: str, now: dt.datetime) -> bool:
     """Mark the job done, if `worker` still holds it. The jobs that end while a batch of
     writes gathers are marked with one UPDATE."""
