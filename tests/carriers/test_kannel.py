@@ -1,9 +1,8 @@
 """The Kannel SMS connector end to end: fallback SMS through a real Kannel (Debian's
 bearerbox + smsbox) whose SMPP link goes to the simulated SMSC, with the receipts coming back
 through Kannel's dlr-url to the gateway served on loopback; then the `/kannel/dlr` endpoint
-on its own, in-process, with a fake Kannel in front of the connector.
-
-SQLite only: the fallback's database logic runs on both backends in tests/pipeline."""
+on its own, in-process, with a fake Kannel in front of the connector. On SQLite and on
+PostgreSQL, like the rest of the suite."""
 
 from __future__ import annotations
 
@@ -14,7 +13,6 @@ import time
 import urllib.parse
 import zlib
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -50,12 +48,6 @@ pytestmark = pytest.mark.anyio
 SYSTEM_ID, SMPP_PASSWORD = "mmsgate", "kannelpw"  # SMPP 3.4 §5.2.2: 8 at most
 DEADLINE_SECONDS = 20.0
 LONG_TEXT = "Votre MMS est arrivé ✓ " * 8  # UCS-2, four parts with the link
-
-
-@pytest.fixture
-def db_url(tmp_path: Path) -> str:
-    """SQLite only (see the module docstring)."""
-    return f"sqlite:///{tmp_path / 'mmsgate.db'}"
 
 
 @pytest.fixture
