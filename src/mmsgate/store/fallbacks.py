@@ -140,12 +140,7 @@ async def submitted(
     their ids, and N101 (sent-as SMS)."""
 
     async def also(conn: AsyncConnection) -> None:
-        await _insert_parts(conn, row.tracking_id, route, message_ids, now, first)
-        await conn.execute(
-            fallbacks.update()
-            .where(fallbacks.c.tracking_id == row.tracking_id)
-            .values(sms_route=route, parts_sent=first - 1 + len(message_ids))
-        )
+        await _taken(conn, row.tracking_id, route, message_ids, now, first, sms_route=route)
 
     move = Move(S.SMS_SUBMITTED, "N101", row.reason, route=route, sent_as="SMS")
     return await advance(db, row, move, now=now, also=also)
@@ -164,12 +159,25 @@ async def partly_sent(
     them, so their receipts are matched and a retry starts after them (a handset shows a
     part sent twice as a duplicate, or garbles the message)."""
     async with db.write() as conn:
-        await _insert_parts(conn, tracking_id, route, message_ids, now, first)
-        await conn.execute(
-            fallbacks.update()
-            .where(fallbacks.c.tracking_id == tracking_id)
-            .values(parts_sent=first - 1 + len(message_ids))
-        )
+        await _taken(conn, tracking_id, route, message_ids, now, first)
+
+
+async def _taken(
+    conn: AsyncConnection,
+    tracking_id: str,
+    route: str,
+    message_ids: tuple[str, ...],
+    now: dt.datetime,
+    first: int,
+    **values: Any,
+) -> None:
+    """Record parts `first`.. as taken by the SMSC, and how many are taken in all."""
+    await _insert_parts(conn, tracking_id, route, message_ids, now, first)
+    await conn.execute(
+        fallbacks.update()
+        .where(fallbacks.c.tracking_id == tracking_id)
+        .values(parts_sent=first - 1 + len(message_ids), **values)
+    )
 
 
 async def failed(db: Database, row: Any, detail: str, *, now: dt.datetime) -> bool:
