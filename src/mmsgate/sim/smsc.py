@@ -12,6 +12,7 @@ by the last four digits of the recipient (`OUTCOMES`, and the README's table):
 | 0006 | accepted | none |
 | 0008 | accepted | UNDELIV, err 001 |
 | 0010 | ESME_RTHROTTLED twice, then accepted | DELIVRD |
+| 0011 | ESME_RTHROTTLED to the first submit of part 2 of a long SMS | DELIVRD |
 | anything else | accepted | DELIVRD |
 
 Receipts are owed to a system_id, not to a connection: those that could not be delivered
@@ -451,14 +452,17 @@ class Smsc:
         asyncio.get_running_loop().call_later(delay, self._owe, conn.system_id, owed)
 
 
+def _udh(submit: smpp34.SubmitSm) -> tuple[Concat | None, bytes]:
+    """A submit_sm's concatenation element (None without a readable one) and its text bytes."""
+    if submit.esm_class & 0x40:
+        with contextlib.suppress(ValueError):
+            return split_udh(submit.short_message)
+    return None, submit.short_message
+
+
 def _part_of(submit: smpp34.SubmitSm) -> int | None:
-    """The part number of a concatenated submit_sm, from its UDH; None if it has none."""
-    if not submit.esm_class & 0x40:
-        return None
-    try:
-        concat, _ = split_udh(submit.short_message)
-    except ValueError:
-        return None
+    """The part number of a concatenated submit_sm; None if it is not one."""
+    concat, _ = _udh(submit)
     return concat.seq if concat else None
 
 
@@ -466,10 +470,7 @@ def _read(
     system_id: str, submit: smpp34.SubmitSm, status: int, message_id: str | None
 ) -> Submitted:
     """What a submit_sm says, its UDH taken apart and its text decoded."""
-    concat, data = None, submit.short_message
-    if submit.esm_class & 0x40:
-        with contextlib.suppress(ValueError):
-            concat, data = split_udh(data)
+    concat, data = _udh(submit)
     coding = CODINGS.get(submit.data_coding)
     try:
         text = decode_part(data, coding) if coding else data.decode("latin-1")
