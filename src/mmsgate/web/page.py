@@ -58,6 +58,15 @@ _MONTHS = (
 )  # fmt: skip
 
 
+@dataclasses.dataclass(slots=True)
+class Held:
+    """A page as the cache holds it: read at `at` (monotonic), and its HTML once rendered."""
+
+    at: float
+    page: fallbacks.Page
+    html: bytes | None = None
+
+
 class PageCache:
     """Pages looked up in the last few seconds, with their rendered HTML, by token.
 
@@ -70,14 +79,14 @@ class PageCache:
 
     def __init__(self, ttl: float = 5.0, size: int = 4096) -> None:
         self.ttl, self.size = ttl, size
-        self._pages: dict[str, tuple[float, fallbacks.Page, list[bytes]]] = {}
+        self._pages: dict[str, Held] = {}
 
-    async def page(self, db: Database, token: str) -> tuple[fallbacks.Page, list[bytes]] | None:
-        """The page and its render slot (empty until rendered once), or None if unknown."""
+    async def page(self, db: Database, token: str) -> Held | None:
+        """The page as held (its HTML None until rendered once), or None if unknown."""
         now = time.monotonic()
         held = self._pages.get(token)
-        if held is not None and now - held[0] < self.ttl:
-            return held[1], held[2]
+        if held is not None and now - held.at < self.ttl:
+            return held
         page = await fallbacks.page(db, token)
         if page is None:
             self._pages.pop(token, None)
@@ -85,9 +94,8 @@ class PageCache:
         if len(self._pages) >= self.size:  # drop the oldest half: cheap, and rare
             for old in list(self._pages)[: self.size // 2]:
                 del self._pages[old]
-        slot: list[bytes] = []
-        self._pages[token] = (now, page, slot)
-        return page, slot
+        held = self._pages[token] = Held(now, page)
+        return held
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -125,19 +133,19 @@ def lookup_key(token: str) -> str:
 async def hosted_page(web: Web, request: Request) -> Response:
     """GET/HEAD /m/{token}: the page (an open is recorded on GET), 410 expired, 404."""
     token = lookup_key(request.path_params["token"])
-    found = await web.pages.page(web.db, token)
-    if found is None:
+    held = await web.pages.page(web.db, token)
+    if held is None:
         return not_found(request)
-    page, rendered = found
+    page = held.page
     now = web.clock()
     if page.expired(now):
         return expired(request, page.link_expires_at)
     if request.method == "GET":
         await fallbacks.opened(web.db, token, now)
         log.info("page.opened", tracking_id=page.tracking_id)
-    if not rendered:
-        rendered.append(render("page.html", **page_context(token, page)))
-    body = rendered[0]
+    if held.html is None:
+        held.html = render("page.html", **page_context(token, page))
+    body = held.html
     left = int((page.link_expires_at - now).total_seconds())
     cache = f"private, max-age={max(0, min(PAGE_MAX_AGE, left))}"
     return respond(request, 200, body, HTML, page_headers(cache))

@@ -58,9 +58,9 @@ async def media(web: Web, request: Request) -> Response:
     expired; 404 for anything else. Both kinds of token are looked up (see `lookup_key`)."""
     token = lookup_key(request.path_params["token"])
     n = part_number(request.path_params["n"])
-    found = await web.pages.page(web.db, token)
-    if found is not None:
-        page = found[0]
+    held = await web.pages.page(web.db, token)
+    if held is not None:
+        page = held.page
         now = web.clock()
         if page.expired(now):
             return _plain(request, 410, GONE)
