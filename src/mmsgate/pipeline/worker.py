@@ -93,13 +93,12 @@ class Worker:
         self.claim_gap = claim_gap
         self.policy, self.clock = policy, clock
         self.policies = dict(policies or {})
-        self.prune_every = prune_every
         self.stopping = asyncio.Event()
         self.held: set[int] = set()  # ids of the jobs running now, whose leases are renewed
         # Jobs of a dead worker are looked for this often, not at every claim: the look walks
         # every running job's index entry, and such jobs are rare and wait a lease anyway.
         self.abandoned_every = min(5.0, lease.total_seconds() / 3)
-        self.keep_done = keep_done
+        self.keep_done, self.prune_every = keep_done, prune_every
         self._abandoned_looked = -math.inf
 
     async def run(self) -> None:
