@@ -307,7 +307,19 @@ def _from_table(
         settings, **{k: v for k, v in overrides.items() if v is not None}
     )
     _check_routes(settings)
+    _check_worker(settings)
     return settings
+
+
+def _check_worker(settings: Settings) -> None:
+    """Values a worker could not run with: no slots, a lease it renews without pause, a
+    negative age that would delete every finished job at once."""
+    if settings.worker_concurrency < 1:
+        raise ConfigError("worker_concurrency: must be 1 or more")
+    if settings.worker_lease_seconds <= 0:
+        raise ConfigError("worker_lease_seconds: must be positive")
+    if settings.done_jobs_kept_days < 0:
+        raise ConfigError("done_jobs_kept_days: must be 0 (keep all) or more")
 
 
 def _apply_env(settings: Settings, env: Mapping[str, str]) -> Settings:

@@ -120,6 +120,10 @@ class TestSettings:
             ("[profiles.att]\nbudget_bytes = 0\n", "profiles.att.budget_bytes"),
             ("[profiles.mine]\nbase = 'nokia'\n", "profiles.mine.base"),
             ("[[routes]]\nname = 'x'\nkind = 'simulator'\nprofile = 'nope'\n", "routes[0].profile"),
+            ("worker_concurrency = 0\n", "worker_concurrency"),
+            ("worker_lease_seconds = 0\n", "worker_lease_seconds"),
+            ("done_jobs_kept_days = -1\n", "done_jobs_kept_days"),
+            ("done_jobs_kept_days = 'week'\n", "done_jobs_kept_days"),
         ],
     )
     def test_bad_config_names_the_key(self, tmp_path: Path, text: str, named: str) -> None:
