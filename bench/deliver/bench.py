@@ -35,6 +35,7 @@ from typing import Any
 import httpx
 import sqlalchemy as sa
 import uvicorn
+import uvloop
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -62,6 +63,7 @@ class Customer:
         self.template_done = asyncio.Event()
         self.all_delivered = asyncio.Event()
         self.expected = 0
+        self.delivered = 0  # tracking ids with an N102, counted as they come
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -85,9 +87,11 @@ class Customer:
             self.templates[_tag(text, "mms-id") or ""] = code or ""
             self.template_done.set()
             return
-        self.arrived.setdefault(tracking_id, {})[code or ""] = time.monotonic()
-        delivered = sum(1 for codes in self.arrived.values() if "N102" in codes)
-        if self.expected and delivered >= self.expected:
+        codes = self.arrived.setdefault(tracking_id, {})
+        if code == "N102" and code not in codes:
+            self.delivered += 1
+        codes[code or ""] = time.monotonic()
+        if self.expected and self.delivered >= self.expected:
             self.all_delivered.set()
 
 
@@ -104,7 +108,9 @@ async def _respond(send: Any, status: int, body: bytes, content_type: bytes) -> 
 
 @contextlib.asynccontextmanager
 async def serving(app: Any, port: int) -> AsyncIterator[None]:
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", lifespan="off", http="httptools"
+    )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     while not server.started:  # noqa: ASYNC110 - uvicorn offers a flag, not an event
@@ -194,7 +200,17 @@ def cpu_of(procs: dict[str, subprocess.Popen[bytes]], pg: int | None) -> dict[st
 def profile(procs: dict[str, subprocess.Popen[bytes]], folder: Path) -> list[Any]:
     """py-spy on every mmsgate process while messages flow: collapsed stacks, one file each."""
     folder.mkdir(parents=True, exist_ok=True)
-    spy = ["py-spy", "record", "--nonblocking", "--gil", "-r", "200", "-f", "raw"]
+    spy = [
+        "py-spy",
+        "record",
+        "--nonblocking",
+        "--gil",
+        "-r",
+        "200",
+        "-f",
+        "raw",
+        *os.environ.get("BENCH_SPY_ARGS", "").split(),
+    ]
     return [
         subprocess.Popen(
             [*spy, "-p", str(p.pid), "-o", str(folder / f"{name}.txt")],
@@ -430,7 +446,7 @@ def main() -> None:
     ):
         ports, env, key = setup(Path(tmp), url, args.max_mps)
         args.pg_pid = postgres_pid(url)
-        asyncio.run(run(args, Path(tmp), ports, env, key))
+        uvloop.run(run(args, Path(tmp), ports, env, key))
         if args.max_mps:
             where = url or f"sqlite:///{Path(tmp) / 'data' / 'mmsgate.db'}"
             report_pacing(asyncio.run(submit_times(where)), args.max_mps)

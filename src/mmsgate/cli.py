@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
-from mmsgate import codes, errors, logs, models, routing, settings
+from mmsgate import codes, errors, logs, models, routing, runtime, settings
 from mmsgate.api.requests import parse_timestamp
 from mmsgate.carriers.base import Carrier, ReceiptSink, SmsConnector
 from mmsgate.carriers.kannel import KannelConnector
@@ -170,12 +170,12 @@ def serve_api(
     log_level: str,
     background: Callable[[], contextlib.AbstractAsyncContextManager[None]] | None = None,
 ) -> None:
-    from mmsgate.api.app import create_app, tune_gc
+    from mmsgate.api.app import create_app
 
     where = "PostgreSQL" if cfg.database_url else str(cfg.data_dir.resolve())
     err.print(f"mmsgate listening on http://{cfg.host}:{cfg.port}  (data: {where})")
     app = create_app(cfg, background=background)
-    tune_gc()
+    runtime.tune_gc()
     server = uvicorn.Server(
         uvicorn.Config(
             app,
@@ -349,6 +349,7 @@ def worker(
 
     async def go() -> None:
         running = build_worker(cfg)
+        runtime.tune_gc()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, running.stop)
@@ -786,6 +787,7 @@ def carrier_sim(
         config = uvicorn.Config(
             sim.app(), host=host, port=port, log_level="warning", access_log=False
         )
+        runtime.tune_gc()
         try:
             await uvicorn.Server(config).serve()
         finally:

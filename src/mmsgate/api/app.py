@@ -6,7 +6,6 @@ import contextlib
 import dataclasses
 import email.parser
 import email.policy
-import gc
 import os
 import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -19,7 +18,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from mmsgate import codes, errors, logs, models
+from mmsgate import codes, errors, logs, models, runtime
 from mmsgate import settings as settings_mod
 from mmsgate.api import (
     actions,
@@ -80,17 +79,8 @@ def app_from_environment() -> MmsgateApp:
     """The app built from `MMSGATE_*` variables: for server processes started by uvicorn."""
     logs.configure(os.environ.get("MMSGATE_LOG_LEVEL", "info"))
     app = create_app(settings_mod.load(None, dict(os.environ)))
-    tune_gc()
+    runtime.tune_gc()
     return app
-
-
-def tune_gc() -> None:
-    """For a server process, once built: what is loaded now lives as long as the process, so
-    keep the cyclic garbage collector from rescanning it and let it run less often. Measured
-    on the accept benchmark: p99 latency 57 ms → 14 ms, throughput +15 %."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(20_000, 20, 20)
 
 
 def create_app(

@@ -11,7 +11,16 @@ import asyncio
 import contextlib
 import fcntl
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Iterator, Sequence
+import sqlite3
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Hashable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -22,7 +31,7 @@ from alembic.config import Config
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from mmsgate.store import sqlite_driver
+from mmsgate.store import hot, sqlite_driver
 
 T = TypeVar("T")
 Item = TypeVar("Item")
@@ -43,6 +52,7 @@ class Database:
         self._groups: dict[Hashable, _Group] = {}
         self._flusher: asyncio.Task[None] | None = None
         self._lock_fd: int | None = None
+        self._hot_reader: sqlite3.Connection | None = None
         if self.is_sqlite:
             self.writer = _sqlite_engine(url, immediate=True, pool_size=1)
             # WAL readers are cheap and do not block one another: as many as the requests a
@@ -68,6 +78,20 @@ class Database:
         end), in autocommit on PostgreSQL. Never for writes: those go through `write`."""
         async with self.reader.connect() as conn:
             yield conn
+
+    async def read_hot(self, statement: hot.Hot, params: Mapping[str, Any]) -> hot.Result:
+        """Run one hot query (`store.hot`). On SQLite it runs at once on a connection of its
+        own in autocommit, each query its own snapshot: no pool, no BEGIN or ROLLBACK, for
+        the indexed lookups each message makes."""
+        if not self.is_sqlite:
+            async with self.read() as conn:
+                return await hot.execute(conn, statement, params)
+        if self._hot_reader is None:
+            self._hot_reader = sqlite3.connect(
+                _sqlite_path(self.url), isolation_level=None, check_same_thread=False
+            )
+            self._hot_reader.execute("PRAGMA busy_timeout=30000")
+        return hot.run_sqlite(self._hot_reader, statement.compiled(self.reader.dialect), params)
 
     @contextlib.asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
@@ -202,6 +226,9 @@ class Database:
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
+        if self._hot_reader is not None:
+            self._hot_reader.close()
+            self._hot_reader = None
         if self.thread_writer is not None:
             self.thread_writer.dispose()
             if self._thread_lock_fd is not None:

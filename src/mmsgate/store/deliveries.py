@@ -18,7 +18,9 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mmsgate import metrics, models, postback_xml
+from mmsgate.store import hot
 from mmsgate.store.db import Database
+from mmsgate.store.hot import Hot
 from mmsgate.store.jobs import new_job
 from mmsgate.store.schema import (
     accounts,
@@ -92,10 +94,10 @@ _DELIVERY = sa.select(
 
 # The hot statements are built once, with bound parameters: building one per call cost
 # SQLAlchemy more than running it (bench/deliver/README.md).
-_BY_TRACKING_ID = _DELIVERY.where(recipients.c.tracking_id == sa.bindparam("key"))
+_BY_TRACKING_ID = Hot(_DELIVERY.where(recipients.c.tracking_id == sa.bindparam("key")))
 # What a delivery report needs to move the recipient and write its postback: none of the
 # template's slides (JSON, decoded per row) that a delivery needs.
-_BY_CARRIER_MESSAGE_ID = (
+_BY_CARRIER_MESSAGE_ID = Hot(
     sa.select(
         recipients.c.tracking_id,
         recipients.c.msisdn,
@@ -110,39 +112,48 @@ _BY_CARRIER_MESSAGE_ID = (
     .where(recipients.c.carrier_message_id == sa.bindparam("key"))
 )
 _OPTIONAL = ("carrier_message_id", "route", "handset", "sent_as")  # kept when the move has None
-_MOVE = (
-    recipients.update()
-    .where(
-        recipients.c.tracking_id == sa.bindparam("key"),
-        recipients.c.state.in_(sa.bindparam("from_states", expanding=True)),
+
+
+def _move(to: models.RecipientState) -> Hot:
+    """The UPDATE that moves a recipient to `to` from the states before it (`FROM`), and
+    keeps each of `_OPTIONAL` when the move brings none."""
+    before: list[sa.ColumnElement[Any]] = [
+        sa.literal_column(f"'{state.value}'") for state in FROM[to]
+    ]
+    return Hot(
+        recipients.update()
+        .where(
+            recipients.c.tracking_id == sa.bindparam("key"),
+            recipients.c.state.in_(before) if before else sa.false(),
+        )
+        .values(
+            state=to.value,
+            updated_at=sa.bindparam("now", type_=recipients.c.updated_at.type),
+            **{
+                column: sa.func.coalesce(
+                    sa.bindparam(f"new_{column}", type_=recipients.c[column].type),
+                    recipients.c[column],
+                )
+                for column in _OPTIONAL
+            },
+        )
     )
-    .values(
-        state=sa.bindparam("to_state"),
-        updated_at=sa.bindparam("now", type_=recipients.c.updated_at.type),
-        **{
-            column: sa.func.coalesce(
-                sa.bindparam(f"new_{column}", type_=recipients.c[column].type),
-                recipients.c[column],
-            )
-            for column in _OPTIONAL
-        },
-    )
-)
-_EVENT = recipient_events.insert()
-_JOB = jobs.insert()
+
+
+_MOVES = {state: _move(state) for state in FROM}
+_EVENT = Hot(recipient_events.insert(), keys=("tracking_id", "state", "code", "detail", "at"))
+_JOB = Hot(jobs.insert(), keys=tuple(new_job(models.JobKind.POSTBACK, dt.datetime.now(dt.UTC))))
 
 
 async def for_delivery(db: Database, tracking_id: str) -> Any:
     """The recipient with its message and template, or None."""
-    async with db.read() as conn:
-        return (await conn.execute(_BY_TRACKING_ID, {"key": tracking_id})).first()
+    return (await db.read_hot(_BY_TRACKING_ID, {"key": tracking_id})).first()
 
 
 async def by_carrier_message_id(db: Database, carrier_message_id: str) -> Any:
     """The recipient an MMSC's MessageID belongs to (with what `advance` needs of its
     message), or None."""
-    async with db.read() as conn:
-        return (await conn.execute(_BY_CARRIER_MESSAGE_ID, {"key": carrier_message_id})).first()
+    return (await db.read_hot(_BY_CARRIER_MESSAGE_ID, {"key": carrier_message_id})).first()
 
 
 Also = Callable[[AsyncConnection], Awaitable[None]]
@@ -162,8 +173,6 @@ async def move(
     otherwise."""
     values: dict[str, Any] = {
         "key": tracking_id,
-        "from_states": [state.value for state in FROM[to.state]],
-        "to_state": to.state.value,
         "now": now,
         **{f"new_{column}": getattr(to, column) for column in _OPTIONAL},
     }
@@ -176,11 +185,11 @@ async def move(
     }
 
     async def work(conn: AsyncConnection) -> bool:
-        if (await conn.execute(_MOVE, values)).rowcount != 1:
+        if (await hot.execute(conn, _MOVES[to.state], values)).rowcount != 1:
             return False
-        await conn.execute(_EVENT, event)
+        await hot.execute(conn, _EVENT, event)
         if postback is not None:
-            await conn.execute(_JOB, postback_job(*postback, now))
+            await hot.execute(conn, _JOB, postback_job(*postback, now))
         if also is not None:
             await also(conn)
         return True

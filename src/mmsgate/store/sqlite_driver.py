@@ -70,6 +70,11 @@ class Connection:
         self._tx = _Inline()
         self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="sqlite")
 
+    @property
+    def handle(self) -> sqlite3.Connection:
+        """The `sqlite3` connection itself, for statements run where the caller is."""
+        return self._conn
+
     async def in_thread(self, function: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._thread, function, *args)
 
