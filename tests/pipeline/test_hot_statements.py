@@ -45,15 +45,19 @@ async def test_a_hot_insert_and_select_match_sqlalchemy(db: Database) -> None:
         written = await hot.execute(
             conn, _INSERT, new_job(models.JobKind.POSTBACK, NOW, payload=payload)
         )
-    assert written.rowcount == 1 and written.rows == []
+    assert written.rowcount == 1
+    assert written.rows == []
     job_id = await _last_id(db)
 
     row = (await db.read_hot(_BY_ID, {"id": job_id})).first()
     async with db.read() as conn:
         plain = (await conn.execute(_BY_ID.statement, {"id": job_id})).one()
     assert tuple(row) == tuple(plain)
-    assert row.payload == payload and row.kind == "postback" and row.locked_by is None
-    assert row.run_at == NOW and row.run_at.tzinfo is not None
+    assert row.payload == payload
+    assert row.kind == "postback"
+    assert row.locked_by is None
+    assert row.run_at == NOW
+    assert row.run_at.tzinfo is not None
     assert (await db.read_hot(_BY_ID, {"id": job_id + 1000})).first() is None
 
 
@@ -75,15 +79,18 @@ async def test_a_hot_update_counts_rows_and_keeps_the_statements_own_values(
 
 async def test_hot_writes_belong_to_the_callers_transaction(db: Database) -> None:
     """A hot write in a transaction that fails is rolled back with it."""
+    seen: list[int] = []
 
-    class Boom(Exception):
-        pass
-
-    with pytest.raises(Boom):
+    async def insert_then_fail() -> None:
         async with db.write() as conn:
             await hot.execute(conn, _INSERT, new_job(models.JobKind.POSTBACK, NOW))
-            assert (await conn.execute(sa.select(sa.func.count()).select_from(jobs))).scalar() == 1
-            raise Boom
+            count = sa.select(sa.func.count()).select_from(jobs)
+            seen.append(int((await conn.execute(count)).scalar_one()))
+            raise LookupError("after the write")
+
+    with pytest.raises(LookupError):
+        await insert_then_fail()
+    assert seen == [1]  # written inside the transaction
     assert await _count(db) == 0
 
 

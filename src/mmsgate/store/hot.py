@@ -7,7 +7,9 @@ context, processing binds, wrapping the cursor in a result. Here a statement is 
 per dialect into its SQL, the order of its parameters and the type processors of its binds
 and columns; a call binds a tuple and reads plain tuples. The SQL and the type handling are
 SQLAlchemy's own, so a hot statement reads and writes exactly what the same statement does
-through `conn.execute`. On PostgreSQL a hot statement goes through `conn.execute` unchanged.
+through `conn.execute`. On PostgreSQL (asyncpg) it runs through the cursor of SQLAlchemy's
+asyncpg adapter, so transactions, prepared statements and errors are handled as for any
+other statement; another driver would take `conn.execute`.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import sqlite3
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
@@ -42,12 +44,14 @@ class Hot:
     def __init__(self, statement: sa.Executable, *, keys: Sequence[str] | None = None) -> None:
         self.statement = statement
         self.keys = list(keys) if keys is not None else None
-        self._compiled: _Compiled | None = None
+        self._compiled: dict[tuple[str, str], _Compiled] = {}
 
     def compiled(self, dialect: Dialect) -> _Compiled:
-        if self._compiled is None:
-            self._compiled = _compile(self.statement, self.keys, dialect)
-        return self._compiled
+        key = (dialect.name, dialect.driver)
+        found = self._compiled.get(key)
+        if found is None:
+            found = self._compiled[key] = _compile(self.statement, self.keys, dialect)
+        return found
 
 
 class Result(NamedTuple):
@@ -61,47 +65,75 @@ class Result(NamedTuple):
 async def execute(conn: AsyncConnection, hot: Hot, params: Mapping[str, Any]) -> Result:
     """Run `hot` with `params` in `conn`'s transaction: its rows (attribute access by column
     name, as from `conn.execute`) and the count of rows it changed."""
-    if conn.dialect.name != "sqlite":
-        result = await conn.execute(hot.statement, dict(params))
-        rows = list(result.all()) if result.returns_rows else []
-        return Result(rows, result.rowcount)
-    # The connection under the transaction `conn` holds: mmsgate's `sqlite_driver.Connection`.
-    driver: Any = conn.sync_connection.connection.driver_connection  # type: ignore[union-attr]
-    return run_sqlite(driver.handle, hot.compiled(conn.dialect), params)
+    dialect = conn.dialect
+    if dialect.name == "sqlite":
+        # The connection under `conn`'s transaction: mmsgate's `sqlite_driver.Connection`.
+        driver: Any = conn.sync_connection.connection.driver_connection  # type: ignore[union-attr]
+        return run_sqlite(driver.handle, hot.compiled(dialect), params)
+    if dialect.driver == "asyncpg":
+        return await _run_asyncpg(conn, hot.compiled(dialect), params)
+    result = await conn.execute(hot.statement, dict(params))
+    return Result(list(result.all()) if result.returns_rows else [], result.rowcount)
+
+
+async def _run_asyncpg(
+    conn: AsyncConnection, compiled: _Compiled, params: Mapping[str, Any]
+) -> Result:
+    """On PostgreSQL, through the cursor of SQLAlchemy's own asyncpg adapter, awaited
+    directly: it begins `conn`'s transaction if no statement has yet, keeps its prepared
+    statements, and turns asyncpg's errors into DBAPI ones, as for any statement."""
+    adapted: Any = conn.sync_connection.connection.dbapi_connection  # type: ignore[union-attr]
+    cursor = adapted.cursor()
+    try:
+        await cursor._prepare_and_execute(compiled.sql, _bound(compiled, params))
+        return Result(_rows(compiled, cursor._rows) if compiled.row else [], cursor.rowcount)
+    finally:
+        cursor.close()
 
 
 def run_sqlite(
     handle: sqlite3.Connection, compiled: _Compiled, params: Mapping[str, Any]
 ) -> Result:
     """Run a compiled statement on a `sqlite3` connection, where the caller is."""
-    given = compiled.defaults | dict(params) if compiled.defaults else params
-    values = [
-        value if process is None or value is None else process(value)
-        for value, process in zip((given[n] for n in compiled.names), compiled.binds, strict=True)
-    ]
-    cursor = handle.execute(compiled.sql, values)
+    cursor = handle.execute(compiled.sql, _bound(compiled, params))
     try:
         if compiled.row is None:
             return Result([], cursor.rowcount)
-        row, processors = compiled.row, compiled.results
-        rows = [
-            row(
-                *(
-                    value if process is None or value is None else process(value)
-                    for value, process in zip(raw, processors, strict=True)
-                )
-            )
-            for raw in cursor.fetchall()
-        ]
-        return Result(rows, cursor.rowcount)
+        return Result(_rows(compiled, cursor.fetchall()), cursor.rowcount)
     finally:
         cursor.close()
+
+
+def _bound(compiled: _Compiled, params: Mapping[str, Any]) -> list[Any]:
+    given = compiled.defaults | dict(params) if compiled.defaults else params
+    return [
+        value if process is None or value is None else process(value)
+        for value, process in zip((given[n] for n in compiled.names), compiled.binds, strict=True)
+    ]
+
+
+def _rows(compiled: _Compiled, fetched: Iterable[Sequence[Any]]) -> list[Any]:
+    assert compiled.row is not None
+    row, processors = compiled.row, compiled.results
+    return [
+        row(
+            *(
+                value if process is None or value is None else process(value)
+                for value, process in zip(raw, processors, strict=True)
+            )
+        )
+        for raw in fetched
+    ]
 
 
 def _compile(statement: sa.Executable, keys: list[str] | None, dialect: Dialect) -> _Compiled:
     compiled = statement.compile(dialect=dialect, column_keys=keys)  # type: ignore[attr-defined]
     names = tuple(compiled.positiontup or ())
-    defaults = {n: v for n, v in compiled.params.items() if v is not None}
+    defaults = {
+        name: value
+        for name, value in compiled.params.items()
+        if not compiled.binds[name].required and value is not None
+    }
     # The dialect's own processors for each type (a TypeDecorator's included), as
     # SQLAlchemy's execution applies them: SQLite keeps datetimes as text, JSON as text.
     binds = tuple(compiled.binds[name].type._cached_bind_processor(dialect) for name in names)
