@@ -12,6 +12,7 @@ import contextlib
 import fcntl
 import os
 import sqlite3
+import time
 from collections.abc import (
     AsyncIterator,
     Awaitable,
@@ -39,6 +40,8 @@ _Work = Callable[[AsyncConnection], Awaitable[Any]]
 _Settle = Callable[[Any, BaseException | None], None]
 MIGRATIONS = Path(__file__).parent / "migrations"
 _PG_MIGRATION_LOCK = 0x6D6D7367  # "mmsg": advisory lock id held while migrating
+HOT_READS = 16  # PostgreSQL connections a process's hot lookups use at once
+IDLE_PING_SECONDS = 5.0  # a pooled connection unused this long is checked before use
 
 
 class Database:
@@ -53,6 +56,7 @@ class Database:
         self._flusher: asyncio.Task[None] | None = None
         self._lock_fd: int | None = None
         self._hot_reader: sqlite3.Connection | None = None
+        self._hot_reads = asyncio.Semaphore(HOT_READS)
         if self.is_sqlite:
             self.writer = _sqlite_engine(url, immediate=True, pool_size=1)
             # WAL readers are cheap and do not block one another: as many as the requests a
@@ -62,11 +66,13 @@ class Database:
             self.thread_writer: sa.Engine | None = _sqlite_sync_engine(url)
             self._thread_lock_fd: int | None = None
         else:
-            # A pool as large as the concurrency a process reaches (a worker's jobs, the
-            # API's requests): connections past the pool are opened and closed per use.
-            self.writer = create_async_engine(
-                url, pool_size=16, max_overflow=16, pool_pre_ping=True
-            )
+            # Connections past the pool are opened and closed per use, and a new backend
+            # costs PostgreSQL milliseconds of CPU: hot lookups, which the worker's jobs
+            # make hundreds at once, take turns for HOT_READS of the pool's connections so
+            # the rest is left for transactions. 32 at most a process (serve and two
+            # workers stay under PostgreSQL's default max_connections of 100).
+            self.writer = create_async_engine(url, pool_size=24, max_overflow=8)
+            _ping_after_idle(self.writer.sync_engine)
             # Reads run without BEGIN/ROLLBACK (two round trips each): PostgreSQL's READ
             # COMMITTED gives each statement its own snapshot either way.
             self.reader = self.writer.execution_options(isolation_level="AUTOCOMMIT")
@@ -84,7 +90,7 @@ class Database:
         own in autocommit, each query its own snapshot: no pool, no BEGIN or ROLLBACK, for
         the indexed lookups each message makes."""
         if not self.is_sqlite:
-            async with self.read() as conn:
+            async with self._hot_reads, self.read() as conn:
                 return await hot.execute(conn, statement, params)
         if self._hot_reader is None:
             self._hot_reader = sqlite3.connect(
@@ -292,6 +298,30 @@ def _file_lock(path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _ping_after_idle(engine: sa.Engine) -> None:
+    """Check a pooled PostgreSQL connection before handing it out, if it sat unused for
+    IDLE_PING_SECONDS: the server may have restarted or dropped it meanwhile, and a dead one
+    is then replaced instead of failing the caller's first statement. Connections in
+    steady use skip the round trip that checking every checkout (`pool_pre_ping`) costs."""
+
+    @event.listens_for(engine, "checkin")
+    def _returned(_dbapi_connection: Any, record: Any) -> None:
+        record.info["returned_at"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _check(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        returned = record.info.get("returned_at")
+        if returned is None or time.monotonic() - returned < IDLE_PING_SECONDS:
+            return
+        try:
+            alive = engine.dialect.do_ping(dbapi_connection)
+        except Exception:  # noqa: BLE001 - any failure means the connection is unusable
+            alive = False
+        if not alive:
+            # The pool drops this connection and checks out a new one.
+            raise sa.exc.DisconnectionError("pooled connection found dead after idling")
 
 
 def _sqlite_path(url: str) -> Path:
