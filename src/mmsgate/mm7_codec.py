@@ -410,7 +410,10 @@ def _split_multipart(content_type: str, body: bytes) -> list[_Part]:
 def _head_and_body(text: bytes) -> tuple[bytes, bool, bytes]:
     if text.startswith((b"\r\n", b"\n")):  # no headers at all
         return b"", True, text[2 if text.startswith(b"\r") else 1 :]
-    crlf, lf = text.find(b"\r\n\r\n"), text.find(b"\n\n")
+    crlf = text.find(b"\r\n\r\n")
+    # A bare-LF header end can only come first if it lies before the CRLF one: searching
+    # no further spares a scan of the whole body (a part is mostly body).
+    lf = text.find(b"\n\n", 0, crlf) if crlf >= 0 else text.find(b"\n\n")
     if crlf >= 0 and (lf < 0 or crlf < lf):
         return text[:crlf], True, text[crlf + 4 :]
     if lf >= 0:
