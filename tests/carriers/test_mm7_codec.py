@@ -153,6 +153,14 @@ QP_BODY = (
     b"--b1--\r\nepilogue\r\n"
 )
 
+# Headers ending in CRLF over a body holding a bare-LF blank line, and the other way round.
+MIXED_ENDS = (
+    b"--b1\r\nContent-Type: text/xml\r\nContent-ID: <env>\r\n\r\n" + ENVELOPE + b"\r\n"
+    b"--b1\r\nContent-Type: text/plain\r\n\r\none\n\ntwo\r\n"
+    b"--b1\nContent-Type: application/octet-stream\n\nthree\r\n\r\nfour\r\n"
+    b"--b1--\r\n"
+)
+
 
 @pytest.mark.parametrize(
     ("content_type", "body"),
@@ -171,6 +179,7 @@ QP_BODY = (
             'multipart/related; start="<env>"; boundary=b1', QP_BODY, id="qp-folded-preamble"
         ),
         pytest.param('multipart/related; start="<env>"; boundary=b1', _lf(QP_BODY), id="bare-lf"),
+        pytest.param('multipart/related; start="<env>"; boundary=b1', MIXED_ENDS, id="mixed-ends"),
     ],
 )
 def test_multipart_reader_agrees_with_the_email_parser(content_type: str, body: bytes) -> None:
