@@ -252,7 +252,15 @@ def parse_xml(data: bytes) -> ET.Element:
 
 
 def local(tag: str) -> str:
-    return tag.rsplit("}", 1)[-1].rsplit(":", 1)[-1]
+    tag = tag[tag.rfind("}") + 1 :]
+    return tag[tag.rfind(":") + 1 :]
+
+
+def _joined(element: ET.Element) -> str:
+    return "".join(element.itertext()).strip()
+
+
+_ADDRESSES = ("Number", "ShortCode", "RFC2822Address")  # how an address element holds it
 
 
 def _find(root: ET.Element, name: str) -> ET.Element | None:
@@ -261,7 +269,7 @@ def _find(root: ET.Element, name: str) -> ET.Element | None:
 
 def _text(root: ET.Element | None, name: str) -> str | None:
     found = None if root is None else _find(root, name)
-    return None if found is None else "".join(found.itertext()).strip()
+    return None if found is None else _joined(found)
 
 
 def _body_element(envelope: ET.Element) -> ET.Element:
@@ -306,10 +314,14 @@ def decode_request(content_type: str, body: bytes) -> Incoming:
     fields = {}
     for child in element:
         name = local(child.tag)
-        number = (
-            _text(child, "Number") or _text(child, "ShortCode") or _text(child, "RFC2822Address")
+        within: dict[str, ET.Element] = {}  # the first element of each local name, in order
+        for descendant in child.iter():
+            within.setdefault(local(descendant.tag), descendant)
+        number = next(
+            (text for key in _ADDRESSES if key in within and (text := _joined(within[key]))),
+            None,
         )
-        fields[name] = number if number is not None else "".join(child.itertext()).strip()
+        fields[name] = number if number is not None else _joined(child)
         if name == "Content":
             fields["Content"] = child.get("href", "")
         elif name == "UACapabilities":  # the handset's profile is an attribute
@@ -436,6 +448,7 @@ def _headers(head: bytes) -> dict[str, str]:
     return headers
 
 
+_QUOTED_PAIR = re.compile(r"\\(.)")
 _PARAM = re.compile(r';\s*([^=\s;]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;]*)')
 
 
@@ -445,7 +458,9 @@ def _params(header: str) -> dict[str, str]:
     for name, value in _PARAM.findall(header):
         value = value.strip()
         if value.startswith('"'):
-            value = re.sub(r"\\(.)", r"\1", value[1:-1])
+            value = value[1:-1]
+            if "\\" in value:  # a quoted-pair (RFC 2045 via RFC 822): rare, so checked first
+                value = _QUOTED_PAIR.sub(r"\1", value)
         found[name.lower()] = value
     return found
 
