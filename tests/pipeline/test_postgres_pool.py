@@ -70,3 +70,57 @@ async def test_hot_lookups_share_a_bounded_number_of_connections(pg_url: str) ->
         await pg_db.close()
     backends = {result.first().pid for result in results}
     assert 1 < len(backends) <= db_mod.HOT_READS
+
+
+async def test_concurrent_row_lookups_share_one_query(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Lookups made in one turn of the event loop are answered by one query: each caller
+    gets its own row (the first of several), a repeated key gets it twice, a missing one
+    None."""
+    pg_db = Database(pg_url)
+    one = Hot(sa.select(sa.literal("unused").label("name")).where(sa.bindparam("key") == ""))
+    values = sa.values(sa.column("name", sa.String), sa.column("n", sa.Integer), name="v").data(
+        [("a", 1), ("b", 2), ("b", 3)]
+    )
+    many = Hot(
+        sa.select(values.c.name, values.c.n)
+        .where(values.c.name == sa.any_(sa.bindparam("keys", type_=sa.ARRAY(sa.String))))
+        .order_by(values.c.n)
+    )
+    queries: list[object] = []
+    read_hot = pg_db.read_hot
+
+    async def counted(statement: Hot, params: dict[str, object]) -> object:
+        queries.append(params)
+        return await read_hot(statement, params)
+
+    monkeypatch.setattr(pg_db, "read_hot", counted)
+    try:
+        rows = await asyncio.gather(
+            *(pg_db.read_hot_row(one, many, "name", key) for key in ("a", "b", "zz", "a"))
+        )
+    finally:
+        await pg_db.close()
+    assert [row and (row.name, row.n) for row in rows] == [("a", 1), ("b", 2), None, ("a", 1)]
+    assert queries == [{"keys": ["a", "b", "zz"]}]
+
+
+async def test_a_failed_shared_lookup_fails_every_caller(pg_url: str) -> None:
+    """When the one query fails, each lookup that shared it raises its error."""
+    pg_db = Database(pg_url)
+    one = Hot(sa.select(sa.literal(1).label("n")).where(sa.bindparam("key") == ""))
+    broken = Hot(
+        sa.select(sa.cast(sa.literal("not a number"), sa.Integer).label("n")).where(
+            sa.literal("x") == sa.any_(sa.bindparam("keys", type_=sa.ARRAY(sa.String)))
+        )
+    )
+    try:
+        outcomes = await asyncio.gather(
+            *(pg_db.read_hot_row(one, broken, "n", key) for key in ("x", "y")),
+            return_exceptions=True,
+        )
+    finally:
+        await pg_db.close()
+    assert len(outcomes) == 2
+    assert all("invalid input syntax for type integer" in str(o) for o in outcomes)

@@ -57,6 +57,8 @@ class Database:
         self._lock_fd: int | None = None
         self._hot_reader: sqlite3.Connection | None = None
         self._hot_reads = asyncio.Semaphore(HOT_READS)
+        self._gathering: dict[int, dict[Any, list[asyncio.Future[Any]]]] = {}
+        self._answering: set[asyncio.Task[None]] = set()
         if self.is_sqlite:
             self.writer = _sqlite_engine(url, immediate=True, pool_size=1)
             # WAL readers are cheap and do not block one another: as many as the requests a
@@ -98,6 +100,50 @@ class Database:
             )
             self._hot_reader.execute("PRAGMA busy_timeout=30000")
         return hot.run_sqlite(self._hot_reader, statement.compiled(self.reader.dialect), params)
+
+    async def read_hot_row(self, one: hot.Hot, many: hot.Hot, column: str, key: Any) -> Any:
+        """The first row whose `column` equals `key`, or None.
+
+        On SQLite `one` runs at once with `key`. On PostgreSQL the lookups made while one
+        gathers (until the event loop's next turn) share one query, `many`, given all their
+        keys at once (`keys`): a worker's concurrent jobs and concurrent delivery reports
+        each look up one row, and one round trip for the lot costs the server a fraction
+        of one each."""
+        if self.is_sqlite:
+            return (await self.read_hot(one, {"key": key})).first()
+        loop = asyncio.get_running_loop()
+        waiting = self._gathering.get(id(many))
+        if waiting is None:
+            waiting = self._gathering[id(many)] = {}
+            loop.call_soon(self._answer_gathered, many, column)
+        future: asyncio.Future[Any] = loop.create_future()
+        waiting.setdefault(key, []).append(future)
+        return await future
+
+    def _answer_gathered(self, many: hot.Hot, column: str) -> None:
+        task = asyncio.get_running_loop().create_task(self._answer(many, column))
+        self._answering.add(task)
+        task.add_done_callback(self._answering.discard)
+
+    async def _answer(self, many: hot.Hot, column: str) -> None:
+        waiting = self._gathering.pop(id(many))
+        found: dict[Any, Any] = {}
+        failure: Exception | None = None
+        try:
+            rows = (await self.read_hot(many, {"keys": list(waiting)})).rows
+        except Exception as exc:  # noqa: BLE001 - handed to every caller waiting on it
+            failure = exc
+        else:
+            for row in rows:
+                found.setdefault(getattr(row, column), row)
+        for key, futures in waiting.items():
+            for future in futures:
+                if future.done():
+                    continue
+                if failure is None:
+                    future.set_result(found.get(key))
+                else:
+                    future.set_exception(failure)
 
     @contextlib.asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:

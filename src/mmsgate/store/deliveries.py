@@ -95,22 +95,24 @@ _DELIVERY = sa.select(
 # The hot statements are built once, with bound parameters: building one per call cost
 # SQLAlchemy more than running it (bench/deliver/README.md).
 _BY_TRACKING_ID = Hot(_DELIVERY.where(recipients.c.tracking_id == sa.bindparam("key")))
+_KEYS = sa.bindparam("keys", type_=sa.ARRAY(sa.String))  # PostgreSQL: many lookups at once
+_BY_TRACKING_IDS = Hot(_DELIVERY.where(recipients.c.tracking_id == sa.any_(_KEYS)))
 # What a delivery report needs to move the recipient and write its postback: none of the
 # template's slides (JSON, decoded per row) that a delivery needs.
+_REPORT_ROW = sa.select(
+    recipients.c.tracking_id,
+    recipients.c.msisdn,
+    recipients.c.state,
+    recipients.c.account_id,
+    recipients.c.carrier_message_id,
+    messages.c.sender,
+    messages.c.operator_id,
+    messages.c.template_id,
+).select_from(recipients.join(messages, messages.c.id == recipients.c.message_id))
 _BY_CARRIER_MESSAGE_ID = Hot(
-    sa.select(
-        recipients.c.tracking_id,
-        recipients.c.msisdn,
-        recipients.c.state,
-        recipients.c.account_id,
-        recipients.c.carrier_message_id,
-        messages.c.sender,
-        messages.c.operator_id,
-        messages.c.template_id,
-    )
-    .select_from(recipients.join(messages, messages.c.id == recipients.c.message_id))
-    .where(recipients.c.carrier_message_id == sa.bindparam("key"))
+    _REPORT_ROW.where(recipients.c.carrier_message_id == sa.bindparam("key"))
 )
+_BY_CARRIER_MESSAGE_IDS = Hot(_REPORT_ROW.where(recipients.c.carrier_message_id == sa.any_(_KEYS)))
 _OPTIONAL = ("carrier_message_id", "route", "handset", "sent_as")  # kept when the move has None
 
 
@@ -185,13 +187,15 @@ _JOB = Hot(jobs.insert(), keys=_JOB_KEYS)
 
 async def for_delivery(db: Database, tracking_id: str) -> Any:
     """The recipient with its message and template, or None."""
-    return (await db.read_hot(_BY_TRACKING_ID, {"key": tracking_id})).first()
+    return await db.read_hot_row(_BY_TRACKING_ID, _BY_TRACKING_IDS, "tracking_id", tracking_id)
 
 
 async def by_carrier_message_id(db: Database, carrier_message_id: str) -> Any:
     """The recipient an MMSC's MessageID belongs to (with what `advance` needs of its
     message), or None."""
-    return (await db.read_hot(_BY_CARRIER_MESSAGE_ID, {"key": carrier_message_id})).first()
+    return await db.read_hot_row(
+        _BY_CARRIER_MESSAGE_ID, _BY_CARRIER_MESSAGE_IDS, "carrier_message_id", carrier_message_id
+    )
 
 
 Also = Callable[[AsyncConnection], Awaitable[None]]
