@@ -136,6 +136,9 @@ def _compile(statement: sa.Executable, keys: list[str] | None, dialect: Dialect)
     }
     # The dialect's own processors for each type (a TypeDecorator's included), as
     # SQLAlchemy's execution applies them: SQLite keeps datetimes as text, JSON as text.
+    # `_cached_*_processor` is the per-dialect cache its execution itself reads; the
+    # version is pinned by uv.lock and tests/pipeline/test_hot_statements.py checks the
+    # round trip on both databases.
     binds = tuple(compiled.binds[name].type._cached_bind_processor(dialect) for name in names)
     columns = list(getattr(statement, "selected_columns", ()))
     if not columns:
