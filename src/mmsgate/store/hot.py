@@ -9,7 +9,7 @@ and columns; a call binds a tuple and reads plain tuples. The SQL and the type h
 SQLAlchemy's own, so a hot statement reads and writes exactly what the same statement does
 through `conn.execute`. On PostgreSQL (asyncpg) it runs through the cursor of SQLAlchemy's
 asyncpg adapter, so transactions, prepared statements and errors are handled as for any
-other statement; another driver would take `conn.execute`.
+other statement (asyncpg and SQLite are the two drivers mmsgate's database URLs select).
 """
 
 from __future__ import annotations
@@ -70,10 +70,7 @@ async def execute(conn: AsyncConnection, hot: Hot, params: Mapping[str, Any]) ->
         # The connection under `conn`'s transaction: mmsgate's `sqlite_driver.Connection`.
         driver: Any = conn.sync_connection.connection.driver_connection  # type: ignore[union-attr]
         return run_sqlite(driver.handle, hot.compiled(dialect), params)
-    if dialect.driver == "asyncpg":
-        return await _run_asyncpg(conn, hot.compiled(dialect), params)
-    result = await conn.execute(hot.statement, dict(params))
-    return Result(list(result.all()) if result.returns_rows else [], result.rowcount)
+    return await _run_asyncpg(conn, hot.compiled(dialect), params)  # the only other driver
 
 
 async def _run_asyncpg(
