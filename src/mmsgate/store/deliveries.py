@@ -116,13 +116,9 @@ _BY_CARRIER_MESSAGE_IDS = Hot(_REPORT_ROW.where(recipients.c.carrier_message_id 
 _OPTIONAL = ("carrier_message_id", "route", "handset", "sent_as")  # kept when the move has None
 
 
-def _move(to: models.RecipientState) -> Hot:
+def _update(to: models.RecipientState) -> sa.Update:
     """The UPDATE that moves a recipient to `to` from the states before it (`FROM`), and
     keeps each of `_OPTIONAL` when the move brings none."""
-    return Hot(_update(to))
-
-
-def _update(to: models.RecipientState) -> sa.Update:
     before: list[sa.ColumnElement[Any]] = [
         sa.literal_column(f"'{state.value}'") for state in FROM[to]
     ]
@@ -154,7 +150,7 @@ def _move_at_once(to: models.RecipientState, *, with_job: bool) -> Hot:
     event = (
         recipient_events.insert()
         .from_select(
-            ["tracking_id", "state", "code", "detail", "at"],
+            list(_EVENT_KEYS),
             sa.select(
                 moved.c.tracking_id,
                 sa.literal(to.value, recipient_events.c.state.type),
@@ -174,14 +170,15 @@ def _move_at_once(to: models.RecipientState, *, with_job: bool) -> Hot:
     return Hot(sa.select(sa.func.count().label("moved")).select_from(moved).add_cte(*written))
 
 
-_MOVES = {state: _move(state) for state in FROM}
+_MOVES = {state: Hot(_update(state)) for state in FROM}
+_EVENT_KEYS = ("tracking_id", "state", "code", "detail", "at")
 _JOB_KEYS = tuple(new_job(models.JobKind.POSTBACK, dt.datetime.now(dt.UTC)))
 _MOVES_AT_ONCE = {
     (state, with_job): _move_at_once(state, with_job=with_job)
     for state in FROM
     for with_job in (False, True)
 }
-_EVENT = Hot(recipient_events.insert(), keys=("tracking_id", "state", "code", "detail", "at"))
+_EVENT = Hot(recipient_events.insert(), keys=_EVENT_KEYS)
 _JOB = Hot(jobs.insert(), keys=_JOB_KEYS)
 
 
