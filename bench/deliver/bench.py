@@ -200,17 +200,7 @@ def cpu_of(procs: dict[str, subprocess.Popen[bytes]], pg: int | None) -> dict[st
 def profile(procs: dict[str, subprocess.Popen[bytes]], folder: Path) -> list[Any]:
     """py-spy on every mmsgate process while messages flow: collapsed stacks, one file each."""
     folder.mkdir(parents=True, exist_ok=True)
-    spy = [
-        "py-spy",
-        "record",
-        "--nonblocking",
-        "--gil",
-        "-r",
-        "200",
-        "-f",
-        "raw",
-        *os.environ.get("BENCH_SPY_ARGS", "").split(),
-    ]
+    spy = ["py-spy", "record", "--nonblocking", "--gil", "-r", "200", "-f", "raw"]
     return [
         subprocess.Popen(
             [*spy, "-p", str(p.pid), "-o", str(folder / f"{name}.txt")],
