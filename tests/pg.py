@@ -9,12 +9,13 @@ import contextlib
 import glob
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+
+from tests.ports import free_port
 
 
 def find_bin() -> Path | None:
@@ -22,12 +23,6 @@ def find_bin() -> Path | None:
         if Path(candidate, "initdb").exists():
             return Path(candidate)
     return None
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _as_postgres(cmd: list[str]) -> list[str]:

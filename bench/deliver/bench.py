@@ -45,10 +45,13 @@ KANNEL_RUN = ROOT.parent / "shared" / "bench" / "kannel" / "run.sh"
 BATCH = 100  # numbers per sendSavedMMS (the API's maximum)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def free_ports(count: int) -> list[int]:
+    """`count` distinct ports free on 127.0.0.1: each socket stays bound until all are picked."""
+    with contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in socks]
 
 
 class Customer:
@@ -262,7 +265,8 @@ def setup(
     work: Path, database_url: str | None, max_mps: float | None
 ) -> tuple[dict[str, int], dict[str, str], str]:
     """Ports, the environment every mmsgate process shares, and the bench account's key."""
-    ports = {name: free_port() for name in ("api", "sim", "hook")}
+    names = ("api", "sim", "hook")
+    ports = dict(zip(names, free_ports(len(names)), strict=True))
     config = work / "mmsgate.toml"
     concurrency = os.environ.get("BENCH_WORKER_CONCURRENCY")  # else the default, 256
     config.write_text(

@@ -19,13 +19,14 @@ import contextlib
 import dataclasses
 import secrets
 import shutil
-import socket
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import httpx
+
+from tests.ports import free_ports
 
 BEARERBOX = Path("/usr/sbin/bearerbox")
 SMSBOX = Path("/usr/sbin/smsbox")
@@ -34,6 +35,7 @@ SMSC_ID = "sim"
 USERNAME = "mmsgate"
 START_SECONDS = 20.0
 STOP_SECONDS = 5.0
+START_ATTEMPTS = 3
 
 CONF = """\
 group = core
@@ -106,12 +108,6 @@ def available() -> bool:
     return BEARERBOX.exists() and SMSBOX.exists()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
-
-
 @contextlib.asynccontextmanager
 async def running(
     smsc_port: int,
@@ -125,14 +121,82 @@ async def running(
 
     `msg_id_type` is Kannel's setting for how the SMSC writes message ids (bit 0: hex in
     submit_sm_resp, bit 1: hex in the receipt); None leaves it unset, and Kannel matches the
-    receipt's id to the submit's as the same string."""
+    receipt's id to the submit's as the same string.
+
+    A port picked free can be taken by another process before bearerbox or smsbox binds it
+    (they PANIC with "Address already in use"); the pair is then started again on new ports,
+    up to START_ATTEMPTS times."""
     if not available():
         raise RuntimeError(
             "Kannel's bearerbox/smsbox not found in /usr/sbin: install Debian's kannel "
             "package (scripts/test does)"
         )
-    work = Path(tempfile.mkdtemp(prefix="mmsgate-kannel-"))
-    admin_port, smsbox_port, sendsms_port = free_port(), free_port(), free_port()
+    kannel, procs = await _start_pair(
+        smsc_port,
+        system_id=system_id,
+        smsc_password=smsc_password,
+        msg_id_type=msg_id_type,
+        log_level=log_level,
+    )
+    ok = False
+    try:
+        yield kannel
+        ok = True
+    finally:
+        await _stop_all(procs)
+        if ok:
+            shutil.rmtree(kannel.workdir, ignore_errors=True)
+        else:
+            print(f"Kannel work dir kept: {kannel.workdir}\n{_tails(kannel.workdir)}")
+
+
+async def _start_pair(
+    smsc_port: int,
+    *,
+    system_id: str,
+    smsc_password: str,
+    msg_id_type: int | None,
+    log_level: int,
+) -> tuple[Kannel, dict[str, asyncio.subprocess.Process]]:
+    for attempt in range(1, START_ATTEMPTS + 1):
+        work = Path(tempfile.mkdtemp(prefix="mmsgate-kannel-"))
+        kannel = _configure(
+            work,
+            smsc_port,
+            system_id=system_id,
+            smsc_password=smsc_password,
+            msg_id_type=msg_id_type,
+            log_level=log_level,
+        )
+        procs: dict[str, asyncio.subprocess.Process] = {}
+        try:
+            procs["bearerbox"] = await _start(BEARERBOX, work)
+            await _wait(kannel, procs, "bearerbox's admin page", lambda s: "SMS: received" in s)
+            procs["smsbox"] = await _start(SMSBOX, work)
+            await _wait(kannel, procs, "the SMPP link and smsbox", _ready)
+            await _wait_port(kannel, procs)
+        except BaseException as exc:
+            await _stop_all(procs)
+            if isinstance(exc, RuntimeError) and attempt < START_ATTEMPTS and _port_taken(work):
+                shutil.rmtree(work, ignore_errors=True)
+                continue
+            print(f"Kannel work dir kept: {work}\n{_tails(work)}")
+            raise
+        return kannel, procs
+    raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+def _configure(
+    work: Path,
+    smsc_port: int,
+    *,
+    system_id: str,
+    smsc_password: str,
+    msg_id_type: int | None,
+    log_level: int,
+) -> Kannel:
+    """Write `work`/kannel.conf with new free ports; the Kannel it describes."""
+    admin_port, smsbox_port, sendsms_port = free_ports(3)
     admin_password = secrets.token_hex(8)
     kannel = Kannel(
         workdir=work,
@@ -161,27 +225,24 @@ async def running(
         log_level=log_level,
     )
     (work / "kannel.conf").write_text(conf)
-    procs: dict[str, asyncio.subprocess.Process] = {}
-    ok = False
-    try:
-        procs["bearerbox"] = await _start(BEARERBOX, work)
-        await _wait(kannel, procs, "bearerbox's admin page", lambda s: "SMS: received" in s)
-        procs["smsbox"] = await _start(SMSBOX, work)
-        await _wait(kannel, procs, "the SMPP link and smsbox", _ready)
-        await _wait_port(kannel, procs)
-        yield kannel
-        ok = True
-    finally:
-        for proc in reversed(procs.values()):  # smsbox first, then bearerbox
-            try:
-                await _stop(proc)
-            finally:  # even when the wait itself was cancelled
-                if proc.returncode is None:
-                    proc.kill()
-        if ok:
-            shutil.rmtree(work, ignore_errors=True)
-        else:
-            print(f"Kannel work dir kept: {work}\n{_tails(work)}")
+    return kannel
+
+
+def _port_taken(work: Path) -> bool:
+    """A box of this start could not bind one of its ports."""
+    return any(
+        "Address already in use" in path.read_text(errors="replace")
+        for path in [*work.glob("*.log"), *work.glob("*.stderr")]
+    )
+
+
+async def _stop_all(procs: dict[str, asyncio.subprocess.Process]) -> None:
+    for proc in reversed(procs.values()):  # smsbox first, then bearerbox
+        try:
+            await _stop(proc)
+        finally:  # even when the wait itself was cancelled
+            if proc.returncode is None:
+                proc.kill()
 
 
 async def _start(binary: Path, work: Path) -> asyncio.subprocess.Process:

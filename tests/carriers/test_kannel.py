@@ -42,6 +42,7 @@ from tests.pipeline.test_fallback import (
     state_and_codes,
     the_fallback,
 )
+from tests.ports import free_port
 
 pytestmark = pytest.mark.anyio
 
@@ -66,6 +67,38 @@ async def kannel(smsc: Smsc) -> AsyncIterator[kannel_peer.Kannel]:
         smsc.port, system_id=SYSTEM_ID, smsc_password=SMPP_PASSWORD
     ) as running:
         yield running
+
+
+async def test_kannel_starts_again_on_new_ports_when_one_is_taken(
+    smsc: Smsc, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A port picked free but bound by someone else before bearerbox starts makes bearerbox
+    PANIC; the test harness starts the pair again on new ports rather than fail the test."""
+    picks: list[list[int]] = []
+    pick = kannel_peer.free_ports
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        taken_port = taken.getsockname()[1]
+
+        def first_one_taken(count: int) -> list[int]:
+            ports = pick(count)
+            if not picks:
+                ports[1] = taken_port  # smsbox-port: bearerbox binds it after the admin port
+            picks.append(ports)
+            return ports
+
+        monkeypatch.setattr(kannel_peer, "free_ports", first_one_taken)
+        async with kannel_peer.running(
+            smsc.port, system_id=SYSTEM_ID, smsc_password=SMPP_PASSWORD
+        ) as kannel:
+            assert len(picks) == 2
+            assert f":{picks[1][0]}/" in kannel.status_url
+            assert kannel.sendsms_url.startswith(f"http://127.0.0.1:{picks[1][2]}/")
+            async with httpx.AsyncClient() as client:
+                reply = await client.get(kannel.status_url)
+            assert f"{kannel_peer.SMSC_ID}[" in reply.text
 
 
 @pytest.fixture
@@ -290,9 +323,7 @@ async def test_kannel_unreachable_is_retried_not_failed(
 ) -> None:
     """Nothing listening at the sendsms URL: the SMS job is left to run again, the recipient
     stays on the fallback path, and the customer hears nothing yet."""
-    route = SmsRoute(
-        name="kannel", kind="kannel", url=f"http://127.0.0.1:{kannel_peer.free_port()}/x"
-    )
+    route = SmsRoute(name="kannel", kind="kannel", url=f"http://127.0.0.1:{free_port()}/x")
     connector = KannelConnector(route, "http://127.0.0.1:1")
     tracking_id = await fall_back(gateway, media_server, connector)
     assert await state_and_codes(gateway, tracking_id) == ("fallback", [])

@@ -20,9 +20,9 @@ import pytest
 from tests import samples
 from tests.api.test_send_mms import SEED
 from tests.conftest import MediaServer
-from tests.e2e.test_kill9 import free_port
 from tests.e2e.test_new_user import read_key, start_run, wait_up
 from tests.pipeline.test_postbacks import Receiver, receiver  # noqa: F401 - fixture
+from tests.ports import free_port
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 

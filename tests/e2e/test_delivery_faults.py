@@ -24,8 +24,9 @@ import sqlalchemy as sa
 from mmsgate import settings as settings_mod
 from mmsgate.store import schema
 from mmsgate.store.db import Database
-from tests.e2e.test_kill9 import cli, free_port, wait_healthy
+from tests.e2e.test_kill9 import cli, wait_healthy
 from tests.pipeline.test_postbacks import Receiver, receiver  # noqa: F401 - fixture
+from tests.ports import free_ports
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 MMSGATE = [sys.executable, "-m", "mmsgate"]
@@ -60,7 +61,7 @@ async def test_killed_worker_and_mmsc_lose_nothing_and_repeat_no_state(
 ) -> None:
     """SIGKILL a worker and the MMSC mid-flight, restart them: all recipients delivered,
     one event and one queued postback per state; repeated POSTs counted."""
-    sim_port, api_port = free_port(), free_port()
+    sim_port, api_port = free_ports(2)
     config = tmp_path / "mmsgate.toml"
     config.write_text(
         f'simulator_url = "http://127.0.0.1:{sim_port}/mm7"\nworker_lease_seconds = 3.0\n'

@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,15 +19,10 @@ from mmsgate import settings as settings_mod
 from mmsgate.store import schema
 from mmsgate.store.db import Database
 from tests.e2e.load import send_through_signal
+from tests.ports import free_port
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 MMSGATE = [sys.executable, "-m", "mmsgate"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def cli(env: dict[str, str], *args: str) -> str:

@@ -21,7 +21,7 @@ from tests import samples
 from tests.api.test_send_mms import SEED
 from tests.conftest import MediaServer
 from tests.e2e.load import send_through_signal
-from tests.e2e.test_kill9 import free_port
+from tests.ports import free_port
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.test_kill9 import cli, free_port, start_server, wait_healthy
+from tests.e2e.test_kill9 import cli, start_server, wait_healthy
+from tests.ports import free_port
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
