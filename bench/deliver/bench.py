@@ -22,7 +22,6 @@ import json
 import os
 import re
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -43,15 +42,6 @@ sys.path.insert(0, str(ROOT))
 MMSGATE = [str(ROOT / ".venv" / "bin" / "mmsgate")]
 KANNEL_RUN = ROOT.parent / "shared" / "bench" / "kannel" / "run.sh"
 BATCH = 100  # numbers per sendSavedMMS (the API's maximum)
-
-
-def free_ports(count: int) -> list[int]:
-    """`count` distinct ports free on 127.0.0.1: each socket stays bound until all are picked."""
-    with contextlib.ExitStack() as stack:
-        socks = [stack.enter_context(socket.socket()) for _ in range(count)]
-        for sock in socks:
-            sock.bind(("127.0.0.1", 0))
-        return [int(sock.getsockname()[1]) for sock in socks]
 
 
 class Customer:
@@ -265,6 +255,8 @@ def setup(
     work: Path, database_url: str | None, max_mps: float | None
 ) -> tuple[dict[str, int], dict[str, str], str]:
     """Ports, the environment every mmsgate process shares, and the bench account's key."""
+    from tests.ports import free_ports
+
     names = ("api", "sim", "hook")
     ports = dict(zip(names, free_ports(len(names)), strict=True))
     config = work / "mmsgate.toml"
