@@ -371,6 +371,11 @@ class _Part:
         value = self.headers.get("content-type", "text/plain")
         return value.split(";", 1)[0].strip().lower() or "text/plain"
 
+    @property
+    def leaf_type(self) -> str:
+        """The type with its charset, the one parameter a text part cannot be read without."""
+        return with_charset(self.content_type, _params(self.headers.get("content-type", "")))
+
     def payload(self) -> bytes:
         """The bytes with the transfer encoding (RFC 2045 §6) undone."""
         encoding = self.headers.get("content-transfer-encoding", "").strip().lower()
@@ -386,7 +391,7 @@ class _Part:
 
 def _leaves(part: _Part, depth: int) -> list[tuple[str, bytes]]:
     if not part.content_type.startswith("multipart/"):
-        return [(part.content_type, part.payload())]
+        return [(part.leaf_type, part.payload())]
     if depth > 8:
         raise Mm7FormatError("multipart nested too deep")
     inner = _split_multipart(part.headers.get("content-type", ""), part.payload())
@@ -465,6 +470,18 @@ def _params(header: str) -> dict[str, str]:
     return found
 
 
+_CHARSET = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:+-]{0,39}")  # RFC 2978 §2.3 names, bounded
+
+
+def with_charset(content_type: str, params: dict[str, str]) -> str:
+    """`text/plain; charset=utf-8`: a leaf part's type keeps its charset (RFC 2046 §4.1.2),
+    lower-cased; other parameters, and a charset that is not a plain name, are dropped."""
+    charset = params.get("charset", "")
+    if not _CHARSET.fullmatch(charset):
+        return content_type
+    return f"{content_type}; charset={charset.lower()}"
+
+
 def _soap_part_by_email(
     content_type: str, body: bytes
 ) -> tuple[bytes, tuple[tuple[str, bytes], ...]]:
@@ -479,7 +496,10 @@ def _soap_part_by_email(
         raise Mm7FormatError("multipart body without parts")
     soap = next((p for p in parts if str(p.get("Content-ID", "")).strip("<>") == start), parts[0])
     leaves = tuple(
-        (leaf.get_content_type(), bytes(leaf.get_payload(decode=True) or b""))
+        (
+            with_charset(leaf.get_content_type(), {"charset": leaf.get_content_charset() or ""}),
+            bytes(leaf.get_payload(decode=True) or b""),
+        )
         for p in parts
         if p is not soap
         for leaf in p.walk()

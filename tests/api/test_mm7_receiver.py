@@ -231,3 +231,35 @@ async def test_an_mo_message_to_a_number_of_no_account_is_refused(gateway: Gatew
     content_type, body = mm7.encode_deliver("mo-2", "17745550100", "99999", [("text/plain", b"x")])
     answer = await gateway.client.post("/mm7", content=body, headers={"Content-Type": content_type})
     assert mm7.decode_response(answer.headers["content-type"], answer.content).status_code == 2002
+
+
+@pytest.mark.parametrize(
+    ("sent", "served", "text"),
+    [
+        ("text/plain; charset=UTF-8", "text/plain; charset=utf-8", "Grüße, 東京 👋"),
+        ('text/plain; charset="iso-8859-1"; format=flowed', "text/plain; charset=iso-8859-1",
+         "Café à Zürich"),
+    ],
+)  # fmt: skip
+async def test_an_mo_text_part_is_served_with_its_charset(
+    gateway: Gateway, sent: str, served: str, text: str
+) -> None:
+    """An MO text part's charset survives storage: its URL serves the bytes unchanged, typed
+    with that charset only, never sniffed."""
+    data = text.encode(served.rsplit("=", 1)[1])
+    content_type, body = mm7.encode_deliver("mo-3", "17745550100", "28444", [(sent, data)])
+    answer = await gateway.client.post("/mm7", content=body, headers={"Content-Type": content_type})
+    assert mm7.decode_response(answer.headers["content-type"], answer.content).status_code == 1000
+    async with gateway.services.db.read() as conn:
+        [payload] = (
+            await conn.scalars(
+                sa.select(jobs.c.payload).where(jobs.c.kind == models.JobKind.POSTBACK.value)
+            )
+        ).all()
+    [url] = re.findall(r"<file>([^<]+)</file>", payload["body"])
+    part = await gateway.client.get("/" + url.split("/", 3)[3])
+    assert part.status_code == 200
+    assert part.content == data
+    assert part.headers["content-type"] == served
+    assert part.headers["x-content-type-options"] == "nosniff"
+    assert part.text == text

@@ -176,6 +176,15 @@ MIXED_ENDS = (
             id="deliver-nested-base64",
         ),
         pytest.param(
+            *mm7.encode_deliver(
+                "tx-3",
+                "15551230000",
+                "28444",
+                [('text/plain; charset="ISO-8859-1"; format=flowed', "Café".encode("latin-1"))],
+            ),
+            id="deliver-charset",
+        ),
+        pytest.param(
             'multipart/related; start="<env>"; boundary=b1', QP_BODY, id="qp-folded-preamble"
         ),
         pytest.param('multipart/related; start="<env>"; boundary=b1', _lf(QP_BODY), id="bare-lf"),
@@ -186,6 +195,23 @@ def test_multipart_reader_agrees_with_the_email_parser(content_type: str, body: 
     """The direct MIME reader finds the same envelope and leaf parts as the stdlib parser."""
     assert mm7.soap_part(content_type, body) == mm7._soap_part_by_email(content_type, body)
     assert mm7._split_multipart(content_type, body)  # read directly, not by the fallback
+
+
+def test_a_leaf_part_keeps_its_charset_only() -> None:
+    """A DeliverReq's text part comes out typed with its charset, lower-cased, and no other
+    parameter; a charset that is not a plain name is dropped."""
+    parts = [
+        ('text/plain; charset="UTF-8"; format=flowed', "Grüße".encode()),
+        ('text/plain; charset="a b<"', b"x"),
+        ("image/jpeg; name=x.jpg", b"\xff\xd8"),
+    ]
+    request = mm7.decode_request(*mm7.encode_deliver("tx-4", "15551230000", "28444", parts))
+    assert [t for t, _ in request.parts] == [
+        "text/plain; charset=utf-8",
+        "text/plain",
+        "image/jpeg",
+    ]
+    assert request.parts[0][1] == "Grüße".encode()
 
 
 def test_unreadable_multipart_falls_back_to_the_email_parser() -> None:

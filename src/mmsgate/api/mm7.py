@@ -96,7 +96,7 @@ async def _mobile_originated(svc: Services, incoming: mm7.Incoming) -> Response:
         return _fault(incoming.transaction_id, 2002, f"Address Error: no account has {recipient!r}")
     parts = []
     for content_type, data in incoming.parts:
-        if content_type == "application/smil":
+        if content_type.split(";", 1)[0] == "application/smil":
             continue  # the layout, not content the customer asked for
         key = await svc.blobs.put(data)
         parts.append({"content_type": content_type, "blob_key": key, "size": len(data)})

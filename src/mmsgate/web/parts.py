@@ -96,9 +96,23 @@ def page_part(part: Mapping[str, Any], left: dt.timedelta) -> Served:
 
 def mo_part(part: Mapping[str, Any]) -> Served:
     """An MO part: sandboxed, and a download unless it is plain media or text."""
-    content_type = part["content_type"]
-    inline = MO_INLINE.fullmatch(_base(content_type)) is not None
-    return Served(part["blob_key"], content_type, YEAR, None if inline else "attachment")
+    base = _base(part["content_type"])
+    inline = MO_INLINE.fullmatch(base) is not None
+    served = base + _charset(part["content_type"])
+    return Served(part["blob_key"], served, YEAR, None if inline else "attachment")
+
+
+# The type goes out as the handset sent it with its charset, without which a UTF-8 or
+# Latin-1 text is read wrong, and with no other parameter: nothing a browser could act on.
+_CHARSET = re.compile(
+    r';\s*charset\s*=\s*"?([A-Za-z0-9][A-Za-z0-9._:+-]{0,39})"?\s*(?:;|$)', re.IGNORECASE
+)
+
+
+def _charset(content_type: str) -> str:
+    """`; charset=utf-8` when `content_type` names a plain charset, else nothing."""
+    found = _CHARSET.search(content_type)
+    return f"; charset={found.group(1).lower()}" if found else ""
 
 
 def _base(content_type: str) -> str:
