@@ -10,7 +10,9 @@ Sizing is arithmetic, not trial and error: the video bitrate is the byte target'
 the (capped) duration, less the audio, and x264's VBV (`maxrate` = `bufsize` = bitrate) bounds
 the total at bitrate × (duration + 1 s). The frame size and rate come down with the bitrate
 so each frame keeps enough bits to look like something. One retry with a lower bitrate covers
-the rare overshoot.
+the rare overshoot. No bitrate is ever above the source's own: re-encoding a clip at more
+bits per second than it has makes it bigger, never better. And a part that already suits the
+profile is not re-encoded at all (see `av_source`).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import imageio_ffmpeg
 
 from mmsgate import errors
 from mmsgate.codes import ErrorCode
+from mmsgate.media.av_source import MUXERS, Fit, Source, fit, probe
 from mmsgate.profiles import CarrierProfile
 
 MEMORY_LIMIT = 1536 * 1024 * 1024  # address space of one ffmpeg child
@@ -44,14 +47,6 @@ ENCODERS = {
     "aac": "aac",
     "amr_nb": "libopencore_amrnb",
     "mp3": "libmp3lame",
-}
-MUXERS = {
-    "video/mp4": "mp4",
-    "video/3gpp": "3gp",
-    "audio/mp4": "mp4",
-    "audio/3gpp": "3gp",
-    "audio/amr": "amr",
-    "audio/mpeg": "mp3",
 }
 MIN_AUDIO_BITRATE = {"aac": 16_000, "mp3": 32_000, "amr_nb": 4_750}
 MIN_VIDEO_BITRATE = {"h264": 16_000, "h263": 20_000}
@@ -74,22 +69,11 @@ class AvResult:
     codecs: tuple[str, ...]
     bitrate: int
     dropped: tuple[str, ...]
+    fit: Fit = Fit.TRANSCODE
 
 
 class AvTooBig(errors.MmsgateError):
     """The media cannot fit the byte target even at the lowest bitrate the codec allows."""
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Source:
-    """What the probe found in the input: the facts the encoding plan needs."""
-
-    duration_s: float
-    width: int | None
-    height: int | None
-    fps: float | None
-    has_audio: bool
-    channels: int
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -123,21 +107,64 @@ async def _transcode(
     if not data:
         raise corrupt("the file is empty")
     with tempfile.TemporaryDirectory(prefix="mmsgate-av-") as tmp:
-        folder = pathlib.Path(tmp)
-        source_path, output_path = folder / "in", folder / "out"
-        await anyio.to_thread.run_sync(source_path.write_bytes, data)
-        source = await anyio.to_thread.run_sync(probe, source_path, video)
+        job = _Job(pathlib.Path(tmp), profile, target_bytes, video, corrupt)
+        await anyio.to_thread.run_sync(job.source.write_bytes, data)
+        source = await anyio.to_thread.run_sync(probe, job.source, video)
         if source is None:
             raise corrupt("no decodable stream was found")
-        budget = target_bytes
-        for _ in range(2):
-            duration, plan = make_plan(source, profile, budget, video=video)
-            await _run_ffmpeg(source_path, output_path, duration, plan, corrupt)
-            size = _size(output_path)
-            if size <= target_bytes:
-                return await _result(output_path, profile, plan, video)
-            budget = int(budget * target_bytes / size * 0.95)
-        raise AvTooBig(f"{size} bytes after transcoding, over the {target_bytes}-byte target")
+        how = fit(source, data, profile, target_bytes, video=video)
+        if how is Fit.KEEP:
+            kept = Plan((), source.video_bitrate + source.audio_bitrate, ())
+            return await _result(job.source, job, kept, how)
+        if how is Fit.REMUX:
+            plan = _remux_plan(
+                profile, video, kept_bitrate=source.video_bitrate + source.audio_bitrate
+            )
+            await _run_ffmpeg(job.source, job.output, profile.max_duration_s + 1.0, plan, corrupt)
+            if _size(job.output) <= target_bytes:
+                return await _result(job.output, job, plan, how)
+        return await _encode(job, source)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Job:
+    """One part's transcoding: its scratch folder, where it must go, and how to fail."""
+
+    folder: pathlib.Path
+    profile: CarrierProfile
+    target_bytes: int
+    video: bool
+    corrupt: _Corrupt
+
+    @property
+    def source(self) -> pathlib.Path:
+        return self.folder / "in"
+
+    @property
+    def output(self) -> pathlib.Path:
+        return self.folder / "out"
+
+
+async def _encode(job: _Job, source: Source) -> AvResult:
+    """Encode with the planned bitrate; once more, lower, on the rare overshoot."""
+    budget = job.target_bytes
+    for _ in range(2):
+        duration, plan = make_plan(source, job.profile, budget, video=job.video)
+        await _run_ffmpeg(job.source, job.output, duration, plan, job.corrupt)
+        size = _size(job.output)
+        if size <= job.target_bytes:
+            return await _result(job.output, job, plan, Fit.TRANSCODE)
+        budget = int(budget * job.target_bytes / size * 0.95)
+    raise AvTooBig(f"{size} bytes after transcoding, over the {job.target_bytes}-byte target")
+
+
+def _remux_plan(profile: CarrierProfile, video: bool, *, kept_bitrate: int) -> Plan:
+    """The streams copied as they are into the profile's container, without the tags."""
+    muxer = MUXERS[profile.video_type if video else profile.audio_type]
+    args: tuple[str, ...] = ("-c", "copy", "-f", muxer)
+    if muxer == "mp4":
+        args += ("-movflags", "+faststart")
+    return Plan(args, kept_bitrate, ())
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -152,57 +179,6 @@ class _Corrupt:
                 ErrorCode.VIDEO_NO_CODECS, f"Video file corrupted or missing codecs: {why}"
             )
         return errors.MediaError(ErrorCode.AUDIO_CORRUPT, f"Audio file corrupted: {why}")
-
-
-# --- probing ------------------------------------------------------------------------------
-
-_AV_ERRORS = (pyav.error.FFmpegError, OSError, ValueError, EOFError, IndexError)
-
-
-# A quick look first (headers only); the full default analysis when it leaves gaps.
-_QUICK_PROBE = {"probesize": "32768", "analyzeduration": "0"}
-
-
-def probe(path: pathlib.Path, video: bool) -> Source | None:
-    """The input's duration, frame size and rate, and audio; None when nothing usable."""
-    quick = _probe(path, video, _QUICK_PROBE)
-    complete = quick is not None and quick.duration_s > 0
-    if complete and video and quick is not None:
-        complete = bool(quick.width and quick.height and quick.fps)
-    return quick if complete else _probe(path, video, {})
-
-
-def _probe(path: pathlib.Path, video: bool, options: dict[str, str]) -> Source | None:
-    try:
-        with pyav.open(str(path), mode="r", options=options) as container:
-            pictures = [
-                s
-                for s in container.streams.video
-                if not s.disposition & pyav.stream.Disposition.attached_pic
-            ]
-            sounds = container.streams.audio
-            if (video and not pictures) or (not video and not sounds):
-                return None
-            duration = _duration_s(container, (pictures or sounds)[0])
-            picture = pictures[0] if video else None
-            return Source(
-                duration_s=duration,
-                width=picture.codec_context.width if picture else None,
-                height=picture.codec_context.height if picture else None,
-                fps=float(picture.average_rate) if picture and picture.average_rate else None,
-                has_audio=bool(sounds),
-                channels=sounds[0].codec_context.channels if sounds else 0,
-            )
-    except _AV_ERRORS:
-        return None
-
-
-def _duration_s(container: pyav.container.InputContainer, stream: pyav.stream.Stream) -> float:
-    if container.duration is not None and container.duration > 0:
-        return float(container.duration) / 1_000_000  # AV_TIME_BASE
-    if stream.duration is not None and stream.time_base is not None:
-        return float(stream.duration * stream.time_base)
-    return 0.0
 
 
 # --- planning -----------------------------------------------------------------------------
@@ -223,7 +199,8 @@ def make_plan(
 def _audio_plan(source: Source, profile: CarrierProfile, budget: int, duration: float) -> Plan:
     codec = profile.audio_codec
     bits = budget * 8 * MARGIN - 8 * 2048  # container headers and sample tables
-    bitrate = _audio_bitrate(codec, profile.audio_bitrate, bits / max(duration, 1.0))
+    ceiling = _capped(profile.audio_bitrate, source.audio_bitrate, codec)
+    bitrate = _audio_bitrate(codec, ceiling, bits / max(duration, 1.0))
     if bitrate is None:
         raise AvTooBig(
             f"{duration:.0f}s of {codec} needs more than {budget} bytes at the lowest bitrate"
@@ -246,6 +223,15 @@ def _audio_bitrate(codec: str, ceiling: int, affordable: float) -> int | None:
     return bitrate if bitrate >= MIN_AUDIO_BITRATE[codec] else None
 
 
+def _capped(ceiling: int, source_bitrate: int, codec: str) -> int:
+    """`ceiling`, lowered to the source's own bitrate (rounded up to a whole kbit/s, never
+    below the codec's least): re-encoding spends no more bits than the source has."""
+    if not source_bitrate:
+        return ceiling
+    own = max(-(-source_bitrate // 1000) * 1000, MIN_AUDIO_BITRATE[codec])
+    return min(ceiling, own)
+
+
 def _audio_args(codec: str, bitrate: int) -> tuple[str, ...]:
     if codec == "amr_nb":
         rate = 8000  # AMR-NB is narrowband only
@@ -261,17 +247,21 @@ def _video_plan(source: Source, profile: CarrierProfile, budget: int, duration: 
     dropped: list[str] = ["stereo"] if source.channels > 1 else []
     audio = 0
     if source.has_audio:
-        ceiling = min(profile.audio_bitrate, 48_000)
+        codec = profile.video_audio_codec
+        ceiling = _capped(min(profile.audio_bitrate, 48_000), source.audio_bitrate, codec)
         # Audio gets at most a fifth of the bits; pictures matter more in a video.
-        audio = _audio_bitrate(profile.video_audio_codec, ceiling, bits / seconds / 5) or 0
+        audio = _audio_bitrate(codec, ceiling, bits / seconds / 5) or 0
         if not audio:
             dropped.append("audio")
     # VBV bounds the video at bitrate × (duration + buffer), the buffer being one second.
     video = int((bits - audio * seconds) / (seconds + 1))
-    if video < _least_video_bitrate(source, profile):
+    least = _least_video_bitrate(source, profile)
+    if video < least:
         raise AvTooBig(
             f"{seconds:.0f}s of video needs more than {budget} bytes at the lowest bitrate"
         )
+    if source.video_bitrate:  # never more bits than the source has, nor mush for a tiny one
+        video = max(least, min(video, source.video_bitrate))
     fps, box = _frame_plan(source, profile, video)
     if source.fps and fps < source.fps - 0.5:
         dropped.append(f"frame rate {source.fps:.0f}→{fps}")
@@ -406,20 +396,19 @@ def _last_line(stderr: bytes) -> str:
     return next((line for line in reversed(lines) if line), "")[:200]
 
 
-async def _result(
-    output: pathlib.Path, profile: CarrierProfile, plan: Plan, video: bool
-) -> AvResult:
-    data = await anyio.to_thread.run_sync(output.read_bytes)
-    facts = await anyio.to_thread.run_sync(_output_facts, output)
+async def _result(path: pathlib.Path, job: _Job, plan: Plan, how: Fit) -> AvResult:
+    data = await anyio.to_thread.run_sync(path.read_bytes)
+    facts = await anyio.to_thread.run_sync(_output_facts, path)
     return AvResult(
         data=data,
-        content_type=profile.video_type if video else profile.audio_type,
+        content_type=job.profile.video_type if job.video else job.profile.audio_type,
         duration_ms=facts[0],
         width=facts[1],
         height=facts[2],
         codecs=facts[3],
         bitrate=plan.bitrate,
         dropped=plan.dropped,
+        fit=how,
     )
 
 

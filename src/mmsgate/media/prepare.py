@@ -22,11 +22,11 @@ from typing import Any, Protocol
 import anyio.to_thread
 
 from mmsgate import errors
-from mmsgate.media import av, compose, images
+from mmsgate.media import av, av_source, compose, images
 from mmsgate.models import MediaKind
 from mmsgate.profiles import WEB, CarrierProfile
 
-VERSION = 1  # bump when transcoding changes, so cached outputs are made anew
+VERSION = 2  # bump when transcoding changes, so cached outputs are made anew
 DEFAULT_SLIDE_MS = 10_000
 WEIGHTS = {MediaKind.VIDEO: 8, MediaKind.AUDIO: 3, MediaKind.IMAGE: 2}
 
@@ -191,6 +191,8 @@ async def _transcode(kind: MediaKind, data: bytes, profile: CarrierProfile, targ
         "duration_ms": result.duration_ms,
         "dropped": list(result.dropped),
         "bitrate": result.bitrate,
+        # Why the bytes may be the source's own: it already suited the profile.
+        "kept": None if result.fit is av_source.Fit.TRANSCODE else result.fit.value,
     }
     return Output(result.data, result.content_type, report)
 
@@ -261,6 +263,7 @@ def _report(
                     "codec": out.report.get("codec"),
                     "quality": out.report.get("quality"),
                     "dropped": out.report.get("dropped", []),
+                    "kept": out.report.get("kept"),
                 }
             )
     total = composed.size if composed is not None else sum(p["output_bytes"] for p in parts)
