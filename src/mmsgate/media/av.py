@@ -116,14 +116,26 @@ async def _transcode(
         if how is Fit.KEEP:
             kept = Plan((), source.video_bitrate + source.audio_bitrate, ())
             return await _result(job.source, job, kept, how)
-        if how is Fit.REMUX:
-            plan = _remux_plan(
-                profile, video, kept_bitrate=source.video_bitrate + source.audio_bitrate
-            )
-            await _run_ffmpeg(job.source, job.output, profile.max_duration_s + 1.0, plan, corrupt)
-            if _size(job.output) <= target_bytes:
-                return await _result(job.output, job, plan, how)
+        if how is Fit.REMUX and (remuxed := await _remux(job, source)) is not None:
+            return remuxed
         return await _encode(job, source)
+
+
+async def _remux(job: _Job, source: Source) -> AvResult | None:
+    """The streams copied into the profile's container; None when the muxer refuses them
+    or the result is over the target, and the part is transcoded instead."""
+    plan = _remux_plan(
+        job.profile, job.video, kept_bitrate=source.video_bitrate + source.audio_bitrate
+    )
+    try:
+        await _run_ffmpeg(
+            job.source, job.output, job.profile.max_duration_s + 1.0, plan, job.corrupt
+        )
+    except errors.MediaError:
+        return None
+    if _size(job.output) > job.target_bytes:
+        return None
+    return await _result(job.output, job, plan, Fit.REMUX)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
