@@ -97,12 +97,14 @@ async def every_kind(blobs: BlobStore) -> list[dict[str, Any]]:
     async def put(kind: str, content_type: str, data: bytes, **extra: Any) -> dict[str, Any]:
         return part(kind, content_type, await blobs.put(data), data, **extra)
 
-    photo = samples.jpeg(640, 480)
+    small, width, height = media.small_photo()
+    narrow = part("image", "image/jpeg", await blobs.put(small), small, width=width, height=height)
+    photo = await put("image", "image/jpeg", media.photo(), width=800, height=600, small=narrow)
     return [
         {
             "text": "Our spring sale starts now: https://shop.example/sale?a=1&b=2.",
             "duration": 5,
-            "parts": [await put("image", "image/jpeg", photo, width=640, height=480)],
+            "parts": [photo],
         },
         {
             "text": "Watch <script>alert('x')</script> this",

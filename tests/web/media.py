@@ -13,10 +13,28 @@ from fractions import Fraction
 import av
 from PIL import Image
 
+from mmsgate.media import images, prepare
 from tests import samples
 
 VCARD = samples.VCARD
 ICAL = samples.ICAL
+
+
+@functools.cache
+def photo(width: int = 800, height: int = 600) -> bytes:
+    """A photo-like JPEG (shading under grain), so that its size follows its pixels."""
+    shade = Image.radial_gradient("L").resize((width, height)).convert("RGB")
+    grain = Image.effect_noise((width, height), 40).convert("RGB")
+    out = io.BytesIO()
+    Image.blend(shade, grain, 0.35).save(out, "JPEG", quality=85)
+    return out.getvalue()
+
+
+@functools.cache
+def small_photo() -> tuple[bytes, int, int]:
+    """photo()'s narrow rendition, made as the pipeline makes it: bytes, width, height."""
+    small = images.transcode_image(photo(), prepare.WEB_SMALL, prepare.SMALL_TARGET)
+    return small.data, small.width, small.height
 
 
 @functools.cache

@@ -151,19 +151,25 @@ class Watch:
 async def test_the_page_works_in_a_browser(
     site: Site, browser: Browser, width: int, height: int
 ) -> None:
-    """On a phone and on a desktop: every slide shows in order, the image loads, the video
-    and the audio load their metadata, nothing fails or scrolls sideways, and it passes
-    the accessibility checks (alt text, accessible names, text contrast ≥ 4.5:1)."""
+    """On a phone and on a desktop: the page comes gzipped and decodes, every slide shows in
+    order, the image loads (the small rendition on the phone, the full one on the desktop,
+    fetched at high priority), the video and the audio load their metadata, nothing fails
+    or scrolls sideways, and it passes the accessibility checks (alt text, accessible
+    names, text contrast ≥ 4.5:1)."""
     context = await browser.new_context(viewport={"width": width, "height": height})
     page = await context.new_page()
     watch = Watch(page)
     answer = await page.goto(f"{site.base}/m/{site.live.token}", wait_until="load")
     assert answer is not None
     assert answer.status == 200
+    assert (await answer.all_headers())["content-encoding"] == "gzip"
     await shows_every_slide_in_order(page)
     await page.wait_for_function(
         "() => [...document.images].every(i => i.complete && i.naturalWidth > 0)", timeout=15_000
     )
+    shown = await page.eval_on_selector("img", "i => [i.currentSrc, i.fetchPriority]")
+    assert shown[0].endswith("?size=small" if width < 600 else f"/media/{site.live.token}/1")
+    assert shown[1] == "high"
     await page.wait_for_function(
         "() => [...document.querySelectorAll('video, audio')]"
         ".every(m => m.readyState >= 1 && m.duration > 0)",

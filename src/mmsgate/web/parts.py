@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from mmsgate.store import mo
-from mmsgate.web.page import FILE_NAMES, Web, file_name, lookup_key, respond
+from mmsgate.web.page import FILE_NAMES, SMALL, Web, etag_matches, file_name, lookup_key, respond
 
 YEAR = 365 * 24 * 3600
 # Types the pipeline prepares for the page, by kind; anything else is sent as a plain file.
@@ -58,18 +58,19 @@ async def media(web: Web, request: Request) -> Response:
     expired; 404 for anything else. Both kinds of token are looked up (see `lookup_key`)."""
     token = lookup_key(request.path_params["token"])
     n = part_number(request.path_params["n"])
+    size = request.query_params.get("size")
     held = await web.pages.page(web.db, token)
     if held is not None:
         page = held.page
         now = web.clock()
         if page.expired(now):
             return _plain(request, 410, GONE)
-        part = page.part(n) if n else None
+        part = rendition(page.part(n) if n else None, size)
         if part is None:
             return _plain(request, 404, NOT_FOUND)
         return await serve(web, request, page_part(part, page.link_expires_at - now))
     row = await mo.by_token(web.db, token)
-    if row is None or not n or n > len(row.parts):
+    if row is None or not n or n > len(row.parts) or size is not None:
         return _plain(request, 404, NOT_FOUND)
     return await serve(web, request, mo_part(row.parts[n - 1]))
 
@@ -77,6 +78,17 @@ async def media(web: Web, request: Request) -> Response:
 def part_number(raw: str) -> int | None:
     """n of the URL, or None; short, so a 5,000-digit n is not parsed into an integer."""
     return int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 4 else None
+
+
+def rendition(part: Mapping[str, Any] | None, size: str | None) -> Mapping[str, Any] | None:
+    """The part as asked: itself, or with `?size=small` its small rendition (an image's
+    narrow copy, see `prepare.for_web`); None when there is no such rendition."""
+    if part is None or size is None:
+        return part
+    small = part.get("small")
+    if f"size={size}" != SMALL or not small:
+        return None
+    return {**small, "kind": part["kind"], "name": part.get("name")}
 
 
 def page_part(part: Mapping[str, Any], left: dt.timedelta) -> Served:
@@ -158,14 +170,6 @@ async def serve(web: Web, request: Request, served: Served) -> Response:
     first, last = span
     headers["Content-Range"] = f"bytes {first}-{last}/{len(data)}"
     return respond(request, 206, data[first : last + 1], served.content_type, headers)
-
-
-def etag_matches(header: str | None, etag: str) -> bool:
-    """If-None-Match (RFC 9110 §13.1.2): `*` or any listed tag, compared weakly."""
-    if not header:
-        return False
-    tags = [tag.strip().removeprefix("W/") for tag in header.split(",")]
-    return "*" in tags or etag in tags
 
 
 UNSATISFIABLE = (-1, -1)
