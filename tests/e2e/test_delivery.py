@@ -74,7 +74,7 @@ async def mobile_originated(
     found = re.search(r"simulated MMSC on http://127.0.0.1:(\d+)/mm7", text)
     assert found is not None, text
     mo = f"http://127.0.0.1:{found.group(1)}/mo"
-    order = {"from": "17745550123", "to": "28444", "text": "Look!", "image": True}
+    order = {"from": "17745550123", "to": "28444", "text": "Look! Café ☀", "image": True}
     answer = await client.post(mo, json=order)
     assert answer.json()["status"] == 1000, answer.text
     deadline = time.monotonic() + 30
@@ -87,7 +87,9 @@ async def mobile_originated(
     assert photo.status_code == 200
     assert photo.headers["content-type"] == "image/jpeg"
     assert photo.content.startswith(b"\xff\xd8")
-    assert (await client.get(files[1])).content == b"Look!"
+    text_part = await client.get(files[1])
+    assert text_part.content == "Look! Café ☀".encode()
+    assert text_part.headers["content-type"] == "text/plain; charset=utf-8"
     receiver.received[:] = [r for r in receiver.received if b"N401" not in r[1]]
 
 

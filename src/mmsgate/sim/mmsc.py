@@ -110,7 +110,7 @@ class SimulatedMmsc:
             sender, recipient = str(order["from"]), str(order["to"])
         except (ValueError, KeyError, TypeError):
             return Response('{"error": "expected JSON with from and to"}\n', 400)
-        parts = [("text/plain", str(order.get("text") or "").encode("utf-8"))]
+        parts = [("text/plain; charset=utf-8", str(order.get("text") or "").encode("utf-8"))]
         if order.get("image"):
             parts.insert(0, ("image/jpeg", _photo()))
         if self.report_url is None:
