@@ -744,7 +744,7 @@ def _preview_table(name: str, report: dict[str, Any]) -> Table:
             f"{part['output_bytes']:,}",
             size,
             duration,
-            part["codec"] or "",
+            ", ".join(filter(None, (part["codec"], part.get("kept")))),
             str(part["quality"] or ""),
             ", ".join(part["dropped"]),
         )

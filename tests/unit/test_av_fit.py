@@ -154,3 +154,23 @@ class TestNoBiggerThanTheSource:
         [web] = slide["parts"]
         assert blobs[web["blob_key"]] == clips["baseline"]
         assert web["bytes"] == len(clips["baseline"])
+
+
+async def test_the_report_says_which_parts_were_kept(clips: dict[str, bytes]) -> None:
+    """The transcode report names a kept part `kept as sent`, with its source's bytes, and
+    a transcoded one null."""
+    blobs = {"fits": clips["baseline"], "high": clips["high"]}
+
+    async def load(key: str) -> bytes:
+        return blobs[key]
+
+    parts = [
+        {"kind": "video", "content_type": "video/mp4", "blob_key": key, "url": f"/{key}.mp4"}
+        for key in ("fits", "high")
+    ]
+    prepared = await prepare.prepare([{"text": "Hi", "parts": parts}], DEFAULT, load)
+    kept, transcoded = prepared.report["parts"]
+    assert kept["kept"] == "kept as sent"
+    assert kept["output_bytes"] == kept["source_bytes"] == len(clips["baseline"])
+    assert transcoded["kept"] is None
+    assert transcoded["codec"] == "h264+aac"
