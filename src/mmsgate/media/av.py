@@ -236,11 +236,11 @@ def _audio_bitrate(codec: str, ceiling: int, affordable: float) -> int | None:
 
 
 def _capped(ceiling: int, source_bitrate: int, codec: str) -> int:
-    """`ceiling`, lowered to the source's own bitrate (rounded up to a whole kbit/s, never
-    below the codec's least): re-encoding spends no more bits than the source has."""
+    """`ceiling`, lowered to the source's own bitrate (in whole kbit/s, never below the
+    codec's least): re-encoding spends no more bits than the source has."""
     if not source_bitrate:
         return ceiling
-    own = max(-(-source_bitrate // 1000) * 1000, MIN_AUDIO_BITRATE[codec])
+    own = max(source_bitrate // 1000 * 1000, MIN_AUDIO_BITRATE[codec])
     return min(ceiling, own)
 
 
