@@ -431,7 +431,12 @@ class HttpClient:
                 problem = Timeout(
                     f"no connection to {target.host} within {self.connect_timeout:g} s"
                 )
-            except (OSError, ssl.SSLError) as exc:
+            except ssl.SSLError as exc:  # an OSError too: told apart, as its fix differs
+                reason = getattr(exc, "verify_message", None) or exc.reason or exc
+                problem = ConnectFailed(
+                    f"TLS handshake with {target.host}:{target.port} failed: {reason}"
+                )
+            except OSError as exc:
                 problem = ConnectFailed(f"cannot connect to {target.host}:{target.port}: {exc}")
         raise problem or ConnectFailed(f"{target.host} has no address")
 

@@ -54,6 +54,9 @@ class Submit:
     allow_adaptations: bool | None = None
     version: str = DEFAULT_VERSION
     namespace: str = DEFAULT_NAMESPACE
+    # Recipients as +E.164 (`+447900000001`) rather than international digits: MMSCs differ
+    # in what `Number` must hold (TS 23.140 leaves its form to the MMSC).
+    e164_numbers: bool = False
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -129,16 +132,22 @@ def encode_deliver(
 def _with_content(
     envelope: bytes, content_type: str, content: bytes, boundary: str | None
 ) -> tuple[str, bytes]:
-    """SOAP with attachments: the envelope first, then the content part (cid:mms-content)."""
+    """SOAP with attachments: the envelope first, then the content part (cid:mms-content).
+
+    The content part carries only what it needs: its Content-Type and the Content-ID the
+    envelope's href names. MMSCs turn its headers into the MMS's own, so anything more
+    reaches the handset (an MMSC copied a `Content-Transfer-Encoding: 8bit` into the PDU
+    as an application header). A multipart content needs no encoding header: a composite
+    part may only be 7bit, 8bit or binary (RFC 2045 §6.4), HTTP carries 8 bits (RFC 9110
+    §8.3 has no transfer encoding in MIME's sense), and its own parts say theirs. A single
+    media part is base64, and says so."""
     boundary = boundary or "mm7-" + secrets.token_hex(12)
     head = [f"--{boundary}", 'Content-Type: text/xml; charset="utf-8"', "Content-ID: <soap>", ""]
     content_head = [f"--{boundary}", f"Content-Type: {content_type}", "Content-ID: <mms-content>"]
-    if content_type.lower().startswith("multipart/"):
-        # A composite part may not be base64-encoded (RFC 2045 §6.4): its own parts are.
-        content_head += ["Content-Transfer-Encoding: 8bit", ""]
-    else:
+    if not content_type.lower().startswith("multipart/"):
         content = base64.encodebytes(content).replace(b"\n", b"\r\n")
-        content_head += ["Content-Transfer-Encoding: base64", ""]
+        content_head.append("Content-Transfer-Encoding: base64")
+    content_head.append("")
     body = (
         "\r\n".join(head).encode()
         + b"\r\n"
@@ -161,9 +170,9 @@ def _submit_body(s: Submit) -> list[str]:
         ident.append(f"<SenderAddress>{_el('ShortCode', s.sender)}</SenderAddress>")
     if ident:
         out.append("<SenderIdentification>" + "".join(ident) + "</SenderIdentification>")
-    out.append(
-        "<Recipients><To>" + "".join(_el("Number", r) for r in s.recipients) + "</To></Recipients>"
-    )
+    plus = "+" if s.e164_numbers else ""
+    numbers = "".join(_el("Number", plus + r.lstrip("+")) for r in s.recipients)
+    out.append(f"<Recipients><To>{numbers}</To></Recipients>")
     optional = [
         ("ServiceCode", s.service_code),
         ("LinkedID", s.linked_id),

@@ -67,6 +67,12 @@ class Route:
     operators: tuple[int, ...] = ()
     prefixes: tuple[str, ...] = ()
     default: bool = False
+    # How recipients are written in SubmitReq: "digits" (447900000001) or "e164"
+    # (+447900000001), as the MMSC expects.
+    number_format: str = "digits"
+
+
+NUMBER_FORMATS = ("digits", "e164")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -349,6 +355,11 @@ def _check_routes(settings: Settings) -> None:
             raise ConfigError(f"routes[{i}].kind: expected 'mm7' or 'simulator'")
         if route.kind == "mm7" and not route.url:
             raise ConfigError(f"routes[{i}].url: required for an mm7 route")
+        if route.number_format not in NUMBER_FORMATS:
+            raise ConfigError(
+                f"routes[{i}].number_format: route {route.name!r}: expected 'digits' or "
+                f"'e164', got {route.number_format!r}"
+            )
     for i, sms in enumerate(settings.sms_routes):
         if sms.kind not in ("smpp", "kannel", "simulator"):
             raise ConfigError(f"sms_routes[{i}].kind: expected 'smpp', 'kannel' or 'simulator'")

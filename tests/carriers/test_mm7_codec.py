@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import email.message
+import email.parser
+import email.policy
 
 import pytest
 
@@ -28,6 +32,45 @@ def test_submit_req_is_golden() -> None:
     content_type, body = mm7.encode_submit(SUBMIT, boundary="outer")
     assert content_type == 'multipart/related; boundary="outer"; type="text/xml"; start="<soap>"'
     assert body == (GOLDEN / "mm7_submit_req.txt").read_bytes()
+
+
+def test_submit_req_with_e164_numbers_is_golden() -> None:
+    """With e164 numbers the SubmitReq is the golden one with `+` before each recipient."""
+    e164 = dataclasses.replace(SUBMIT, e164_numbers=True)
+    _content_type, body = mm7.encode_submit(e164, boundary="outer")
+    golden = (GOLDEN / "mm7_submit_req.txt").read_bytes()
+    assert body == golden.replace(b"<Number>17745550100<", b"<Number>+17745550100<")
+
+
+def _outer_parts(content_type: str, body: bytes) -> list[email.message.Message]:
+    header = f"Content-Type: {content_type}\r\n\r\n".encode()
+    message = email.parser.BytesParser(policy=email.policy.compat32).parsebytes(header + body)
+    return list(message.get_payload())
+
+
+def test_the_content_part_carries_only_type_and_id() -> None:
+    """A multipart content part has exactly Content-Type and Content-ID (MMSCs copy its
+    headers into the handset's PDU); the envelope's href names it; its parts are intact."""
+    soap, content = _outer_parts(*mm7.encode_submit(SUBMIT))
+    assert content.items() == [
+        ("Content-Type", SUBMIT.content_type),
+        ("Content-ID", "<mms-content>"),
+    ]
+    assert b'<Content href="cid:mms-content"/>' in soap.get_payload(decode=True)
+    assert content.get_payload()[0].get_payload() == "hi"
+
+
+def test_a_single_media_content_part_says_base64() -> None:
+    """A content that is one binary part is base64, and its header says so."""
+    jpeg = dataclasses.replace(SUBMIT, content_type="image/jpeg", content=bytes(range(256)))
+    _soap, content = _outer_parts(*mm7.encode_submit(jpeg))
+    assert [name for name, _ in content.items()] == [
+        "Content-Type",
+        "Content-ID",
+        "Content-Transfer-Encoding",
+    ]
+    assert content["Content-Transfer-Encoding"] == "base64"
+    assert content.get_payload(decode=True) == bytes(range(256))
 
 
 def test_submit_req_reads_back() -> None:

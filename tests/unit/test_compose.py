@@ -88,3 +88,24 @@ def test_boundary_never_collides_with_data() -> None:
     boundary = composed.content_type.split('boundary="')[1].rstrip('"')
     assert boundary.encode() not in tricky.data
     assert [p.get_payload(decode=True) for p in parse(composed).iter_parts()][1] == tricky.data
+
+
+def test_parts_carry_only_the_headers_they_need() -> None:
+    """Binary parts say base64; a UTF-8 text over ASCII says 8bit; the SMIL and an ASCII
+    text, 7bit as they are, carry no encoding header at all (7bit is what none means)."""
+    composed = compose.compose(SLIDES)
+    by_id = {p["Content-ID"].strip("<>"): p for p in parse(composed).iter_parts()}
+    encodings = {cid: part.get("Content-Transfer-Encoding") for cid, part in by_id.items()}
+    assert encodings == {
+        "smil": None,
+        "img1": "base64",
+        "txt1": "8bit",
+        "vid1": "base64",
+        "txt2": None,
+        "aud1": "base64",
+        "img2": "base64",
+        "card1": "base64",
+    }
+    for part in by_id.values():
+        names = {"Content-Type", "Content-ID", "Content-Location", "Content-Transfer-Encoding"}
+        assert set(part.keys()) <= names

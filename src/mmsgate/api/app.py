@@ -25,6 +25,7 @@ from mmsgate.api import (
     kannel,
     metrics_page,
     mm7,
+    ready,
     reports,
     requests,
     sinch_xml,
@@ -138,9 +139,8 @@ def create_app(
     async def healthz(_request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
-    async def readyz(_request: Request) -> Response:
-        ok = await svc.db.ping()
-        return JSONResponse({"status": "ok" if ok else "database unreachable"}, 200 if ok else 503)
+    async def readyz(request: Request) -> Response:
+        return await ready.readyz(svc, request)
 
     routes = Starlette(
         routes=[

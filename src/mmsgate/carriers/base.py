@@ -13,13 +13,21 @@ from mmsgate.mm7_codec import Submit
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class SubmitResult:
-    """What the MMSC said: accepted with a MessageID, or refused (permanently or not)."""
+    """What the MMSC said: accepted with a MessageID, or refused (permanently or not).
+
+    `status_text` says what happened in words, naming the HTTP status and the MM7 status
+    code (`HTTP 200, MM7 2002 Address Error`); `status_code` is the MM7 code, 0 when the
+    MMSC gave none. `route_working` is what the submit tells of the route itself: False when
+    the route failed (unreachable, our credentials refused: every message would fail
+    alike), True when the MMSC took the request and answered in MM7, None when it tells
+    nothing either way (an unreadable HTTP 5xx)."""
 
     accepted: bool
     message_id: str | None
     status_code: int
     status_text: str
     transient: bool = False
+    route_working: bool | None = True
 
 
 class Carrier(Protocol):

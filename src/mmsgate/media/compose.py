@@ -5,7 +5,10 @@ at most the regions `Image` and `Text`, one `par` per slide with its `dur`, `img
 Image, `text` in Text, `audio` without a region, other objects as `ref`. Every part has a
 Content-ID and an ASCII Content-Location made from the same token, and the SMIL refers to
 parts by `cid:` (RFC 2392). The container is multipart/related with the SMIL first and named
-by `start` (RFC 2387); media parts are base64, text parts 8bit UTF-8, lines end in CRLF.
+by `start` (RFC 2387); lines end in CRLF. Media parts are base64 and say so; text parts are
+UTF-8 as they are, labelled 8bit only when they hold a byte over 127 (7bit, which a SMIL
+or an ASCII text is, is what no label means: RFC 2045 §6.1). MMSCs copy part headers into
+the handset's PDU, so a part carries only the headers it needs.
 """
 
 from __future__ import annotations
@@ -149,11 +152,14 @@ def compose(slides: Sequence[Slide], *, boundary: str | None = None) -> Composed
     chunks = []
     for content_id, location, content_type, data, binary in entries:
         encoded = base64.encodebytes(data).replace(b"\n", b"\r\n") if binary else data + b"\r\n"
-        encoding = "base64" if binary else "8bit"
+        encoding = "base64" if binary else "" if data.isascii() else "8bit"
         head = (
             f"--{boundary}\r\nContent-Type: {content_type}\r\nContent-ID: {content_id}\r\n"
-            f"Content-Location: {location}\r\nContent-Transfer-Encoding: {encoding}\r\n\r\n"
+            f"Content-Location: {location}\r\n"
         )
+        if encoding:
+            head += f"Content-Transfer-Encoding: {encoding}\r\n"
+        head += "\r\n"
         chunks.append(head.encode("ascii") + encoded)
     body = b"".join(chunks) + f"--{boundary}--\r\n".encode("ascii")
     content_type = (

@@ -7,6 +7,11 @@ transcoding, content or route the destination cannot take, content or MMS refuse
 number): the SMS-with-link fallback when the send allows it, else E102. Busy, down or unreachable:
 retried with backoff until the message expires, then EXPIRED with N103. A message that
 expired while it waited in the queue is never sent.
+
+A fault of the route itself (the MMSC unreachable, or refusing our credentials) is not the
+message's: it is retried like a busy MMSC, and the route is marked unhealthy (logged once,
+by `pipeline.health`) until a submit gets an MM7 answer again. Other failures are logged at
+warning level, one line per submit.
 """
 
 from __future__ import annotations
@@ -48,10 +53,13 @@ async def deliver(job: Job, deps: Deps) -> Outcome:
     if row is None or row.state != S.QUEUED.value:
         return Outcome()  # already submitted or ended (a retried or duplicated job)
     now = deps.clock()
-    if now >= row.expires_at:
-        await finish(deps, row, Move(S.EXPIRED, "N103", "expired before it could be sent"))
-        return Outcome()
     route = routing.route_for(deps.routes, row.operator_id, row.msisdn)
+    if now >= row.expires_at:
+        why = "expired before it could be sent"
+        fault = deps.health.fault(route.name) if route is not None else None
+        why += f": {route.name}: {fault}" if route is not None and fault else ""
+        await finish(deps, row, Move(S.EXPIRED, "N103", why))
+        return Outcome()
     carrier = deps.carriers.get(route.name) if route is not None else None
     if route is None or carrier is None:
         await finish(deps, row, Move(S.FAILED, "E101", "no route serves this number"))
@@ -81,6 +89,7 @@ async def deliver(job: Job, deps: Deps) -> Outcome:
         expiry=row.expires_at,
         version=route.mm7_version,
         namespace=route.mm7_namespace,
+        e164_numbers=route.number_format == "e164",
     )
     async with deps.route_gate(route.name):
         if route.max_mps:
@@ -90,7 +99,12 @@ async def deliver(job: Job, deps: Deps) -> Outcome:
     metrics.SUBMIT_SECONDS.labels(route.name).observe(time.perf_counter() - started)
     kind = "accepted" if result.accepted else "retry" if result.transient else "refused"
     metrics.SUBMITS.labels(route.name, kind).inc()
-    return await _record(deps, row, route.name, result)
+    outcome = await _record(deps, row, route.name, result)
+    # After the record: a failure here must not make the worker submit an accepted message again.
+    await deps.health.observe(
+        deps.db, route.name, result.route_working, result.status_text, deps.clock()
+    )
+    return outcome
 
 
 async def _wait_for_slot(deps: Deps, route: Route) -> None:
@@ -116,7 +130,7 @@ async def _wait_for_slot(deps: Deps, route: Route) -> None:
 
 
 async def _record(deps: Deps, row: Any, route: str, result: SubmitResult) -> Outcome:
-    said = f"{result.status_code} {result.status_text}".strip()
+    said = result.status_text
     if result.accepted:
         move = Move(
             S.SUBMITTED,
@@ -128,8 +142,17 @@ async def _record(deps: Deps, row: Any, route: str, result: SubmitResult) -> Out
         )
         await finish(deps, row, move)
         return Outcome()
-    if result.transient:
+    if result.route_working is False:  # the route's fault: logged once per change, not here
         log.info("carrier.submit_retry", tracking_id=row.tracking_id, route=route, said=said)
+        return Outcome.retry(f"{route}: {said}")
+    log.warning(
+        "carrier.submit_failed",
+        tracking_id=row.tracking_id,
+        route=route,
+        said=said,
+        retry=result.transient,
+    )
+    if result.transient:
         return Outcome.retry(f"{route}: {said}")
     if result.status_code in CONTENT_REFUSED:
         status = "Message Sent/Rejected" if result.status_code == 2004 else None

@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 
 from mmsgate.carriers.base import Carrier, SmsConnector
+from mmsgate.pipeline.health import RouteWatch
 from mmsgate.profiles import PROFILES, CarrierProfile
 from mmsgate.settings import Route, SmsRoute
 from mmsgate.store.blobs import BlobStore
@@ -44,6 +45,8 @@ class Deps:
     postback_slots: asyncio.Semaphore = dataclasses.field(
         default_factory=lambda: asyncio.Semaphore(16)
     )
+    # Each route's health as this worker last saw it (written to the database on change).
+    health: RouteWatch = dataclasses.field(default_factory=RouteWatch)
 
     def route_gate(self, name: str) -> contextlib.AbstractAsyncContextManager[Any]:
         """The route's concurrency gate, or no gate when the route sets none."""

@@ -243,3 +243,14 @@ sms_parts = sa.Table(
     sa.Index("ix_sms_parts_receipt", "route", "smsc_message_id"),
     sa.Index("ix_sms_parts_tracking", "tracking_id"),
 )
+
+# The health of each MM7 route as the workers last found it, for every process to read
+# (`/readyz`, `/metrics`). Written only when it changes; no row means healthy.
+route_health = sa.Table(
+    "route_health",
+    metadata,
+    sa.Column("route", sa.String(64), primary_key=True),
+    sa.Column("healthy", sa.Boolean, nullable=False),
+    sa.Column("reason", sa.Text),  # why it is unhealthy, in words
+    sa.Column("since", UtcDateTime, nullable=False),
+)
