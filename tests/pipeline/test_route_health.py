@@ -20,6 +20,7 @@ import structlog
 
 from mmsgate import errors, models, settings
 from mmsgate import mm7_codec as mm7
+from mmsgate.carriers.base import SmsResult, SubmitResult
 from mmsgate.carriers.mm7 import Mm7Carrier
 from mmsgate.pipeline import deliver
 from mmsgate.pipeline.deps import Deps
@@ -30,7 +31,8 @@ from mmsgate.store import route_health
 from mmsgate.store.db import Database
 from mmsgate.store.schema import jobs, recipient_events, recipients
 from tests.conftest import Gateway, MediaServer
-from tests.pipeline.test_deliver import accept
+from tests.pipeline import test_fallback
+from tests.pipeline.test_deliver import FakeCarrier, accept, run_deliveries
 
 pytestmark = pytest.mark.anyio
 
@@ -310,3 +312,43 @@ def test_number_format_defaults_to_digits(tmp_path: Any) -> None:
         "[[routes]]\nname = 'b'\nkind = 'simulator'\nnumber_format = 'e164'\n"
     )
     assert [r.number_format for r in settings.load(path, {}).routes] == ["digits", "e164"]
+
+
+@pytest.mark.parametrize(
+    ("result", "retry"),
+    [
+        (SubmitResult(False, None, 2002, "HTTP 200, MM7 2002 Address Error"), False),
+        (SubmitResult(False, None, 4006, "HTTP 500, MM7 4006 Busy", transient=True), True),
+        (SubmitResult(False, None, 0, "HTTP 500 from the MMSC, no MM7 status", True, None), True),
+    ],
+)
+async def test_a_failed_submit_is_logged_as_a_warning(
+    gateway: Gateway, media_server: MediaServer, result: SubmitResult, retry: bool
+) -> None:
+    """A refused or retried submit that is the message's own failure logs
+    carrier.submit_failed at warning level, with the words and whether it is retried."""
+    await accept(gateway, media_server)
+    with structlog.testing.capture_logs() as logs:
+        await run_deliveries(gateway, FakeCarrier(result))
+    [failed] = [e for e in logs if e["event"] == "carrier.submit_failed"]
+    assert (failed["log_level"], failed["said"], failed["retry"]) == (
+        "warning",
+        result.status_text,
+        retry,
+    )
+
+
+@pytest.mark.parametrize("transient", [False, True])
+async def test_a_failed_fallback_sms_is_logged_as_a_warning(
+    gateway: Gateway, media_server: MediaServer, transient: bool
+) -> None:
+    """An SMSC refusing the fallback SMS, for good or for now, logs fallback.sms_failed at
+    warning level with what it said."""
+    await test_fallback.send(gateway, media_server)
+    sms = test_fallback.FakeSms(SmsResult(False, (), 0x58, "throttled", transient=transient))
+    deps = test_fallback.deps_for(gateway, test_fallback.FakeCarrier(test_fallback.REFUSED), sms)
+    with structlog.testing.capture_logs() as logs:
+        await test_fallback.run_all(deps)
+    [failed] = [e for e in logs if e["event"] == "fallback.sms_failed"]
+    assert (failed["log_level"], failed["retry"]) == ("warning", transient)
+    assert failed["said"].endswith("88 throttled")

@@ -119,8 +119,10 @@ async def send_sms(job: Job, deps: Deps) -> Outcome:
         await fallbacks.partly_sent(
             deps.db, row.tracking_id, route.name, result.message_ids, now=now, first=sms.first
         )
+    log.warning(
+        "fallback.sms_failed", tracking_id=row.tracking_id, said=said, retry=result.transient
+    )
     if result.transient:
-        log.info("fallback.sms_retry", tracking_id=row.tracking_id, said=said)
         return Outcome.retry(said)
     await fallbacks.failed(deps.db, row, f"SMS refused: {said}", now=deps.clock())
     return Outcome()
