@@ -32,8 +32,8 @@ from tests.pipeline.test_deliver import FakeCarrier
 pytestmark = pytest.mark.anyio
 
 SMS_ROUTE = SmsRoute(name="smsc", kind="smpp", host="127.0.0.1", port=1, system_id="x")
-REFUSED = SubmitResult(False, None, 3001, "Not Possible: cannot receive MMS")
-ACCEPTED = SubmitResult(True, "mmsc-1", 1000, "Success")
+REFUSED = SubmitResult(False, None, 3001, "HTTP 500, MM7 3001 Not Possible: cannot receive MMS")
+ACCEPTED = SubmitResult(True, "mmsc-1", 1000, "HTTP 200, MM7 1000 Success")
 
 
 class FakeSms:

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
-import structlog
+import structlog.testing
 
 from mmsgate import errors, models, settings
 from mmsgate import mm7_codec as mm7

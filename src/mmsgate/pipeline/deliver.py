@@ -24,8 +24,9 @@ from typing import Any
 import structlog
 
 from mmsgate import metrics, models, routing
-from mmsgate.carriers.base import SubmitResult
+from mmsgate.carriers.base import Carrier, SubmitResult
 from mmsgate.media import prepare
+from mmsgate.media.compose import Composed
 from mmsgate.mm7_codec import Submit
 from mmsgate.pipeline import fallback
 from mmsgate.pipeline.deps import Deps
@@ -55,10 +56,7 @@ async def deliver(job: Job, deps: Deps) -> Outcome:
     now = deps.clock()
     route = routing.route_for(deps.routes, row.operator_id, row.msisdn)
     if now >= row.expires_at:
-        why = "expired before it could be sent"
-        fault = deps.health.fault(route.name) if route is not None else None
-        why += f": {route.name}: {fault}" if route is not None and fault else ""
-        await finish(deps, row, Move(S.EXPIRED, "N103", why))
+        await finish(deps, row, _expired(deps, route))
         return Outcome()
     carrier = deps.carriers.get(route.name) if route is not None else None
     if route is None or carrier is None:
@@ -76,11 +74,22 @@ async def deliver(job: Job, deps: Deps) -> Outcome:
     if prepared.composed is None or not prepared.fits:
         why = f"cannot go as MMS on {profile.name}: {prepared.report['fallback'] or 'too big'}"
         return await cannot_mms(deps, row, why, Move(S.FAILED, "E102", why))
-    submit = Submit(
+    return await _submit(deps, row, route, carrier, _submit_req(job, row, route, prepared.composed))
+
+
+def _expired(deps: Deps, route: Route | None) -> Move:
+    """EXPIRED before any submit went through, naming the route's fault if it had one."""
+    fault = deps.health.fault(route.name) if route is not None else None
+    where = f": {route.name}: {fault}" if route is not None and fault else ""
+    return Move(S.EXPIRED, "N103", f"expired before it could be sent{where}")
+
+
+def _submit_req(job: Job, row: Any, route: Route, composed: Composed) -> Submit:
+    return Submit(
         transaction_id=f"{row.tracking_id}.{job.attempts}",
         recipients=[row.msisdn],
-        content_type=prepared.composed.content_type,
-        content=prepared.composed.body,
+        content_type=composed.content_type,
+        content=composed.body,
         sender=row.sender,
         vasp_id=route.vasp_id,
         vas_id=route.vas_id,
@@ -91,6 +100,11 @@ async def deliver(job: Job, deps: Deps) -> Outcome:
         namespace=route.mm7_namespace,
         e164_numbers=route.number_format == "e164",
     )
+
+
+async def _submit(deps: Deps, row: Any, route: Route, carrier: Carrier, submit: Submit) -> Outcome:
+    """Submit within the route's limits; record what the MMSC said, then what it told of
+    the route (after the record: a failure there must not resubmit an accepted message)."""
     async with deps.route_gate(route.name):
         if route.max_mps:
             await _wait_for_slot(deps, route)
@@ -100,7 +114,6 @@ async def deliver(job: Job, deps: Deps) -> Outcome:
     kind = "accepted" if result.accepted else "retry" if result.transient else "refused"
     metrics.SUBMITS.labels(route.name, kind).inc()
     outcome = await _record(deps, row, route.name, result)
-    # After the record: a failure here must not make the worker submit an accepted message again.
     await deps.health.observe(
         deps.db, route.name, result.route_working, result.status_text, deps.clock()
     )
