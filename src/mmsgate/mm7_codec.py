@@ -138,9 +138,9 @@ def _with_content(
     envelope's href names. MMSCs turn its headers into the MMS's own, so anything more
     reaches the handset (an MMSC copied a `Content-Transfer-Encoding: 8bit` into the PDU
     as an application header). A multipart content needs no encoding header: a composite
-    part may only be 7bit, 8bit or binary (RFC 2045 §6.4), HTTP carries 8 bits (RFC 9110
-    §8.3 has no transfer encoding in MIME's sense), and its own parts say theirs. A single
-    media part is base64, and says so."""
+    part may only be 7bit, 8bit or binary (RFC 2045 §6.4), HTTP does not use MIME's
+    Content-Transfer-Encoding (RFC 7231 Appendix A.5), and its own parts say theirs. A
+    single media part is base64, and says so."""
     boundary = boundary or "mm7-" + secrets.token_hex(12)
     head = [f"--{boundary}", 'Content-Type: text/xml; charset="utf-8"', "Content-ID: <soap>", ""]
     content_head = [f"--{boundary}", f"Content-Type: {content_type}", "Content-ID: <mms-content>"]

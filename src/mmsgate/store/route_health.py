@@ -2,7 +2,8 @@
 every process (a `serve` answering `/readyz` is not the worker that saw the fault).
 
 No row means healthy: a route that never failed costs nothing. Writers call `change` only
-when what they saw differs from what they last read, so a healthy route is never written.
+when what they saw differs from what they last read, so a route that stays healthy is
+never written.
 """
 
 from __future__ import annotations
