@@ -318,6 +318,25 @@ async def test_an_sms_queued_while_the_smsc_is_away_goes_when_it_is_back(
     assert [s.recipient for s in back.submitted] == ["12399471613"]
 
 
+@pytest.mark.slow
+async def test_wrong_kannel_credentials_keep_the_sms_for_a_retry(
+    gateway: Gateway, media_server: MediaServer, kannel: kannel_peer.Kannel
+) -> None:
+    """A real Kannel refusing our sendsms password (403) fails nothing: the SMS job waits
+    for another try, saying in words that Kannel refused our credentials."""
+    route = dataclasses.replace(kannel_route(kannel), password="wrong")
+    tracking_id = await fall_back(gateway, media_server, KannelConnector(route, "http://x"))
+    assert await state_and_codes(gateway, tracking_id) == ("fallback", [])
+    async with gateway.services.db.read() as conn:
+        job = (
+            await conn.execute(
+                sa.select(jobs).where(jobs.c.kind == models.JobKind.FALLBACK_SMS.value)
+            )
+        ).one()
+    assert job.state == "pending"
+    assert "403 Kannel refused our credentials: Authorization failed" in job.last_error
+
+
 async def test_kannel_unreachable_is_retried_not_failed(
     gateway: Gateway, media_server: MediaServer
 ) -> None:
@@ -477,12 +496,12 @@ async def test_a_receipt_for_no_known_part_is_404(
 async def test_a_refusing_kannel_is_e202_and_a_busy_one_is_retried(
     gateway: Gateway, media_server: MediaServer
 ) -> None:
-    """403 (bad sendsms credentials) ends the SMS in E202 with no N101; 503 leaves the job
+    """400 (a request Kannel refuses) ends the SMS in E202 with no N101; 503 leaves the job
     for another try."""
-    refused = FakeKannel(403, "Authorization failed for sendsms")
+    refused = FakeKannel(400, "Invalid content")
     first = await fall_back(gateway, media_server, refused.connector())
     assert await state_and_codes(gateway, first) == ("sms_failed", ["E202"])
-    assert "Authorization failed" in (await postbacks(gateway))[-1]
+    assert "Invalid content" in (await postbacks(gateway))[-1]
     async with gateway.services.db.write() as conn:
         await conn.execute(jobs.delete())
     busy = FakeKannel(503, "Temporal failure, try again later.")

@@ -31,6 +31,9 @@ TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 DLR_MASK = 19
 CODING = {"gsm7": "0", "ucs2": "2"}
 SHORT_CODE_DIGITS = 8  # longer all-digit addresses are international numbers (as for SMPP)
+# sendsms answers 403 to a wrong username or password: a fault of the route's set-up that
+# would refuse every SMS alike, so the SMS waits (retried until the message expires).
+REFUSED_CREDENTIALS = frozenset({401, 403})
 
 
 class KannelConnector:
@@ -93,9 +96,13 @@ class KannelConnector:
             except httpx.HTTPError as exc:
                 return _not_taken(seq, taken, 0, f"{type(exc).__name__} talking to Kannel", True)
             said = response.text.strip()[:200]
-            if response.status_code not in (200, 202):
-                transient = response.status_code >= 500 or response.status_code == 429
-                return _not_taken(seq, taken, response.status_code, said, transient)
+            status = response.status_code
+            if status in REFUSED_CREDENTIALS:  # the route's fault, not the SMS's: try again
+                said = f"Kannel refused our credentials: {said}"
+                return _not_taken(seq, taken, status, said, True)
+            if status not in (200, 202):
+                transient = status >= 500 or status == 429
+                return _not_taken(seq, taken, status, said, transient)
         return SmsResult(True, ids, 0, "accepted by Kannel")
 
     async def close(self) -> None:
