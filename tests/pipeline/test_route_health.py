@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -24,6 +25,7 @@ from mmsgate.carriers.base import SmsResult, SubmitResult
 from mmsgate.carriers.mm7 import Mm7Carrier
 from mmsgate.pipeline import deliver
 from mmsgate.pipeline.deps import Deps
+from mmsgate.pipeline.health import RouteWatch
 from mmsgate.pipeline.worker import Worker
 from mmsgate.profiles import PROFILES
 from mmsgate.settings import Route
@@ -352,3 +354,21 @@ async def test_a_failed_fallback_sms_is_logged_as_a_warning(
     [failed] = [e for e in logs if e["event"] == "fallback.sms_failed"]
     assert (failed["log_level"], failed["retry"]) == ("warning", transient)
     assert failed["said"].endswith("88 throttled")
+
+
+async def test_a_fault_while_the_route_answered_others_is_not_the_routes(
+    gateway: Gateway,
+) -> None:
+    """A submit that timed out while the MMSC answered a later one leaves the route healthy;
+    a fault after the last answer marks it unhealthy, and only that one is logged."""
+    db, watch, now = gateway.services.db, RouteWatch(), dt.datetime.now(dt.UTC)
+    timed_out_sent = time.monotonic()
+    with structlog.testing.capture_logs() as logs:
+        await watch.observe(
+            db, "att", True, "HTTP 200, MM7 1000 Success", sent=time.monotonic(), now=now
+        )
+        await watch.observe(db, "att", False, "MMSC did not answer", sent=timed_out_sent, now=now)
+        assert (await route_health.get(db, "att")).healthy
+        await watch.observe(db, "att", False, "MMSC did not answer", sent=time.monotonic(), now=now)
+    assert not (await route_health.get(db, "att")).healthy
+    assert [e["event"] for e in logs] == ["route.unhealthy"]

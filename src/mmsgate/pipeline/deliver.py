@@ -108,14 +108,19 @@ async def _submit(deps: Deps, row: Any, route: Route, carrier: Carrier, submit: 
     async with deps.route_gate(route.name):
         if route.max_mps:
             await _wait_for_slot(deps, route)
-        started = time.perf_counter()
+        started, sent = time.perf_counter(), time.monotonic()
         result = await carrier.submit(submit)
     metrics.SUBMIT_SECONDS.labels(route.name).observe(time.perf_counter() - started)
     kind = "accepted" if result.accepted else "retry" if result.transient else "refused"
     metrics.SUBMITS.labels(route.name, kind).inc()
     outcome = await _record(deps, row, route.name, result)
     await deps.health.observe(
-        deps.db, route.name, result.route_working, result.status_text, deps.clock()
+        deps.db,
+        route.name,
+        result.route_working,
+        result.status_text,
+        sent=sent,
+        now=deps.clock(),
     )
     return outcome
 

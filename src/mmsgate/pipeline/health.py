@@ -7,6 +7,11 @@ tells nothing new costs no database round trip: a healthy route is never written
 unhealthy one is written again only when its health flips, or when its reason changed
 and the worker's view is older than REFRESH (a fault that alternates between two reasons
 costs one write per REFRESH, not one per submit).
+
+A fault is believed only when the MMSC answered no other submit of this worker since the
+failed one was sent: one submit timing out after 30 s while others got their answers is
+that submit's bad luck, not a route down (else a partly slow MMSC would flap the route's
+health, and /readyz with it).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import asyncio
 import collections
 import dataclasses
 import datetime as dt
+import math
 import time
 
 import structlog
@@ -38,6 +44,7 @@ class RouteWatch:
 
     def __init__(self) -> None:
         self._seen: dict[str, _Seen] = {}
+        self._answered: dict[str, float] = {}  # time.monotonic() of the route's last MM7 answer
         self._locks: collections.defaultdict[str, asyncio.Lock] = collections.defaultdict(
             asyncio.Lock
         )
@@ -49,11 +56,21 @@ class RouteWatch:
         return seen.reason if seen is not None and not seen.healthy else None
 
     async def observe(
-        self, db: Database, route: str, working: bool | None, reason: str, now: dt.datetime
+        self,
+        db: Database,
+        route: str,
+        working: bool | None,
+        reason: str,
+        *,
+        sent: float,
+        now: dt.datetime,
     ) -> None:
-        """Take what one submit told of the route; store and log it when it is news."""
-        if working is None:
-            return
+        """Take what one submit (sent at `sent`, time.monotonic()) told of the route; store
+        and log it when it is news."""
+        if working:
+            self._answered[route] = time.monotonic()
+        elif working is None or self._answered.get(route, -math.inf) > sent:
+            return  # tells nothing, or the route answered others since: not the route's fault
         seen = self._seen.get(route)
         if seen is not None and time.monotonic() - seen.at < REFRESH and seen.healthy == working:
             return
