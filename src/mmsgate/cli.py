@@ -1,4 +1,5 @@
-"""The `mmsgate` command: run, serve, migrate, accounts."""
+"""The `mmsgate` command: run, serve, worker, migrate, postbacks, preview, carrier-sim
+(the accounts commands are in `cli_accounts`)."""
 
 from __future__ import annotations
 
@@ -10,86 +11,69 @@ import json
 import os
 import signal
 import socket
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import httpx
 import typer
 import uvicorn
 import uvloop
-from rich.console import Console
-from rich.panel import Panel
 from rich.table import Table
+from uvicorn.supervisors import Multiprocess
 
-from mmsgate import codes, errors, logs, models, routing, runtime, settings
+from mmsgate import cli_accounts, codes, errors, logs, models, routing, runtime, settings
 from mmsgate.api.requests import parse_timestamp
 from mmsgate.carriers.base import Carrier, ReceiptSink, SmsConnector
 from mmsgate.carriers.kannel import KannelConnector
 from mmsgate.carriers.mm7 import Mm7Carrier
 from mmsgate.carriers.smpp import SmppConnector
+from mmsgate.cli_support import (
+    ConfigOpt,
+    DataDirOpt,
+    HostOpt,
+    LogOpt,
+    PortOpt,
+    check_port,
+    err,
+    fail,
+    listen,
+    load_settings,
+    out,
+    with_db,
+)
 from mmsgate.pipeline import deliver, encode, fallback, postbacks
 from mmsgate.pipeline.deps import Deps
 from mmsgate.pipeline.worker import RetryPolicy, Worker
-from mmsgate.store import accounts
+from mmsgate.store import accounts, startup
 from mmsgate.store import jobs as jobs_store
 from mmsgate.store.blobs import FileBlobStore
 from mmsgate.store.db import Database
 
+DEMO_NAME, DEMO_SENDER, DEMO_SERVICE_ID = "demo", "28444", "32113"
+
 app = typer.Typer(
     help="mmsgate: a self-hostable MMS platform speaking the Sinch MMS API.", no_args_is_help=True
 )
-accounts_app = typer.Typer(help="Create and manage API accounts.", no_args_is_help=True)
-app.add_typer(accounts_app, name="accounts")
+app.add_typer(cli_accounts.accounts_app, name="accounts")
 postbacks_app = typer.Typer(help="Inspect and replay postbacks.", no_args_is_help=True)
 app.add_typer(postbacks_app, name="postbacks")
-out = Console()
-err = Console(stderr=True)
-T = TypeVar("T")
-
-ConfigOpt = Annotated[
-    Path | None, typer.Option("--config", help="TOML config file (env MMSGATE_CONFIG).")
-]
-DataDirOpt = Annotated[
-    Path | None, typer.Option("--data-dir", help="Embedded data folder (env MMSGATE_DATA_DIR).")
-]
-HostOpt = Annotated[
-    str | None, typer.Option("--host", help="Address to listen on (default 127.0.0.1).")
-]
-PortOpt = Annotated[int | None, typer.Option("--port", help="Port to listen on (default 8080).")]
-LogOpt = Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")]
-
-DEMO_NAME, DEMO_SENDER, DEMO_SERVICE_ID = "demo", "28444", "32113"
 
 
 def main() -> None:
     app()
 
 
-def load_settings(
-    config: Path | None, data_dir: Path | None = None, **more: Any
-) -> settings.Settings:
-    try:
-        return settings.load(config, dict(os.environ), data_dir=data_dir, **more)
-    except errors.ConfigError as exc:
-        err.print(f"[red]configuration error:[/red] {exc}")
-        raise typer.Exit(2) from None
+async def _nothing(_db: Database) -> None:
+    """The work of a `with_db` that only checks (or migrates) the database."""
 
 
-def with_db(cfg: settings.Settings, work: Callable[[Database], Awaitable[T]]) -> T:
-    """Open the database (migrating a fresh embedded one), run `work`, close it."""
+@dataclasses.dataclass(frozen=True, slots=True)
+class SimulatorSockets:
+    """The built-in simulator's listening sockets, bound before anything starts."""
 
-    async def go() -> T:
-        db = Database(cfg.db_url)
-        try:
-            if db.is_sqlite:
-                await db.migrate()
-            return await work(db)
-        finally:
-            await db.close()
-
-    return asyncio.run(go())
+    mm7: socket.socket
+    smpp: socket.socket
 
 
 @app.command()
@@ -98,29 +82,61 @@ def run(
     data_dir: DataDirOpt = None,
     host: HostOpt = None,
     port: PortOpt = None,
+    sim_mm7_port: Annotated[
+        int | None, typer.Option(help="The built-in simulated MMSC's port (default: any free).")
+    ] = None,
+    sim_smpp_port: Annotated[
+        int | None, typer.Option(help="The built-in simulated SMSC's port (default: any free).")
+    ] = None,
     log_level: LogOpt = "info",
 ) -> None:
     """All in one: API, embedded SQLite, and the built-in carrier simulator."""
     cfg = load_settings(config, data_dir, host=host, port=port)
+    check_port(sim_mm7_port, "--sim-mm7-port", zero=True)
+    check_port(sim_smpp_port, "--sim-smpp-port", zero=True)
     logs.configure(log_level)
-
-    async def prepare(db: Database) -> None:
-        await db.migrate()
-        if not await accounts.list_all(db):
-            created = await accounts.create(
-                db, DEMO_NAME, senders=[DEMO_SENDER], service_ids=[DEMO_SERVICE_ID]
-            )
-            if created is not None:
-                show_demo(created)
-
-    with_db(cfg, prepare)
+    # Every port first: a taken one ends the start before the database or the demo account
+    # is touched, so nothing (least of all the demo key) is spent on a start that fails.
+    api_socket = listen(cfg.host, cfg.port, "the API")
+    sims: SimulatorSockets | None = None
     if cfg.simulated:
+        sims = SimulatorSockets(
+            listen("127.0.0.1", sim_mm7_port or 0, "the simulated MMSC (--sim-mm7-port)"),
+            listen("127.0.0.1", sim_smpp_port or 0, "the simulated SMSC (--sim-smpp-port)"),
+        )
+    with_db(cfg, startup.migrate, migrating=True)
+    if sims is not None:
         err.print(
             "[yellow]No carrier routes configured: every message goes to the built-in "
             "carrier simulator (simulated delivery).[/yellow]"
         )
-    background = simulator_and_worker if cfg.simulated else worker_running
-    serve_api(cfg, log_level, background=lambda: background(cfg))
+
+    def background() -> contextlib.AbstractAsyncContextManager[None]:
+        inner = worker_running(cfg) if sims is None else simulator_and_worker(cfg, sims)
+        return demo_account_shown(cfg, inner)
+
+    serve_api(cfg, log_level, api_socket, background=background)
+
+
+@contextlib.asynccontextmanager
+async def demo_account_shown(
+    cfg: settings.Settings, inner: contextlib.AbstractAsyncContextManager[None]
+) -> AsyncIterator[None]:
+    """Run `inner`, and once it runs (the API's socket listens already) create the demo
+    account of a fresh database and print its key and postback secret: they are shown
+    once, so only a start that has got this far may spend them."""
+    async with inner:
+        db = Database(cfg.db_url)
+        try:
+            if not await accounts.list_all(db):
+                created = await accounts.create(
+                    db, DEMO_NAME, senders=[DEMO_SENDER], service_ids=[DEMO_SERVICE_ID]
+                )
+                if created is not None:
+                    cli_accounts.show_demo(created, DEMO_SENDER, DEMO_SERVICE_ID)
+        finally:
+            await db.close()
+        yield
 
 
 @app.command()
@@ -134,16 +150,23 @@ def serve(
 ) -> None:
     """The API only (run workers separately); for deployments on PostgreSQL."""
     cfg = load_settings(config, data_dir, host=host, port=port)
+    if workers < 1:
+        fail(f"--workers {workers}: at least 1", code=2)
     logs.configure(log_level)
-    with_db(cfg, lambda db: asyncio.sleep(0))
+    with_db(cfg, _nothing)
+    api_socket = listen(cfg.host, cfg.port, "the API")
     if workers > 1:
-        serve_processes(cfg, config, workers, log_level)
+        serve_processes(cfg, config, workers, log_level, api_socket)
     else:
-        serve_api(cfg, log_level)
+        serve_api(cfg, log_level, api_socket)
 
 
 def serve_processes(
-    cfg: settings.Settings, config: Path | None, workers: int, log_level: str
+    cfg: settings.Settings,
+    config: Path | None,
+    workers: int,
+    log_level: str,
+    api_socket: socket.socket,
 ) -> None:
     """Several API processes on one listening socket; each builds its app from the environment."""
     os.environ["MMSGATE_DATA_DIR"] = str(cfg.data_dir.resolve())
@@ -151,11 +174,9 @@ def serve_processes(
     if config is not None:
         os.environ["MMSGATE_CONFIG"] = str(config.resolve())
     err.print(f"mmsgate listening on http://{cfg.host}:{cfg.port} with {workers} processes")
-    uvicorn.run(
+    processes = uvicorn.Config(
         "mmsgate.api.app:app_from_environment",
         factory=True,
-        host=cfg.host,
-        port=cfg.port,
         workers=workers,
         loop="uvloop",
         http="httptools",
@@ -163,11 +184,13 @@ def serve_processes(
         access_log=False,
         timeout_graceful_shutdown=30,
     )
+    Multiprocess(processes, sockets=[api_socket]).run()
 
 
 def serve_api(
     cfg: settings.Settings,
     log_level: str,
+    api_socket: socket.socket,
     background: Callable[[], contextlib.AbstractAsyncContextManager[None]] | None = None,
 ) -> None:
     from mmsgate.api.app import create_app
@@ -179,8 +202,6 @@ def serve_api(
     server = uvicorn.Server(
         uvicorn.Config(
             app,
-            host=cfg.host,
-            port=cfg.port,
             loop="uvloop",
             http="httptools",
             log_level="warning" if log_level.lower() != "debug" else "debug",
@@ -188,7 +209,7 @@ def serve_api(
             timeout_graceful_shutdown=30,
         )
     )
-    server.run()
+    server.run(sockets=[api_socket])
 
 
 def build_worker(cfg: settings.Settings) -> Worker:
@@ -295,9 +316,11 @@ async def worker_running(cfg: settings.Settings) -> AsyncIterator[None]:
 
 
 @contextlib.asynccontextmanager
-async def simulator_and_worker(cfg: settings.Settings) -> AsyncIterator[None]:
-    """`mmsgate run`: the simulated MMSC on a free loopback port, reporting to this
-    gateway's /mm7, and a worker whose simulator route submits to it."""
+async def simulator_and_worker(
+    cfg: settings.Settings, sims: SimulatorSockets
+) -> AsyncIterator[None]:
+    """`mmsgate run`: the simulated MMSC and SMSC on their sockets, the MMSC reporting to
+    this gateway's /mm7, and a worker whose simulator routes submit to them."""
     from mmsgate.sim.mmsc import SimulatedMmsc
     from mmsgate.sim.smsc import Smsc
 
@@ -305,13 +328,10 @@ async def simulator_and_worker(cfg: settings.Settings) -> AsyncIterator[None]:
     host = "127.0.0.1" if cfg.host in wildcard else cfg.host
     sim = SimulatedMmsc(f"http://{host}:{cfg.port}/mm7")
     smsc = Smsc()
-    smsc_port = await smsc.start("127.0.0.1", 0)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
+    smsc_port = await smsc.start(sock=sims.smpp)
+    port = sims.mm7.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(sim.app(), log_level="warning", access_log=False))
-    serving = asyncio.create_task(server.serve(sockets=[sock]), name="mmsgate-simulator")
+    serving = asyncio.create_task(server.serve(sockets=[sims.mm7]), name="mmsgate-simulator")
     err.print(f"simulated MMSC on http://127.0.0.1:{port}/mm7 (send an MO: POST /mo)")
     err.print(f"simulated SMSC on 127.0.0.1:{smsc_port} (SMPP)")
     simulated = dataclasses.replace(
@@ -325,7 +345,7 @@ async def simulator_and_worker(cfg: settings.Settings) -> AsyncIterator[None]:
     finally:
         server.should_exit = True
         await serving
-        sock.close()
+        sims.mm7.close()
         await smsc.stop()
 
 
@@ -340,12 +360,15 @@ def worker(
 ) -> None:
     """The pipeline only (run any number, next to `serve`); stops cleanly on SIGTERM/Ctrl-C."""
     cfg = load_settings(config, data_dir)
+    check_port(metrics_port, "--metrics-port")
     logs.configure(log_level)
+    with_db(cfg, _nothing)
     if metrics_port is not None:
         import prometheus_client
 
+        metrics = listen("127.0.0.1", metrics_port, "the metrics listener (--metrics-port)")
+        metrics.close()  # free again for prometheus_client, which binds it itself
         prometheus_client.start_http_server(metrics_port, addr="127.0.0.1")
-    with_db(cfg, lambda db: asyncio.sleep(0))
 
     async def go() -> None:
         running = build_worker(cfg)
@@ -366,226 +389,11 @@ def worker(
 def migrate(config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
     """Apply the database schema (PostgreSQL or SQLite) up to the newest revision."""
     cfg = load_settings(config, data_dir)
-
-    async def go(db: Database) -> None:
-        await db.migrate()
-
-    with_db(cfg, go)
-    out.print("schema is up to date")
-
-
-def show_demo(created: accounts.NewAccount) -> None:
-    out.print(
-        Panel.fit(
-            f"account [bold]{created.account.name}[/bold]  sender {DEMO_SENDER}  "
-            f"service-id {DEMO_SERVICE_ID}\n"
-            f"api-key [bold green]{created.api_key}[/bold green]\n"
-            "This key is shown once; `mmsgate accounts rotate-key demo` makes a new one.",
-            title="demo account created",
-        )
-    )
-    sys.stdout.flush()  # the key must reach a log file or pipe now, not at exit
-
-
-@accounts_app.command("create")
-def accounts_create(
-    name: str,
-    sender: Annotated[
-        list[str], typer.Option("--sender", help="A sender (short code or number); repeatable.")
-    ],
-    service_id: Annotated[
-        list[str] | None, typer.Option("--service-id", help="A service-id; repeatable.")
-    ] = None,
-    postback_url: Annotated[str | None, typer.Option("--postback-url")] = None,
-    mode: Annotated[
-        str, typer.Option("--mode", help="optimized (SMS fallback) or standard.")
-    ] = "optimized",
-    allow_ip: Annotated[
-        list[str] | None,
-        typer.Option("--allow-ip", help="Allowed client IP or network; repeatable."),
-    ] = None,
-    action: Annotated[
-        list[str] | None,
-        typer.Option("--action", help="Allowed action; repeatable (default: all)."),
-    ] = None,
-    max_rps: Annotated[
-        float | None, typer.Option("--max-rps", help="Requests per second allowed.")
-    ] = None,
-    daily_limit: Annotated[
-        int | None, typer.Option("--daily-limit", help="API requests per UTC day.")
-    ] = None,
-    mms_expiry_hours: Annotated[
-        int | None,
-        typer.Option("--mms-expiry-hours", min=1, max=72, help="Default lifetime of a send."),
-    ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-    config: ConfigOpt = None,
-    data_dir: DataDirOpt = None,
-) -> None:
-    """Create an account and print its API key (shown once)."""
-    cfg = load_settings(config, data_dir)
-    account_mode = _mode(mode)
-    allowed = _actions(action)
-    created = with_db(
-        cfg,
-        lambda db: accounts.create(
-            db,
-            name,
-            senders=sender,
-            service_ids=service_id,
-            mode=account_mode,
-            postback_url=postback_url,
-            allowed_ips=allow_ip,
-            allowed_actions=allowed,
-            max_rps=max_rps,
-            daily_limit=daily_limit,
-            mms_expiry_hours=mms_expiry_hours,
-        ),
-    )
-    if created is None:
-        err.print(f"[red]an account named {name!r} already exists[/red]")
-        raise typer.Exit(1)
-    if as_json:
-        print(
-            json.dumps(
-                {
-                    "account": created.account.name,
-                    "id": created.account.id,
-                    "api_key": created.api_key,
-                    "postback_secret": created.postback_secret,
-                }
-            )
-        )
+    applied = with_db(cfg, startup.migrate, migrating=True)
+    if applied:
+        out.print(f"applied schema revisions {', '.join(applied)}: the schema is up to date")
     else:
-        out.print(
-            f"account [bold]{name}[/bold] created\n"
-            f"api-key: [bold green]{created.api_key}[/bold green]\n"
-            f"postback secret: {created.postback_secret}"
-        )
-
-
-def _mode(value: str) -> models.AccountMode:
-    try:
-        return models.AccountMode(value.lower())
-    except ValueError:
-        err.print("[red]--mode must be 'optimized' or 'standard'[/red]")
-        raise typer.Exit(2) from None
-
-
-def _actions(values: list[str] | None) -> list[str] | None:
-    if not values:
-        return None
-    found = [models.Action.lookup(v) for v in values]
-    if None in found:
-        err.print(
-            f"[red]unknown action in {values}; known: {[a.value for a in models.Action]}[/red]"
-        )
-        raise typer.Exit(2)
-    return [a.value for a in found if a is not None]
-
-
-@accounts_app.command("list")
-def accounts_list(
-    as_json: Annotated[bool, typer.Option("--json")] = False,
-    config: ConfigOpt = None,
-    data_dir: DataDirOpt = None,
-) -> None:
-    """List accounts (keys are never shown: only their hashes are stored)."""
-    cfg = load_settings(config, data_dir)
-    found = with_db(cfg, accounts.list_all)
-    if as_json:
-        print(
-            json.dumps(
-                [
-                    {
-                        "account": a.name,
-                        "id": a.id,
-                        "senders": list(a.senders),
-                        "service_ids": list(a.service_ids),
-                        "mode": a.mode.value,
-                        "postback_url": a.postback_url,
-                        "api_enabled": a.api_enabled,
-                    }
-                    for a in found
-                ]
-            )
-        )
-        return
-    table = Table("id", "name", "senders", "service-ids", "mode", "postback url", "api")
-    for a in found:
-        table.add_row(
-            str(a.id),
-            a.name,
-            ", ".join(a.senders),
-            ", ".join(a.service_ids),
-            a.mode.value,
-            a.postback_url or "",
-            "on" if a.api_enabled else "off",
-        )
-    out.print(table)
-
-
-@accounts_app.command("rotate-key")
-def accounts_rotate_key(name: str, config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
-    """Give an account a new API key; the old key stops working."""
-    cfg = load_settings(config, data_dir)
-    key = with_db(cfg, lambda db: accounts.rotate_key(db, name))
-    if key is None:
-        err.print(f"[red]no account named {name!r}[/red]")
-        raise typer.Exit(1)
-    out.print(f"new api-key for {name}: [bold green]{key}[/bold green]")
-
-
-@accounts_app.command("update")
-def accounts_update(
-    name: str,
-    sender: Annotated[
-        list[str] | None, typer.Option("--sender", help="Replace the senders.")
-    ] = None,
-    service_id: Annotated[
-        list[str] | None, typer.Option("--service-id", help="Replace the service-ids.")
-    ] = None,
-    postback_url: Annotated[str | None, typer.Option("--postback-url")] = None,
-    mode: Annotated[str | None, typer.Option("--mode")] = None,
-    allow_ip: Annotated[
-        list[str] | None, typer.Option("--allow-ip", help="Replace the IP allow-list.")
-    ] = None,
-    action: Annotated[
-        list[str] | None, typer.Option("--action", help="Replace the allowed actions.")
-    ] = None,
-    max_rps: Annotated[float | None, typer.Option("--max-rps")] = None,
-    daily_limit: Annotated[int | None, typer.Option("--daily-limit")] = None,
-    mms_expiry_hours: Annotated[
-        int | None, typer.Option("--mms-expiry-hours", min=1, max=72)
-    ] = None,
-    api_access: Annotated[bool | None, typer.Option("--api-access/--no-api-access")] = None,
-    config: ConfigOpt = None,
-    data_dir: DataDirOpt = None,
-) -> None:
-    """Change an account's settings."""
-    cfg = load_settings(config, data_dir)
-    changes: dict[str, Any] = {}
-    for key, value in (
-        ("senders", sender),
-        ("service_ids", service_id),
-        ("postback_url", postback_url),
-        ("allowed_ips", allow_ip),
-        ("max_rps", max_rps),
-        ("daily_limit", daily_limit),
-        ("mms_expiry_hours", mms_expiry_hours),
-        ("api_enabled", api_access),
-    ):
-        if value is not None:
-            changes[key] = value
-    if mode is not None:
-        changes["mode"] = _mode(mode).value
-    if action is not None:
-        changes["allowed_actions"] = _actions(action)
-    found = with_db(cfg, lambda db: accounts.update(db, name, **changes))
-    if found is None:
-        err.print(f"[red]no account named {name!r}[/red]")
-        raise typer.Exit(1)
-    out.print(f"account {name} updated")
+        out.print("the schema was already up to date: nothing applied")
 
 
 def _account_id(db: Database, name: str | None) -> Awaitable[int | None]:
@@ -717,10 +525,8 @@ def preview(
     if as_json:
         out.print_json(data={"state": "preview", "profiles": profiles})
         return
-    # Piped output has no terminal width; give the table room rather than fold every cell.
-    console = out if out.is_terminal else Console(width=140)
     for name, report in profiles.items():
-        console.print(_preview_table(name, report))
+        out.print(_preview_table(name, report))
 
 
 def _preview_table(name: str, report: dict[str, Any]) -> Table:
@@ -775,21 +581,23 @@ def carrier_sim(
     from mmsgate.sim.mmsc import SimulatedMmsc
     from mmsgate.sim.smsc import Smsc
 
+    check_port(port, "--port")
+    check_port(smpp_port, "--smpp-port", zero=True)
     logs.configure(log_level)
+    mm7_socket = listen(host, port, "the simulated MMSC (--port)")
+    smpp_socket = listen(host, smpp_port, "the simulated SMSC (--smpp-port)") if smpp_port else None
     sim = SimulatedMmsc(report_url or None, max_bytes=max_bytes, journal=journal)
     err.print(f"simulated MMSC on http://{host}:{port}/mm7, reports to {report_url or 'nowhere'}")
 
     async def go() -> None:
         smsc = Smsc()
-        if smpp_port:
-            await smsc.start(host, smpp_port)
+        if smpp_socket is not None:
+            await smsc.start(sock=smpp_socket)
             err.print(f"simulated SMSC on {host}:{smpp_port} (SMPP)")
-        config = uvicorn.Config(
-            sim.app(), host=host, port=port, log_level="warning", access_log=False
-        )
+        config = uvicorn.Config(sim.app(), log_level="warning", access_log=False)
         runtime.tune_gc()
         try:
-            await uvicorn.Server(config).serve()
+            await uvicorn.Server(config).serve(sockets=[mm7_socket])
         finally:
             await smsc.stop()
 

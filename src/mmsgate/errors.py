@@ -2,6 +2,8 @@
 
     MmsgateError
     ├── ConfigError          the configuration file or environment is invalid
+    ├── StartupError         a command cannot start: database, data dir, port; says the fix
+    ├── AccountError         an account change is refused (a sender another account owns …)
     └── ApiError             a request is refused; carries its Sinch error code
         └── MediaError       a slide's media could not be fetched or is unusable
 
@@ -19,6 +21,15 @@ class MmsgateError(Exception):
 
 class ConfigError(MmsgateError):
     """The configuration is invalid; the message names the bad key."""
+
+
+class StartupError(MmsgateError):
+    """A command cannot start (database unreachable or not migrated, data dir unusable, port
+    taken); the message names the problem and what to do about it."""
+
+
+class AccountError(MmsgateError):
+    """An account cannot be created, changed or deleted as asked; the message says why."""
 
 
 class ApiError(MmsgateError):

@@ -314,6 +314,8 @@ def _from_table(
     )
     _check_routes(settings)
     _check_worker(settings)
+    if not 1 <= settings.port <= 65535:
+        raise ConfigError(f"port {settings.port}: a port is 1 to 65535 (--port, or port =)")
     return settings
 
 

@@ -29,6 +29,7 @@ import contextlib
 import dataclasses
 import datetime as dt
 import itertools
+import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -174,9 +175,14 @@ class Smsc:
 
     # --- the public face ----------------------------------------------------------------
 
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
-        """Listen; returns the bound port (also in `port`)."""
-        self._server = await asyncio.start_server(self._serve, host, port)
+    async def start(
+        self, host: str = "127.0.0.1", port: int = 0, *, sock: socket.socket | None = None
+    ) -> int:
+        """Listen on host:port, or on `sock` bound already; returns the port (also `port`)."""
+        if sock is not None:
+            self._server = await asyncio.start_server(self._serve, sock=sock)
+        else:
+            self._server = await asyncio.start_server(self._serve, host, port)
         self.port = self._server.sockets[0].getsockname()[1]
         log.info("sim.smsc_listening", host=host, port=self.port)
         return self.port

@@ -1,4 +1,5 @@
-"""Accounts: creation, key rotation, lookup by API key. Keys are stored only as SHA-256.
+"""Accounts: creation, key and secret rotation, lookup by API key, deletion with all that is
+theirs. Keys are stored only as SHA-256.
 
 API keys are 192-bit random strings, so a fast hash is enough (no password stretching is
 needed); the lookup is by hash and the final comparison is constant-time.
@@ -16,8 +17,23 @@ from typing import Any
 import sqlalchemy as sa
 
 from mmsgate import models
+from mmsgate.errors import AccountError
 from mmsgate.store.db import Database
-from mmsgate.store.schema import accounts
+from mmsgate.store.schema import (
+    accounts,
+    fallbacks,
+    jobs,
+    messages,
+    mo_messages,
+    recipient_events,
+    recipients,
+    sms_parts,
+    templates,
+)
+
+S = models.RecipientState
+# A recipient in one of these states still has work ahead: a submit, a receipt, an SMS.
+IN_FLIGHT = (S.QUEUED, S.SUBMITTED, S.FALLBACK, S.SMS_SUBMITTED)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -69,7 +85,8 @@ async def create(
     daily_limit: int | None = None,
     mms_expiry_hours: int | None = None,
 ) -> NewAccount | None:
-    """Create an account; None when the name is taken."""
+    """Create an account; None when the name is taken. AccountError when another account
+    has one of the senders already (a sender must name one account)."""
     api_key, secret = new_api_key(), secrets.token_hex(32)
     values = {
         "name": name,
@@ -92,6 +109,7 @@ async def create(
         taken = await conn.scalar(sa.select(accounts.c.id).where(accounts.c.name == name))
         if taken is not None:
             return None
+        await _refuse_owned_senders(conn, senders, None)
         await conn.execute(accounts.insert().values(**values))
         row = (await conn.execute(sa.select(accounts).where(accounts.c.name == name))).one()
     return NewAccount(_row_to_account(row), api_key, secret)
@@ -145,12 +163,102 @@ async def rotate_key(db: Database, name: str) -> str | None:
 
 
 async def update(db: Database, name: str, **changes: Any) -> models.Account | None:
-    """Change account settings (columns of the accounts table); None if no such account."""
+    """Change account settings (columns of the accounts table); None if no such account.
+    AccountError when new senders include one another account has."""
     unknown = set(changes) - {c.name for c in accounts.columns}
     if unknown or {"id", "key_hash", "name"} & set(changes):
         raise ValueError(f"cannot update account fields: {sorted(unknown or changes)}")
     async with db.write() as conn:
-        if changes:
-            await conn.execute(accounts.update().where(accounts.c.name == name).values(**changes))
         row = (await conn.execute(sa.select(accounts).where(accounts.c.name == name))).first()
-    return None if row is None else _row_to_account(row)
+        if row is None:
+            return None
+        if "senders" in changes:
+            await _refuse_owned_senders(conn, changes["senders"], row.id)
+        if changes:
+            await conn.execute(accounts.update().where(accounts.c.id == row.id).values(**changes))
+        row = (await conn.execute(sa.select(accounts).where(accounts.c.id == row.id))).one()
+    return _row_to_account(row)
+
+
+async def _refuse_owned_senders(conn: Any, senders: list[str], own_id: int | None) -> None:
+    """AccountError if another account than `own_id` has one of `senders`: a message's
+    sender must say which account it is (MO, receipts, the E111 check)."""
+    rows = (await conn.execute(sa.select(accounts.c.name, accounts.c.id, accounts.c.senders))).all()
+    for row in rows:
+        shared = sorted(set(senders) & set(row.senders))
+        if row.id != own_id and shared:
+            raise AccountError(f"sender {', '.join(shared)} belongs to account {row.name!r}")
+
+
+async def postback_secret(db: Database, name: str) -> str | None:
+    """The secret an account's postbacks are signed with, or None if no such account."""
+    async with db.read() as conn:
+        return await conn.scalar(
+            sa.select(accounts.c.postback_secret).where(accounts.c.name == name)
+        )
+
+
+async def rotate_secret(db: Database, name: str) -> str | None:
+    """A new postback signing secret (postbacks sent from now on use it); None if no such
+    account."""
+    secret = secrets.token_hex(32)
+    async with db.write() as conn:
+        result = await conn.execute(
+            accounts.update().where(accounts.c.name == name).values(postback_secret=secret)
+        )
+    return secret if result.rowcount == 1 else None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Deleted:
+    """What `delete` did: `in_flight` recipients were still under way; `deleted` is False
+    when that refused the deletion (or there is no such account: `found` False)."""
+
+    found: bool
+    deleted: bool
+    in_flight: int
+
+
+async def delete(db: Database, name: str, *, force: bool = False) -> Deleted:
+    """Delete an account with everything that is its own: templates, messages and their
+    recipients (history, fallbacks, SMS parts), received MO, and every job for them (its
+    deliveries and postbacks not yet sent are dropped). Refused while recipients are in
+    flight, unless `force`. One transaction: all of it goes, or nothing."""
+    async with db.write() as conn:
+        account_id = await conn.scalar(sa.select(accounts.c.id).where(accounts.c.name == name))
+        if account_id is None:
+            return Deleted(found=False, deleted=False, in_flight=0)
+        in_flight = await conn.scalar(
+            sa.select(sa.func.count())
+            .select_from(recipients)
+            .where(recipients.c.account_id == account_id)
+            .where(recipients.c.state.in_([s.value for s in IN_FLIGHT]))
+        )
+        if in_flight and not force:
+            return Deleted(found=True, deleted=False, in_flight=in_flight)
+        await _delete_owned(conn, account_id)
+    return Deleted(found=True, deleted=True, in_flight=in_flight or 0)
+
+
+async def _delete_owned(conn: Any, account_id: int) -> None:
+    """Delete the account's rows, those referring to others first (foreign keys)."""
+    tracking = sa.select(recipients.c.tracking_id).where(recipients.c.account_id == account_id)
+    owned_templates = sa.select(templates.c.id).where(templates.c.account_id == account_id)
+    postback_rows = await conn.execute(
+        sa.select(jobs.c.id, jobs.c.payload).where(jobs.c.kind == models.JobKind.POSTBACK.value)
+    )
+    postback_ids = [
+        r.id for r in postback_rows if (r.payload or {}).get("account_id") == account_id
+    ]
+    await conn.execute(
+        jobs.delete().where(
+            jobs.c.tracking_id.in_(tracking)
+            | jobs.c.template_id.in_(owned_templates)
+            | jobs.c.id.in_(postback_ids)
+        )
+    )
+    for table in (sms_parts, fallbacks, recipient_events):
+        await conn.execute(table.delete().where(table.c.tracking_id.in_(tracking)))
+    for table in (recipients, messages, templates, mo_messages):
+        await conn.execute(table.delete().where(table.c.account_id == account_id))
+    await conn.execute(accounts.delete().where(accounts.c.id == account_id))

@@ -29,6 +29,8 @@ import anyio.to_thread
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -41,6 +43,7 @@ _Settle = Callable[[Any, BaseException | None], None]
 MIGRATIONS = Path(__file__).parent / "migrations"
 _PG_MIGRATION_LOCK = 0x6D6D7367  # "mmsg": advisory lock id held while migrating
 HOT_READS = 16  # PostgreSQL connections a process's hot lookups use at once
+CONNECT_SECONDS = 10.0  # a PostgreSQL host that never answers fails a connect this soon
 IDLE_PING_SECONDS = 5.0  # a pooled connection unused this long is checked before use
 
 
@@ -73,7 +76,9 @@ class Database:
             # make hundreds at once, take turns for HOT_READS of the pool's connections so
             # the rest is left for transactions. 32 at most a process (serve and two
             # workers stay under PostgreSQL's default max_connections of 100).
-            self.writer = create_async_engine(url, pool_size=24, max_overflow=8)
+            self.writer = create_async_engine(
+                url, pool_size=24, max_overflow=8, connect_args={"timeout": CONNECT_SECONDS}
+            )
             _ping_after_idle(self.writer.sync_engine)
             # Reads run without BEGIN/ROLLBACK (two round trips each): PostgreSQL's READ
             # COMMITTED gives each statement its own snapshot either way.
@@ -250,18 +255,24 @@ class Database:
             await anyio.to_thread.run_sync(fcntl.flock, fd, fcntl.LOCK_EX)
         return fd
 
-    async def migrate(self) -> None:
-        """Bring the schema to the newest revision; safe to call from several processes."""
+    async def migrate(self) -> list[str]:
+        """Bring the schema to the newest revision; safe to call from several processes.
+        Returns the revisions applied, oldest first (none when it was already current)."""
         if self.is_sqlite:
             lock_path = _sqlite_path(self.url).with_suffix(".migrate.lock")
             lock_path.parent.mkdir(parents=True, exist_ok=True)
             with _file_lock(lock_path):
                 async with self.writer.begin() as conn:
-                    await conn.run_sync(_upgrade)
-        else:
-            async with self.writer.begin() as conn:
-                await conn.execute(sa.text(f"SELECT pg_advisory_xact_lock({_PG_MIGRATION_LOCK})"))
-                await conn.run_sync(_upgrade)
+                    return await conn.run_sync(_upgrade)
+        async with self.writer.begin() as conn:
+            await conn.execute(sa.text(f"SELECT pg_advisory_xact_lock({_PG_MIGRATION_LOCK})"))
+            return await conn.run_sync(_upgrade)
+
+    async def revisions(self) -> tuple[str | None, str]:
+        """(the schema revision the database is at, or None if it has none; the newest)."""
+        async with self.reader.connect() as conn:
+            current = await conn.run_sync(_current_revision)
+        return current, _scripts().get_current_head() or ""
 
     async def ping(self) -> bool:
         """Whether the database answers a trivial query."""
@@ -329,11 +340,30 @@ def _open_lock(path: Path) -> int:
     return os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
 
 
-def _upgrade(connection: sa.Connection) -> None:
+def _config() -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
+    return config
+
+
+def _scripts() -> ScriptDirectory:
+    return ScriptDirectory.from_config(_config())
+
+
+def _current_revision(connection: sa.Connection) -> str | None:
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+def _upgrade(connection: sa.Connection) -> list[str]:
+    before = _current_revision(connection)
+    config = _config()
     config.attributes["connection"] = connection
     command.upgrade(config, "head")
+    after = _current_revision(connection)
+    if after is None or after == before:
+        return []
+    applied = _scripts().iterate_revisions(after, before)  # newest first, `before` excluded
+    return [script.revision for script in reversed(list(applied))]
 
 
 @contextlib.contextmanager
