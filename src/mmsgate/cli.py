@@ -7,23 +7,29 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime as dt
-import json
 import os
 import signal
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import httpx
 import typer
 import uvicorn
 import uvloop
-from rich.table import Table
 from uvicorn.supervisors import Multiprocess
 
-from mmsgate import cli_accounts, codes, errors, logs, models, routing, runtime, settings
-from mmsgate.api.requests import parse_timestamp
+from mmsgate import (
+    cli_accounts,
+    cli_postbacks,
+    cli_preview,
+    logs,
+    models,
+    routing,
+    runtime,
+    settings,
+)
 from mmsgate.carriers.base import Carrier, ReceiptSink, SmsConnector
 from mmsgate.carriers.kannel import KannelConnector
 from mmsgate.carriers.mm7 import Mm7Carrier
@@ -46,7 +52,6 @@ from mmsgate.pipeline import deliver, encode, fallback, postbacks
 from mmsgate.pipeline.deps import Deps
 from mmsgate.pipeline.worker import RetryPolicy, Worker
 from mmsgate.store import accounts, startup
-from mmsgate.store import jobs as jobs_store
 from mmsgate.store.blobs import FileBlobStore
 from mmsgate.store.db import Database
 
@@ -56,8 +61,8 @@ app = typer.Typer(
     help="mmsgate: a self-hostable MMS platform speaking the Sinch MMS API.", no_args_is_help=True
 )
 app.add_typer(cli_accounts.accounts_app, name="accounts")
-postbacks_app = typer.Typer(help="Inspect and replay postbacks.", no_args_is_help=True)
-app.add_typer(postbacks_app, name="postbacks")
+app.add_typer(cli_postbacks.postbacks_app, name="postbacks")
+app.command()(cli_preview.preview)
 
 
 def main() -> None:
@@ -394,167 +399,6 @@ def migrate(config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
         out.print(f"applied schema revisions {', '.join(applied)}: the schema is up to date")
     else:
         out.print("the schema was already up to date: nothing applied")
-
-
-def _account_id(db: Database, name: str | None) -> Awaitable[int | None]:
-    async def find() -> int | None:
-        if name is None:
-            return None
-        found = await accounts.by_name(db, name)
-        if found is None:
-            err.print(f"[red]no account named {name!r}[/red]")
-            raise typer.Exit(1)
-        return found.id
-
-    return find()
-
-
-@postbacks_app.command("list")
-def postbacks_list(
-    account: Annotated[str | None, typer.Option("--account", help="Only this account's.")] = None,
-    failed: Annotated[
-        bool, typer.Option("--failed", help="Only those that gave up (dead).")
-    ] = False,
-    limit: Annotated[int, typer.Option("--limit")] = 50,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
-    config: ConfigOpt = None,
-    data_dir: DataDirOpt = None,
-) -> None:
-    """List postbacks, newest first, with their state, attempts and last error."""
-    cfg = load_settings(config, data_dir)
-
-    async def go(db: Database) -> list[Any]:
-        return await jobs_store.postbacks(
-            db, await _account_id(db, account), failed_only=failed, since=None, limit=limit
-        )
-
-    rows = with_db(cfg, go)
-    if as_json:
-        print(json.dumps([_postback_json(r) for r in rows]))
-        return
-    table = Table("id", "account", "state", "attempts", "created", "last error")
-    for r in rows:
-        table.add_row(
-            str(r.id),
-            str((r.payload or {}).get("account_id")),
-            r.state,
-            str(r.attempts),
-            r.created_at.isoformat(timespec="seconds"),
-            (r.last_error or "")[:60],
-        )
-    out.print(table)
-
-
-def _postback_json(row: Any) -> dict[str, Any]:
-    return {
-        "id": row.id,
-        "account_id": (row.payload or {}).get("account_id"),
-        "state": row.state,
-        "attempts": row.attempts,
-        "created_at": row.created_at.isoformat(),
-        "last_error": row.last_error,
-        "body": (row.payload or {}).get("body"),
-    }
-
-
-@postbacks_app.command("replay")
-def postbacks_replay(
-    since: Annotated[str, typer.Option("--since", help="ISO 8601 date or date-time.")],
-    account: Annotated[str | None, typer.Option("--account", help="Only this account's.")] = None,
-    config: ConfigOpt = None,
-    data_dir: DataDirOpt = None,
-) -> None:
-    """Queue again every postback that gave up since a time (a worker sends them)."""
-    cfg = load_settings(config, data_dir)
-    start = parse_timestamp(since)
-    if start is None:
-        err.print(f"[red]--since: not an ISO 8601 date or date-time: {since!r}[/red]")
-        raise typer.Exit(2)
-
-    async def go(db: Database) -> int:
-        now = dt.datetime.now(dt.UTC)
-        return await jobs_store.replay_postbacks(db, await _account_id(db, account), start, now)
-
-    out.print(f"{with_db(cfg, go)} postbacks queued again")
-
-
-@app.command()
-def preview(
-    file: Annotated[Path, typer.Argument(help="A sendMMS, saveMMS or sendSavedMMS request.")],
-    account: Annotated[
-        str | None, typer.Option(help="Preview as this account (default: the file's api-key).")
-    ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
-    config: ConfigOpt = None,
-    data_dir: DataDirOpt = None,
-) -> None:
-    """Dry run: what each carrier profile would get for a request; stores and sends nothing."""
-    from mmsgate.api import reports, sinch_xml
-    from mmsgate.api.app import build_services
-    from mmsgate.media.prepare import PartFailed, failure_code
-
-    cfg = load_settings(config, data_dir)
-    try:
-        body = file.read_bytes()
-    except OSError as exc:
-        err.print(f"[red]cannot read {file}:[/red] {exc.strerror}")
-        raise typer.Exit(2) from None
-
-    async def go(db: Database) -> dict[str, Any]:
-        svc = build_services(cfg, db)
-        try:
-            if account is not None:
-                who = await accounts.by_name(db, account)
-                if who is None:
-                    raise errors.ApiError(codes.ErrorCode.BAD_API_KEY, f"no account {account!r}")
-            else:
-                doc = sinch_xml.parse(body, cfg.api.max_xml_depth)
-                who = await svc.guard.authenticate(doc.value("api-key"))
-            return await reports.preview_document(svc, who, body)
-        finally:
-            await svc.content.aclose()
-
-    try:
-        profiles = with_db(cfg, go)
-    except errors.ApiError as exc:
-        err.print(f"[red]{exc.code.value}:[/red] {exc.info}")
-        raise typer.Exit(1) from None
-    except PartFailed as exc:
-        err.print(f"[red]{failure_code(exc.kind)}:[/red] {exc}")
-        raise typer.Exit(1) from None
-    if as_json:
-        out.print_json(data={"state": "preview", "profiles": profiles})
-        return
-    for name, report in profiles.items():
-        out.print(_preview_table(name, report))
-
-
-def _preview_table(name: str, report: dict[str, Any]) -> Table:
-    verdict = (
-        "[green]fits[/green]" if report["fits"] else f"[red]fallback:[/red] {report['fallback']}"
-    )
-    table = Table(
-        title=f"{name}: {report['total_bytes']:,} of {report['budget_bytes']:,} bytes, {verdict}",
-        title_justify="left",
-    )
-    for column in ("#", "type", "bytes in", "bytes out", "size", "time", "codec", "q", "lost"):
-        numeric = column.startswith("bytes")
-        table.add_column(column, justify="right" if numeric else "left", overflow="fold")
-    for part in report["parts"]:
-        size = f"{part['width']}x{part['height']}" if part["width"] else ""
-        duration = f"{part['duration_ms'] / 1000:.1f}s" if part["duration_ms"] else ""
-        table.add_row(
-            str(part["slide"]),
-            part["content_type"],
-            f"{part['source_bytes']:,}",
-            f"{part['output_bytes']:,}",
-            size,
-            duration,
-            ", ".join(filter(None, (part["codec"], part.get("kept")))),
-            str(part["quality"] or ""),
-            ", ".join(part["dropped"]),
-        )
-    return table
 
 
 @app.command("carrier-sim")
