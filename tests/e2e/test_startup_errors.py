@@ -177,3 +177,22 @@ if "postgresql" in BACKENDS:
         assert "applied schema revisions 0001" in migrated.stdout
         again = mmsgate("migrate", cwd=tmp_path, environment=env(MMSGATE_DATABASE_URL=url))
         assert "already up to date" in again.stdout
+
+    def test_database_at_an_older_schema(
+        tmp_path: Path, pg_admin_url: str, pg_template: str
+    ) -> None:
+        """A database migrated by an older mmsgate is refused by serve with the revision it
+        is at and `mmsgate migrate` as the fix."""
+        url = pg.create_database(pg_admin_url, f"old_{free_port()}", pg_template)
+
+        async def make_old() -> None:
+            conn = await asyncpg.connect(url)
+            try:
+                await conn.execute("UPDATE alembic_version SET version_num = '0007'")
+            finally:
+                await conn.close()
+
+        asyncio.run(make_old())
+        command = fill(["serve", "--port", "{free}"])
+        result = mmsgate(*command, cwd=tmp_path, environment=env(MMSGATE_DATABASE_URL=url))
+        assert_clean_failure(result, "schema revision 0007", "run `mmsgate migrate`")
