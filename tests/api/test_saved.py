@@ -185,10 +185,12 @@ async def test_another_accounts_template_is_e241(gateway: Gateway) -> None:
     """One account can neither send nor delete another account's template."""
     from mmsgate.store import accounts
 
-    other = await accounts.create(gateway.services.db, "other", senders=["28444"])
+    # A sender belongs to one account only: the other account sends from a number of its own.
+    other = await accounts.create(gateway.services.db, "other", senders=["28445"])
     assert other is not None
     mms_id = await save(gateway)
     send = send_saved(other.api_key, mms_id).replace("<service-id>32113</service-id>", "")
+    send = send.replace("<from>28444</from>", "<from>28445</from>")
     assert failure_code((await gateway.xml(send)).content) == "E241"
     delete = f"<request><action>deleteMMSID</action><api-key>{other.api_key}</api-key><mms-id>{mms_id}</mms-id></request>"
     assert failure_code((await gateway.xml(delete)).content) == "E241"
