@@ -12,9 +12,10 @@ import signal
 import socket
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import httpx
+import structlog
 import typer
 import uvicorn
 import uvloop
@@ -24,6 +25,7 @@ from mmsgate import (
     cli_accounts,
     cli_postbacks,
     cli_preview,
+    errors,
     logs,
     models,
     routing,
@@ -56,6 +58,14 @@ from mmsgate.store.blobs import FileBlobStore
 from mmsgate.store.db import Database
 
 DEMO_NAME, DEMO_SENDER, DEMO_SERVICE_ID = "demo", "28444", "32113"
+LogFormatOpt = Annotated[
+    settings.LogFormat | None,
+    typer.Option(
+        "--log-format",
+        envvar="MMSGATE_LOG_FORMAT",
+        help="console (key=value) or json (one object per line); config key log_format.",
+    ),
+]
 
 app = typer.Typer(
     help="mmsgate: a self-hostable MMS platform speaking the Sinch MMS API.", no_args_is_help=True
@@ -67,6 +77,18 @@ app.command()(cli_preview.preview)
 
 def main() -> None:
     app()
+
+
+def configure_logs(cfg: settings.Settings, level: str) -> None:
+    logs.configure(level, json=cfg.log_format is settings.LogFormat.JSON)
+
+
+def say(fmt: settings.LogFormat | None, text: str, event: str, **fields: Any) -> None:
+    """A start-up line for people: printed, or with JSON logs an info event like any other."""
+    if fmt is settings.LogFormat.JSON:
+        structlog.get_logger("mmsgate.cli").info(event, **fields)
+    else:
+        err.print(text)
 
 
 async def _nothing(_db: Database) -> None:
@@ -94,12 +116,13 @@ def run(
         int | None, typer.Option(help="The built-in simulated SMSC's port (default: any free).")
     ] = None,
     log_level: LogOpt = "info",
+    log_format: LogFormatOpt = None,
 ) -> None:
     """All in one: API, embedded SQLite, and the built-in carrier simulator."""
-    cfg = load_settings(config, data_dir, host=host, port=port)
+    cfg = load_settings(config, data_dir, host=host, port=port, log_format=log_format)
     check_port(sim_mm7_port, "--sim-mm7-port", zero=True)
     check_port(sim_smpp_port, "--sim-smpp-port", zero=True)
-    logs.configure(log_level)
+    configure_logs(cfg, log_level)
     # Every port first: a taken one ends the start before the database or the demo account
     # is touched, so nothing (least of all the demo key) is spent on a start that fails.
     api_socket = listen(cfg.host, cfg.port, "the API")
@@ -111,9 +134,11 @@ def run(
         )
     with_db(cfg, startup.migrate, migrating=True)
     if sims is not None:
-        err.print(
+        say(
+            cfg.log_format,
             "[yellow]No carrier routes configured: every message goes to the built-in "
-            "carrier simulator (simulated delivery).[/yellow]"
+            "carrier simulator (simulated delivery).[/yellow]",
+            "carrier.simulated",
         )
 
     def background() -> contextlib.AbstractAsyncContextManager[None]:
@@ -152,12 +177,13 @@ def serve(
     port: PortOpt = None,
     workers: Annotated[int, typer.Option("--workers", help="API processes sharing the port.")] = 1,
     log_level: LogOpt = "info",
+    log_format: LogFormatOpt = None,
 ) -> None:
     """The API only (run workers separately); for deployments on PostgreSQL."""
-    cfg = load_settings(config, data_dir, host=host, port=port)
+    cfg = load_settings(config, data_dir, host=host, port=port, log_format=log_format)
     if workers < 1:
         fail(f"--workers {workers}: at least 1", code=2)
-    logs.configure(log_level)
+    configure_logs(cfg, log_level)
     with_db(cfg, _nothing)
     api_socket = listen(cfg.host, cfg.port, "the API")
     if workers > 1:
@@ -176,9 +202,16 @@ def serve_processes(
     """Several API processes on one listening socket; each builds its app from the environment."""
     os.environ["MMSGATE_DATA_DIR"] = str(cfg.data_dir.resolve())
     os.environ["MMSGATE_LOG_LEVEL"] = log_level
+    os.environ["MMSGATE_LOG_FORMAT"] = cfg.log_format.value
     if config is not None:
         os.environ["MMSGATE_CONFIG"] = str(config.resolve())
-    err.print(f"mmsgate listening on http://{cfg.host}:{cfg.port} with {workers} processes")
+    say(
+        cfg.log_format,
+        f"mmsgate listening on http://{cfg.host}:{cfg.port} with {workers} processes",
+        "api.listening",
+        url=f"http://{cfg.host}:{cfg.port}",
+        processes=workers,
+    )
     processes = uvicorn.Config(
         "mmsgate.api.app:app_from_environment",
         factory=True,
@@ -186,6 +219,7 @@ def serve_processes(
         loop="uvloop",
         http="httptools",
         log_level="warning",
+        log_config=None,  # uvicorn's lines go through mmsgate's log format
         access_log=False,
         timeout_graceful_shutdown=30,
     )
@@ -201,7 +235,13 @@ def serve_api(
     from mmsgate.api.app import create_app
 
     where = "PostgreSQL" if cfg.database_url else str(cfg.data_dir.resolve())
-    err.print(f"mmsgate listening on http://{cfg.host}:{cfg.port}  (data: {where})")
+    say(
+        cfg.log_format,
+        f"mmsgate listening on http://{cfg.host}:{cfg.port}  (data: {where})",
+        "api.listening",
+        url=f"http://{cfg.host}:{cfg.port}",
+        data=where,
+    )
     app = create_app(cfg, background=background)
     runtime.tune_gc()
     server = uvicorn.Server(
@@ -210,11 +250,14 @@ def serve_api(
             loop="uvloop",
             http="httptools",
             log_level="warning" if log_level.lower() != "debug" else "debug",
+            log_config=None,  # uvicorn's lines go through mmsgate's log format
             access_log=False,
             timeout_graceful_shutdown=30,
         )
     )
     server.run(sockets=[api_socket])
+    if not server.started:  # the app's start-up failed (uvicorn logged why): say so by the exit
+        raise typer.Exit(3)
 
 
 def build_worker(cfg: settings.Settings) -> Worker:
@@ -335,10 +378,19 @@ async def simulator_and_worker(
     smsc = Smsc()
     smsc_port = await smsc.start(sock=sims.smpp)
     port = sims.mm7.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(sim.app(), log_level="warning", access_log=False))
+    server = uvicorn.Server(
+        uvicorn.Config(sim.app(), log_level="warning", log_config=None, access_log=False)
+    )
     serving = asyncio.create_task(server.serve(sockets=[sims.mm7]), name="mmsgate-simulator")
-    err.print(f"simulated MMSC on http://127.0.0.1:{port}/mm7 (send an MO: POST /mo)")
-    err.print(f"simulated SMSC on 127.0.0.1:{smsc_port} (SMPP)")
+    mmsc_url = f"http://127.0.0.1:{port}/mm7"
+    say(
+        cfg.log_format,
+        f"simulated MMSC on {mmsc_url} (send an MO: POST /mo)",
+        "sim.mmsc",
+        url=mmsc_url,
+    )
+    smsc_at = f"127.0.0.1:{smsc_port}"
+    say(cfg.log_format, f"simulated SMSC on {smsc_at} (SMPP)", "sim.smsc", address=smsc_at)
     simulated = dataclasses.replace(
         cfg,
         simulator_url=f"http://127.0.0.1:{port}/mm7",
@@ -359,21 +411,19 @@ def worker(
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
     log_level: LogOpt = "info",
+    log_format: LogFormatOpt = None,
     metrics_port: Annotated[
         int | None, typer.Option(help="Serve this worker's Prometheus metrics on 127.0.0.1.")
     ] = None,
 ) -> None:
     """The pipeline only (run any number, next to `serve`); stops cleanly on SIGTERM/Ctrl-C."""
-    cfg = load_settings(config, data_dir)
+    cfg = load_settings(config, data_dir, log_format=log_format)
     check_port(metrics_port, "--metrics-port")
-    logs.configure(log_level)
+    configure_logs(cfg, log_level)
     with_db(cfg, _nothing)
     if metrics_port is not None:
-        import prometheus_client
-
         metrics = listen("127.0.0.1", metrics_port, "the metrics listener (--metrics-port)")
-        metrics.close()  # free again for prometheus_client, which binds it itself
-        prometheus_client.start_http_server(metrics_port, addr="127.0.0.1")
+        metrics.close()  # free again for the worker's metrics server, which binds it itself
 
     async def go() -> None:
         running = build_worker(cfg)
@@ -382,12 +432,30 @@ def worker(
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, running.stop)
         try:
-            await start_pipeline(running)
-            await running.run()
+            async with worker_metrics(cfg, metrics_port):
+                await start_pipeline(running)
+                await running.run()
         finally:
             await stop_pipeline(running)
 
-    uvloop.run(go())  # the loop `serve` runs on too: less overhead per I/O event
+    try:
+        uvloop.run(go())  # the loop `serve` runs on too: less overhead per I/O event
+    except errors.ConfigError as exc:  # metrics_listen could not be bound
+        fail(str(exc))
+
+
+def worker_metrics(
+    cfg: settings.Settings, port: int | None
+) -> contextlib.AbstractAsyncContextManager[None]:
+    """The worker's own counters on 127.0.0.1:`port`, else on `metrics_listen` if set;
+    behind `metrics_token` when one is set."""
+    from mmsgate.api import metrics_page
+
+    address = ("127.0.0.1", port) if port is not None else cfg.metrics_address
+    if address is None:
+        return contextlib.nullcontext()
+    app = metrics_page.metrics_app(cfg, metrics_page.process_metrics)
+    return metrics_page.serving(app, address)
 
 
 @app.command()
@@ -419,6 +487,7 @@ def carrier_sim(
         int, typer.Option("--smpp-port", help="Where the simulated SMSC listens (0: none).")
     ] = 2775,
     log_level: LogOpt = "info",
+    log_format: LogFormatOpt = None,
 ) -> None:
     """Run the carrier simulator on its own: the MMSC takes MM7 SubmitReqs at
     http://HOST:PORT/mm7, the SMSC takes SMPP binds on HOST:SMPP_PORT."""
@@ -427,18 +496,21 @@ def carrier_sim(
 
     check_port(port, "--port")
     check_port(smpp_port, "--smpp-port", zero=True)
-    logs.configure(log_level)
+    logs.configure(log_level, json=log_format is settings.LogFormat.JSON)
     mm7_socket = listen(host, port, "the simulated MMSC (--port)")
     smpp_socket = listen(host, smpp_port, "the simulated SMSC (--smpp-port)") if smpp_port else None
     sim = SimulatedMmsc(report_url or None, max_bytes=max_bytes, journal=journal)
-    err.print(f"simulated MMSC on http://{host}:{port}/mm7, reports to {report_url or 'nowhere'}")
+    url = f"http://{host}:{port}/mm7"
+    said = f"simulated MMSC on {url}, reports to {report_url or 'nowhere'}"
+    say(log_format, said, "sim.mmsc", url=url, report_url=report_url)
 
     async def go() -> None:
         smsc = Smsc()
         if smpp_socket is not None:
             await smsc.start(sock=smpp_socket)
-            err.print(f"simulated SMSC on {host}:{smpp_port} (SMPP)")
-        config = uvicorn.Config(sim.app(), log_level="warning", access_log=False)
+            at = f"{host}:{smpp_port}"
+            say(log_format, f"simulated SMSC on {at} (SMPP)", "sim.smsc", address=at)
+        config = uvicorn.Config(sim.app(), log_level="warning", log_config=None, access_log=False)
         runtime.tune_gc()
         try:
             await uvicorn.Server(config).serve(sockets=[mm7_socket])

@@ -6,6 +6,9 @@ Nothing here runs at import time; `load()` is called by the command line and by 
 from __future__ import annotations
 
 import dataclasses
+import enum
+import ipaddress
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -15,6 +18,13 @@ from mmsgate.errors import ConfigError
 from mmsgate.profiles import PROFILES, CarrierProfile
 
 KIB = 1024
+
+
+class LogFormat(enum.StrEnum):
+    """How log lines are written: `key=value` for people, or one JSON object per line."""
+
+    CONSOLE = "console"
+    JSON = "json"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -124,6 +134,12 @@ class Settings:
     done_jobs_kept_days: float = 7.0
     host: str = "127.0.0.1"
     port: int = 8080
+    # /metrics: a bearer token scrapers must send, and/or an address of its own (HOST:PORT)
+    # where it is served instead of on the API port. With neither, the API port serves it to
+    # loopback clients only.
+    metrics_token: str | None = None
+    metrics_listen: str | None = None
+    log_format: LogFormat = LogFormat.CONSOLE
     media: MediaSettings = MediaSettings()
     api: ApiSettings = ApiSettings()
     routes: tuple[Route, ...] = ()
@@ -146,6 +162,11 @@ class Settings:
             return self.public_base_url.rstrip("/")
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host  # noqa: S104
         return f"http://{host}:{self.port}"
+
+    @property
+    def metrics_address(self) -> tuple[str, int] | None:
+        """`metrics_listen` as (host, port), or None when metrics share the API port."""
+        return None if self.metrics_listen is None else listen_address(self.metrics_listen)
 
     @property
     def blob_dir(self) -> Path:
@@ -179,6 +200,27 @@ def normalize_database_url(url: str) -> str:
     if url.startswith(("postgresql+asyncpg://", "sqlite+aiosqlite:///")):
         return url
     raise ConfigError(f"database url: unsupported scheme in {url.split('://')[0]!r}")
+
+
+def listen_address(value: str, key: str = "metrics_listen") -> tuple[str, int]:
+    """HOST:PORT (an IPv6 host in brackets: `[::1]:9100`) as (host, port), or ConfigError."""
+    host, sep, port = value.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not sep or not host or not port.isascii() or not port.isdecimal():
+        raise ConfigError(f"{key}: expected HOST:PORT such as 127.0.0.1:9100, got {value!r}")
+    if not 1 <= int(port) <= 65535:
+        raise ConfigError(f"{key}: port {port} is not between 1 and 65535")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        if not all(_HOST_LABEL.fullmatch(label) for label in host.split(".")):
+            raise ConfigError(f"{key}: {host!r} is not an IP address or host name") from None
+    return host, int(port)
+
+
+_HOST_LABEL = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+_WILDCARD = ("0.0.0.0", "::", "")  # noqa: S104 - compared against, never bound
 
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -252,7 +294,16 @@ def _coerce(value: Any, field: dataclasses.Field[Any], where: str) -> Any:
         return float(value)
     if kind in ("str", "str | None") and not isinstance(value, str):
         raise ConfigError(f"{where}: expected a string")
+    if kind == "LogFormat":
+        return _log_format(value, where)
     return value
+
+
+def _log_format(value: Any, where: str) -> LogFormat:
+    try:
+        return LogFormat(value)
+    except ValueError:
+        raise ConfigError(f"{where}: expected 'console' or 'json', got {value!r}") from None
 
 
 def load(
@@ -302,6 +353,9 @@ def _from_table(
             "worker_concurrency",
             "worker_lease_seconds",
             "done_jobs_kept_days",
+            "metrics_token",
+            "metrics_listen",
+            "log_format",
         ):
             field = next(f for f in dataclasses.fields(Settings) if f.name == key)
             top[key] = Path(value) if key == "data_dir" else _coerce(value, field, key)
@@ -316,7 +370,20 @@ def _from_table(
     _check_worker(settings)
     if not 1 <= settings.port <= 65535:
         raise ConfigError(f"port {settings.port}: a port is 1 to 65535 (--port, or port =)")
+    _check_metrics(settings)
     return settings
+
+
+def _check_metrics(settings: Settings) -> None:
+    """A token a header can carry, and an address that can be bound and is not the API's."""
+    token = settings.metrics_token
+    if token is not None and (not token or any(c.isspace() for c in token)):
+        raise ConfigError("metrics_token: must be non-empty, without spaces")
+    address = settings.metrics_address
+    if address is None or address[1] != settings.port:
+        return
+    if address[0] == settings.host or _WILDCARD.count(address[0]) + _WILDCARD.count(settings.host):
+        raise ConfigError(f"metrics_listen: {settings.metrics_listen} is the API's own address")
 
 
 def _check_worker(settings: Settings) -> None:
@@ -339,6 +406,11 @@ def _apply_env(settings: Settings, env: Mapping[str, str]) -> Settings:
         changes["database_url"] = env["MMSGATE_DATABASE_URL"]
     if env.get("MMSGATE_PUBLIC_BASE_URL"):
         changes["public_base_url"] = env["MMSGATE_PUBLIC_BASE_URL"].rstrip("/")
+    for key in ("metrics_token", "metrics_listen"):
+        if env.get(f"MMSGATE_{key.upper()}"):
+            changes[key] = env[f"MMSGATE_{key.upper()}"]
+    if env.get("MMSGATE_LOG_FORMAT"):
+        changes["log_format"] = _log_format(env["MMSGATE_LOG_FORMAT"], "MMSGATE_LOG_FORMAT")
     media = settings.media
     if "MMSGATE_ALLOW_PRIVATE_NETWORKS" in env:
         allow = _env_bool("MMSGATE_ALLOW_PRIVATE_NETWORKS", env["MMSGATE_ALLOW_PRIVATE_NETWORKS"])

@@ -27,6 +27,7 @@ from mmsgate.api import (
     mm7,
     ready,
     reports,
+    request_log,
     requests,
     sinch_xml,
     status,
@@ -78,8 +79,10 @@ def build_services(settings: Settings, db: Database) -> actions.Services:
 
 def app_from_environment() -> MmsgateApp:
     """The app built from `MMSGATE_*` variables: for server processes started by uvicorn."""
-    logs.configure(os.environ.get("MMSGATE_LOG_LEVEL", "info"))
-    app = create_app(settings_mod.load(None, dict(os.environ)))
+    settings = settings_mod.load(None, dict(os.environ))
+    json_logs = settings.log_format is settings_mod.LogFormat.JSON
+    logs.configure(os.environ.get("MMSGATE_LOG_LEVEL", "info"), json=json_logs)
+    app = create_app(settings)
     runtime.tune_gc()
     return app
 
@@ -100,23 +103,27 @@ def create_app(
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         svc.writer.start()
         try:
-            if background is None:
+            async with contextlib.AsyncExitStack() as stack:
+                if settings.metrics_address is not None:
+                    await stack.enter_async_context(metrics_page.own_address(svc))
+                if background is not None:
+                    await stack.enter_async_context(background())
                 yield
-            else:
-                async with background():
-                    yield
         finally:
             await svc.writer.close()
             await svc.content.aclose()
             await svc.db.close()
 
     async def status_endpoint(request: Request) -> Response:
+        request_log.note(action="messageStatus", tracking_ids=(request.path_params["tracking_id"],))
         return await status.message_status(svc, request)
 
     async def template_endpoint(request: Request) -> Response:
+        request_log.note(action="templateReport")
         return await reports.template_report(svc, request)
 
     async def preview_endpoint(request: Request) -> Response:
+        request_log.note(action="preview")
         return await reports.preview(svc, request)
 
     async def mm7_endpoint(request: Request) -> Response:
@@ -131,10 +138,11 @@ def create_app(
         return await parts.media(web, request)
 
     async def kannel_endpoint(request: Request) -> Response:
+        request_log.note(action="kannelReceipt")
         return await kannel.dlr(svc, request)
 
     async def metrics_endpoint(request: Request) -> Response:
-        return await metrics_page.metrics(svc, request)
+        return await metrics_page.on_api_port(svc, request)
 
     async def healthz(_request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -163,13 +171,20 @@ def create_app(
 
 class MmsgateApp:
     """The ASGI entry: POST /ep/v1/ is served directly (it is the hot path, and needs none of
-    the routing and middleware layers); everything else goes to the Starlette routes."""
+    the routing and middleware layers); everything else goes to the Starlette routes. API
+    requests get their `api.request` log line around either."""
 
     def __init__(self, services: actions.Services, routes: Starlette) -> None:
         self.services = services
         self.routes = routes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and request_log.is_logged(scope["path"]):
+            await request_log.logged(self._serve, scope, receive, send)
+        else:
+            await self._serve(scope, receive, send)
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] in XML_PATHS:
             if scope["method"] != "POST":
                 await send_bytes(send, 405, b"POST the request XML\n", "text/plain")
@@ -205,19 +220,20 @@ async def handle_xml(svc: actions.Services, scope: Scope, receive: Receive) -> b
             xml_of(headers.get("content-type", ""), body), svc.settings.api.max_xml_depth
         )
         action = requests.action_of(doc)
+        request_log.note(action=action.value)
         if action in SEND_ACTIONS:
             echo.to = ",".join(n.text for n in doc.all("to")) or None
         client = scope["client"][0] if scope.get("client") else None
         account = await svc.guard.check(doc.value("api-key"), action, client)
         fields = await DISPATCH[action](svc, account, doc)
     except errors.ApiError as exc:
-        log.info("api.refused", code=exc.code.value, info=exc.info)
+        request_log.note(code=exc.code.value, info=exc.info)
         return sinch_xml.failure(exc, echo.to)
     except Exception as exc:  # the endpoint's error boundary: never a trace to the client
         log.exception("api.internal_error", error=repr(exc))
+        request_log.note(code=codes.ErrorCode.INTERNAL.value)
         return sinch_xml.failure(errors.ApiError(codes.ErrorCode.INTERNAL), echo.to)
-    if action in SEND_ACTIONS:
-        log.debug("mms.accepted", action=action.value, account=account.name)
+    request_log.note(code=request_log.SUCCESS, tracking_ids=sinch_xml.tracking_ids(fields))
     return sinch_xml.render(fields)
 
 

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 
 from mmsgate import codes, errors, models
+from mmsgate.api import request_log
 from mmsgate.store import accounts
 from mmsgate.store.db import Database
 
@@ -63,6 +64,7 @@ class Guard:
         now = self._clock()
         cached = self._accounts.get(api_key)
         if cached is not None and cached[1] > now:
+            request_log.note(account=cached[0].name)
             return cached[0]
         account = await accounts.by_key(self._db, api_key)
         if account is None:
@@ -71,6 +73,7 @@ class Guard:
         if len(self._accounts) > 10_000:
             self._accounts.clear()
         self._accounts[api_key] = (account, now + self._cache_seconds)
+        request_log.note(account=account.name)
         return account
 
     def _take_token(self, account: models.Account) -> None:

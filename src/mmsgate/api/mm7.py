@@ -20,6 +20,7 @@ from starlette.responses import Response
 
 from mmsgate import metrics, models, postback_xml
 from mmsgate import mm7_codec as mm7
+from mmsgate.api import request_log
 from mmsgate.api.actions import Services
 from mmsgate.store import accounts, deliveries, mo
 from mmsgate.store.deliveries import Move
@@ -50,6 +51,7 @@ async def receive(svc: Services, request: Request) -> Response:
         incoming = mm7.decode_request(request.headers.get("content-type", "text/xml"), body)
     except mm7.Mm7FormatError as exc:
         return _fault(None, 2007, f"Message format corrupt: {exc}")
+    request_log.note(action=incoming.kind)
     if incoming.kind == "DeliveryReportReq":
         return await _report(svc, incoming)
     if incoming.kind == "ReadReplyReq":
@@ -74,6 +76,7 @@ async def _report(svc: Services, incoming: mm7.Incoming) -> Response:
         metrics.RECEIPTS.labels(status, "unmatched").inc()
         log.info("mm7.report_unmatched", message_id=message_id, status=status)
         return _fault(incoming.transaction_id, 3000, f"MessageID {message_id} not known yet")
+    request_log.note(tracking_ids=(row.tracking_id,))
     outcome = REPORTED.get(status.replace(" ", "").lower())
     if outcome is not None:
         state, code, text = outcome
@@ -119,6 +122,7 @@ async def _mobile_originated(svc: Services, incoming: mm7.Incoming) -> Response:
     }
     await mo.store(svc.db, row, body, now)
     log.info("mm7.mo_received", tracking_id=tracking_id, parts=len(parts))
+    request_log.note(account=owner.name, tracking_ids=(tracking_id,))
     return _answer("DeliverRsp", incoming)
 
 
@@ -133,4 +137,5 @@ def _answer(kind: str, incoming: mm7.Incoming) -> Response:
 
 
 def _fault(transaction_id: str | None, code: int, text: str) -> Response:
+    request_log.note(code=str(code), info=text)  # the MM7 status code (TS 23.140 §8.4.2)
     return Response(mm7.encode_fault(transaction_id, code, text), status_code=500, media_type=XML)

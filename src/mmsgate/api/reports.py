@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from mmsgate import codes, errors, models
-from mmsgate.api import requests, sinch_xml
+from mmsgate.api import request_log, requests, sinch_xml
 from mmsgate.api.actions import Services
 from mmsgate.media import prepare
 from mmsgate.store import queries, templates
@@ -19,6 +19,7 @@ async def _account(svc: Services, request: Request) -> models.Account | JSONResp
     try:
         return await svc.guard.authenticate(request.headers.get("x-api-key"))
     except errors.ApiError as exc:
+        request_log.note(code=exc.code.value, info=exc.info)
         return JSONResponse({"error-code": exc.code.value, "error-info": exc.info}, 401)
 
 
@@ -42,9 +43,11 @@ async def preview(svc: Services, request: Request) -> Response:
     try:
         profiles = await preview_document(svc, account, await request.body())
     except errors.ApiError as exc:
+        request_log.note(code=exc.code.value, info=exc.info)
         return JSONResponse({"error-code": exc.code.value, "error-info": exc.info}, 400)
     except prepare.PartFailed as exc:
         code = prepare.failure_code(exc.kind)
+        request_log.note(code=code, info=str(exc))
         return JSONResponse({"error-code": code, "error-info": str(exc)}, 400)
     return JSONResponse({"state": "preview", "profiles": profiles})
 

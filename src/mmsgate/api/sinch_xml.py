@@ -169,3 +169,14 @@ def failure(error: errors.ApiError, to: str | None = None) -> bytes:
         fields.append(("to", to))
     fields.append(("error-info", error.info))
     return render(fields)
+
+
+def tracking_ids(fields: Sequence[Field]) -> tuple[str, ...]:
+    """The tracking-ids a response hands out: its own, or one per accepted `<sending>`."""
+    found: list[str] = []
+    for name, value in fields:
+        if name == "tracking-id" and isinstance(value, str):
+            found.append(value)
+        elif name == "sending" and not isinstance(value, str):
+            found += tracking_ids(value)
+    return tuple(found)

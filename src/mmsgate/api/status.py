@@ -9,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from mmsgate import errors
+from mmsgate.api import request_log
 from mmsgate.api.actions import Services
 from mmsgate.store import queries
 
@@ -22,6 +23,7 @@ async def message_status(svc: Services, request: Request) -> Response:
     try:
         account = await svc.guard.authenticate(request.headers.get("x-api-key"))
     except errors.ApiError as exc:
+        request_log.note(code=exc.code.value, info=exc.info)
         return JSONResponse({"error-code": exc.code.value, "error-info": exc.info}, 401)
     tracking_id = request.path_params["tracking_id"]
     found = await queries.recipient_status(svc.db, account.id, tracking_id)

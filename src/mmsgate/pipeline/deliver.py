@@ -199,8 +199,9 @@ async def cannot_mms(deps: Deps, row: Any, reason: str, otherwise: Move) -> Outc
 async def finish(deps: Deps, row: Any, move: Move) -> bool:
     """Apply `move` with its postback; False when the recipient had already moved past it."""
     moved = await deliveries.advance(deps.db, row, move, now=deps.clock())
-    if moved:
-        log.info("mms.state", tracking_id=row.tracking_id, state=move.state.value, code=move.code)
+    if moved:  # a failure (E101, E102) is the operator's to see, at warning
+        level = log.warning if (move.code or "").startswith("E") else log.info
+        level("mms.state", tracking_id=row.tracking_id, state=move.state.value, code=move.code)
     return moved
 
 

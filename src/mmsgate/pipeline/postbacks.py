@@ -67,8 +67,13 @@ async def send_postback(job: Job, deps: Deps) -> Outcome:
         log.info("postback.delivered", job_id=job.id, attempt=job.attempts)
         return Outcome()
     metrics.POSTBACKS.labels("failed").inc()
+    account_id = int(payload["account_id"])
     if deps.clock() - job.created_at > deps.postback_window:
+        log.error("postback.gave_up", job_id=job.id, account_id=account_id, error=problem)
         return Outcome.failed(f"gave up after {deps.postback_window}: {problem}")
+    log.warning(
+        "postback.failed", job_id=job.id, account_id=account_id, attempt=job.attempts, error=problem
+    )
     return Outcome.retry(problem)
 
 
