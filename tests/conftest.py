@@ -13,12 +13,21 @@ from typing import Any
 
 import httpx
 import pytest
+import structlog
 
 from mmsgate import settings as settings_mod
 from mmsgate.api.app import build_services, create_app
 from mmsgate.store import accounts
 from mmsgate.store.db import Database
 from tests import pg
+
+
+@pytest.fixture(autouse=True)
+def _structlog_defaults() -> None:
+    """Each test starts with structlog as a fresh process has it: a command run in-process
+    by an earlier test leaves its logging configured (level filter, stream) behind."""
+    structlog.reset_defaults()
+
 
 BACKENDS = os.environ.get("MMSGATE_TEST_BACKENDS", "sqlite,postgresql").split(",")
 _db_counter = itertools.count()

@@ -70,6 +70,14 @@ LogFormatOpt = Annotated[
 app = typer.Typer(
     help="mmsgate: a self-hostable MMS platform speaking the Sinch MMS API.", no_args_is_help=True
 )
+
+
+@app.callback()
+def _every_command() -> None:
+    """mmsgate: a self-hostable MMS platform speaking the Sinch MMS API."""
+    logs.quiet()  # the serving commands configure their own logging on top
+
+
 app.add_typer(cli_accounts.accounts_app, name="accounts")
 app.add_typer(cli_postbacks.postbacks_app, name="postbacks")
 app.command()(cli_preview.preview)

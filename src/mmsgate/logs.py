@@ -14,6 +14,23 @@ import sys
 import structlog
 
 
+def quiet() -> None:
+    """The logging of a command that sets up none of its own (`accounts`, `postbacks`,
+    `migrate`, `preview`): warnings and errors to stderr, so that stdout holds only what the
+    command prints (its `--json` among it). structlog's default would print every event,
+    info included, to stdout. Loggers are not cached, so a later `configure` takes over."""
+    structlog.configure(
+        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
+        logger_factory=_stderr,
+        cache_logger_on_first_use=False,
+    )
+
+
+def _stderr(*_args: object) -> structlog.PrintLogger:
+    # sys.stderr as it is at each event: a test runner may swap it for the command's run.
+    return structlog.PrintLogger(sys.stderr)
+
+
 def configure(level: str = "info", json: bool = False) -> None:
     """Configure structlog and the stdlib root logger once, at start."""
     numeric = logging.getLevelNamesMapping().get(level.upper(), logging.INFO)

@@ -289,3 +289,22 @@ def test_piped_output_is_not_wrapped(tmp_path: Path) -> None:
         [*command, "list"], env=environment, capture_output=True, text=True, timeout=60, check=True
     )
     assert any(long_url in line for line in listed.stdout.splitlines()), listed.stdout
+
+
+def test_a_command_without_logging_of_its_own_keeps_stdout_for_its_output(
+    data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """After any command starts, events go to stderr at warning and above, never to stdout,
+    where structlog's default would print them in the middle of a `--json` answer."""
+    import structlog
+
+    structlog.reset_defaults()
+    assert runner.invoke(app, ["accounts", "list", "--json"]).exit_code == 0
+    capsys.readouterr()
+    log = structlog.get_logger("mmsgate.test")
+    log.info("test.info_event")
+    log.warning("test.warning_event")
+    captured = capsys.readouterr()
+    assert "test." not in captured.out
+    assert "test.warning_event" in captured.err
+    assert "test.info_event" not in captured.err
