@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import hashlib
+import hmac
 import ipaddress
 import re
 import tomllib
@@ -112,7 +114,27 @@ class SmsRoute:
     # and receipt, 1: hex submit, decimal receipt, 2: decimal submit, hex receipt, 3: hex in
     # both). None: take the receipt's id as the submit's.
     msg_id_type: int | None = None
+    # kannel: the token /kannel/dlr requires in the dlr-urls of this route (None: derived
+    # from the sendsms password, see receipt_token).
+    dlr_token: str | None = None
     default: bool = False
+
+    def receipt_token(self) -> str:
+        """The token a kannel route's dlr-urls carry; /kannel/dlr applies no receipt without it.
+
+        It comes from the config file, not from the database or the data dir: every `run`,
+        `serve` and `worker` process must read the same `[[sms_routes]]` to know the route at
+        all, so a token made from it is the same in all of them and survives restarts, with
+        no state to create, share or migrate. By default it is derived (HMAC-SHA256, keyed by
+        the sendsms password, which Kannel requires and only Kannel shares) so that no setting
+        is needed and the password itself never appears in a URL; `dlr_token` sets it
+        outright, for instance to keep it when the password changes."""
+        if self.dlr_token:
+            return self.dlr_token
+        if not self.password:
+            raise ValueError(f"sms route {self.name} has neither dlr_token nor password")
+        message = f"mmsgate kannel dlr-url {self.name}".encode()
+        return hmac.new(self.password.encode(), message, hashlib.sha256).hexdigest()[:32]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -441,6 +463,8 @@ def _check_routes(settings: Settings) -> None:
             raise ConfigError(f"sms_routes[{i}]: an smpp route needs host, port and system_id")
         if sms.kind == "kannel" and not sms.url:
             raise ConfigError(f"sms_routes[{i}].url: required for a kannel route")
+        if sms.kind == "kannel" and not (sms.password or sms.dlr_token):
+            raise ConfigError(f"sms_routes[{i}].password: required for a kannel route")
         if sms.msg_id_type not in (None, 0, 1, 2, 3):
             raise ConfigError(f"sms_routes[{i}].msg_id_type: expected 0, 1, 2 or 3")
         if sms.window < 1:

@@ -35,5 +35,5 @@ async def test_every_api_route_gets_one_line(gateway: Gateway) -> None:
     )
     assert template["code"] == "HTTP 404"
     assert (preview["action"], preview["code"], preview["status"]) == ("preview", "E104", 401)
-    assert (dlr["action"], dlr["code"]) == ("kannelReceipt", "HTTP 400")
+    assert (dlr["action"], dlr["code"]) == ("kannelReceipt", "HTTP 401")  # no route token
     assert all(isinstance(line["ms"], float) for line in (template, preview, dlr))

@@ -49,6 +49,26 @@ pytestmark = pytest.mark.anyio
 SYSTEM_ID, SMPP_PASSWORD = "mmsgate", "kannelpw"  # SMPP 3.4 §5.2.2: 8 at most
 DEADLINE_SECONDS = 20.0
 LONG_TEXT = "Votre MMS est arrivé ✓ " * 8  # UCS-2, four parts with the link
+FAKE_SENDSMS = "http://kannel.test/cgi-bin/sendsms"
+
+
+LIVE_ROUTE = "kannel é"
+ROUTES = {
+    route.name: route
+    for route in (
+        SmsRoute(name="kannel", kind="kannel", url=FAKE_SENDSMS, password="sendsms-pw"),
+        SmsRoute(name="other", kind="kannel", url=FAKE_SENDSMS, password="other-pw"),
+        SmsRoute(name="sms é", kind="kannel", url=FAKE_SENDSMS, password="sendsms-pw"),
+        # The real Kannel's sendsms password is new each run: this route sets its token.
+        SmsRoute(name=LIVE_ROUTE, kind="kannel", dlr_token="live-route-dlr-token"),
+    )
+}
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """The suite's settings with this file's Kannel routes: /kannel/dlr checks their tokens."""
+    return dataclasses.replace(settings, sms_routes=tuple(ROUTES.values()))
 
 
 @pytest.fixture
@@ -133,9 +153,8 @@ async def live_gateway(settings: Settings) -> AsyncIterator[Gateway]:
 def kannel_route(kannel: kannel_peer.Kannel) -> SmsRoute:
     """A route to the running Kannel; its name percent-encodes to `%C3%A9`, which Kannel's
     dlr-url escapes (%C charset, %A reply) would mangle if the connector did not double `%`."""
-    return SmsRoute(
-        name="kannel é",
-        kind="kannel",
+    return dataclasses.replace(
+        ROUTES[LIVE_ROUTE],
         url=kannel.sendsms_url,
         username=kannel.username,
         password=kannel.password,
@@ -282,6 +301,30 @@ async def test_a_long_sms_goes_in_parts_and_n202_waits_for_every_receipt(
 
 
 @pytest.mark.slow
+async def test_forged_receipts_are_refused_and_kannels_own_is_applied(
+    live_gateway: Gateway, media_server: MediaServer, smsc: Smsc, kannel: kannel_peer.Kannel
+) -> None:
+    """While the SMSC holds the real receipt, receipts posted to the served /kannel/dlr
+    without the token, with a wrong one or with another route's are refused and change
+    nothing; the receipt Kannel then relays through the dlr-url we gave it ends in N202."""
+    smsc.hold_receipts()
+    connector = KannelConnector(kannel_route(kannel), str(live_gateway.client.base_url))
+    tracking_id = await fall_back(live_gateway, media_server, connector)
+    await smsc.until(lambda: smsc.owed(SYSTEM_ID) == 1)
+    forged = {"route": LIVE_ROUTE, "id": f"{tracking_id}.1", "type": "2", "reply": "x"}
+    for token, status in ((None, 401), ("guess", 403), (ROUTES["other"].receipt_token(), 403)):
+        query = forged if token is None else {**forged, "token": token}
+        assert (await live_gateway.client.get("/kannel/dlr", params=query)).status_code == status
+    assert await state_and_codes(live_gateway, tracking_id) == ("sms_submitted", ["N101"])
+    assert await part_stats(live_gateway, tracking_id) == [(1, None)]
+    smsc.hold_receipts(False)
+    assert await settled(live_gateway, tracking_id, kannel) == (
+        "sms_delivered",
+        ["N101", "N202"],
+    )
+
+
+@pytest.mark.slow
 async def test_an_sms_queued_while_the_smsc_is_away_goes_when_it_is_back(
     live_gateway: Gateway, media_server: MediaServer
 ) -> None:
@@ -342,7 +385,7 @@ async def test_kannel_unreachable_is_retried_not_failed(
 ) -> None:
     """Nothing listening at the sendsms URL: the SMS job is left to run again, the recipient
     stays on the fallback path, and the customer hears nothing yet."""
-    route = SmsRoute(name="kannel", kind="kannel", url=f"http://127.0.0.1:{free_port()}/x")
+    route = dataclasses.replace(ROUTES["kannel"], url=f"http://127.0.0.1:{free_port()}/x")
     connector = KannelConnector(route, "http://127.0.0.1:1")
     tracking_id = await fall_back(gateway, media_server, connector)
     assert await state_and_codes(gateway, tracking_id) == ("fallback", [])
@@ -367,7 +410,7 @@ class FakeKannel:
         self.requests: list[httpx.Request] = []
 
     def connector(self, route_name: str = "kannel") -> KannelConnector:
-        route = SmsRoute(name=route_name, kind="kannel", url="http://kannel.test/cgi-bin/sendsms")
+        route = ROUTES[route_name]
         client = httpx.AsyncClient(transport=httpx.MockTransport(self._answer))
         return KannelConnector(route, "http://mmsgate.test", client)
 
@@ -382,8 +425,16 @@ class FakeKannel:
         return httpx.Response(self.status, text=self.text)
 
 
+def signed(params: dict[str, str]) -> dict[str, str]:
+    """The params with the token of their route, as the dlr-urls we hand Kannel carry it."""
+    if "token" in params or params.get("route") not in ROUTES:
+        return params
+    return {**params, "token": ROUTES[params["route"]].receipt_token()}
+
+
 async def dlr(gateway: Gateway, **params: str) -> httpx.Response:
-    return await gateway.client.get("/kannel/dlr", params=params)
+    """GET /kannel/dlr with `params`, signed with their route's token unless one is given."""
+    return await gateway.client.get("/kannel/dlr", params=signed(params))
 
 
 async def test_each_part_is_one_sendsms_with_its_udh_coding_and_dlr_url(
@@ -396,6 +447,7 @@ async def test_each_part_is_one_sendsms_with_its_udh_coding_and_dlr_url(
     connector = fake.connector("sms é")
     tracking_id = await fall_back(gateway, media_server, connector, text=LONG_TEXT)
     sent = [fake.params(n) for n in range(len(fake.requests))]
+    token = ROUTES["sms é"].receipt_token()
     ref = zlib.crc32(tracking_id.encode()) & 0xFF
     assert [p["udh"].encode("latin-1") for p in sent] == [
         bytes((5, 0, 3, ref, 4, seq)) for seq in (1, 2, 3, 4)
@@ -404,7 +456,8 @@ async def test_each_part_is_one_sendsms_with_its_udh_coding_and_dlr_url(
         ("2", "UTF-8", "19", "+12399471613", "28444")
     }
     assert [p["dlr-url"] for p in sent] == [
-        f"http://mmsgate.test/kannel/dlr?route=sms+%%C3%%A9&id={tracking_id}.{seq}&type=%d&reply=%A"
+        f"http://mmsgate.test/kannel/dlr?route=sms+%%C3%%A9&token={token}&id={tracking_id}.{seq}"
+        "&type=%d&reply=%A"
         for seq in (1, 2, 3, 4)
     ]
     link = f"https://mms.example/m/{(await the_fallback(gateway, tracking_id)).token}"
@@ -437,7 +490,7 @@ async def test_n202_waits_for_the_last_part(gateway: Gateway, media_server: Medi
         response = await dlr(gateway, route="kannel", id=f"{tracking_id}.{seq}", type="1")
         assert response.status_code == 200
     assert await state_and_codes(gateway, tracking_id) == ("sms_submitted", ["N101"])
-    form = {"route": "kannel", "id": f"{tracking_id}.3", "type": "1"}
+    form = signed({"route": "kannel", "id": f"{tracking_id}.3", "type": "1"})
     assert (await gateway.client.post("/kannel/dlr", data=form)).status_code == 200
     assert await state_and_codes(gateway, tracking_id) == ("sms_delivered", ["N101", "N202"])
 
@@ -468,17 +521,23 @@ async def test_a_failed_receipt_names_why(
 @pytest.mark.parametrize(
     "params",
     [
-        {"id": "x.1", "type": "1"},
         {"route": "kannel", "type": "1"},
         {"route": "kannel", "id": "x.1"},
         {"route": "kannel", "id": "x.1", "type": "%d"},
         {"route": "kannel", "id": "x.1", "type": "²"},
     ],
-    ids=["no-route", "no-id", "no-type", "type-not-expanded", "type-not-ascii"],
+    ids=["no-id", "no-type", "type-not-expanded", "type-not-ascii"],
 )
 async def test_a_malformed_receipt_is_400(gateway: Gateway, params: dict[str, str]) -> None:
-    """route, id and a numeric type are required."""
+    """With the route's token, an id and a numeric type are required."""
     assert (await dlr(gateway, **params)).status_code == 400
+
+
+async def test_a_receipt_naming_no_route_is_refused(gateway: Gateway) -> None:
+    """Without a route no token can be right: 401 without one, 403 with any."""
+    response = await dlr(gateway, id="x.1", type="1", token="anything")
+    assert response.status_code == 403
+    assert (await dlr(gateway, id="x.1", type="1")).status_code == 401
 
 
 async def test_a_receipt_for_no_known_part_is_404(
@@ -491,6 +550,59 @@ async def test_a_receipt_for_no_known_part_is_404(
     wrong = await dlr(gateway, route="other", id=f"{tracking_id}.1", type="1")
     assert wrong.status_code == 404
     assert await state_and_codes(gateway, tracking_id) == ("sms_submitted", ["N101"])
+
+
+async def part_stats(gateway: Gateway, tracking_id: str) -> list[tuple[int, str | None]]:
+    async with gateway.services.db.read() as conn:
+        query = sa.select(sms_parts.c.seq, sms_parts.c.stat).where(
+            sms_parts.c.tracking_id == tracking_id
+        )
+        return sorted((r.seq, r.stat) for r in await conn.execute(query))
+
+
+@pytest.mark.parametrize(
+    ("token", "status"),
+    [
+        (None, 401),
+        ("", 401),
+        ("0" * 32, 403),
+        ("a-much-longer-guess-than-the-real-token", 403),
+        ("café", 403),
+        (ROUTES["other"].receipt_token(), 403),
+    ],
+    ids=["no-token", "empty-token", "wrong-token", "wrong-length", "not-ascii", "other-route"],
+)
+async def test_a_receipt_without_its_routes_token_is_refused(
+    gateway: Gateway, media_server: MediaServer, token: str | None, status: int
+) -> None:
+    """No token is 401, a wrong one or another route's is 403, and neither moves the part or
+    the recipient; the same receipt with the route's own token is then applied."""
+    tracking_id = await fall_back(gateway, media_server, FakeKannel().connector())
+    forged = {"route": "kannel", "id": f"{tracking_id}.1", "type": "2", "reply": "stat:UNDELIV"}
+    query = forged if token is None else {**forged, "token": token}
+    response = await gateway.client.get("/kannel/dlr", params=query)
+    assert response.status_code == status
+    assert "token" in response.text
+    posted = await gateway.client.post("/kannel/dlr", data=query)
+    assert posted.status_code == status
+    assert await state_and_codes(gateway, tracking_id) == ("sms_submitted", ["N101"])
+    assert await part_stats(gateway, tracking_id) == [(1, None)]
+    assert (await dlr(gateway, **{**forged, "type": "1"})).status_code == 200
+    assert await state_and_codes(gateway, tracking_id) == ("sms_delivered", ["N101", "N202"])
+
+
+async def test_a_routes_token_does_not_reach_another_routes_parts(
+    gateway: Gateway, media_server: MediaServer
+) -> None:
+    """A receipt signed for route "other" naming a part sent over route "kannel" finds
+    nothing (404) and changes nothing."""
+    tracking_id = await fall_back(gateway, media_server, FakeKannel().connector())
+    token = ROUTES["other"].receipt_token()
+    for route in ("other", "kannel"):
+        params = {"route": route, "token": token, "id": f"{tracking_id}.1", "type": "2"}
+        assert (await dlr(gateway, **params)).status_code == (404 if route == "other" else 403)
+    assert await state_and_codes(gateway, tracking_id) == ("sms_submitted", ["N101"])
+    assert await part_stats(gateway, tracking_id) == [(1, None)]
 
 
 async def test_a_refusing_kannel_is_e202_and_a_busy_one_is_retried(

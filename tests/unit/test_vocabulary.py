@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -124,6 +125,10 @@ class TestSettings:
             ("worker_lease_seconds = 0\n", "worker_lease_seconds"),
             ("done_jobs_kept_days = -1\n", "done_jobs_kept_days"),
             ("done_jobs_kept_days = 'week'\n", "done_jobs_kept_days"),
+            (
+                "[[sms_routes]]\nname = 'k'\nkind = 'kannel'\nurl = 'http://k/cgi-bin/sendsms'\n",
+                "sms_routes[0].password",
+            ),
         ],
     )
     def test_bad_config_names_the_key(self, tmp_path: Path, text: str, named: str) -> None:
@@ -132,6 +137,25 @@ class TestSettings:
         path.write_text(text)
         with pytest.raises(errors.ConfigError, match=named.replace("[", r"\[").replace("]", r"\]")):
             settings.load(path, {})
+
+    def test_kannel_receipt_token_is_stable_per_route_and_configurable(self) -> None:
+        """A kannel route's dlr-url token is the same each time it is derived, differs from
+        route to route and with the password, never contains the password, and `dlr_token`
+        replaces it."""
+        route = settings.SmsRoute(name="k", kind="kannel", password="pw")
+        token = route.receipt_token()
+        assert token == dataclasses.replace(route).receipt_token()
+        assert len(token) == 32
+        assert "pw" not in token
+        others = [
+            dataclasses.replace(route, name="k2").receipt_token(),
+            dataclasses.replace(route, password="pw2").receipt_token(),
+        ]
+        assert token not in others
+        assert others[0] != others[1]
+        assert dataclasses.replace(route, dlr_token="mine").receipt_token() == "mine"
+        with pytest.raises(ValueError, match="dlr_token"):
+            dataclasses.replace(route, password=None).receipt_token()
 
     def test_profiles_are_changed_and_added_in_the_config_file(self, tmp_path: Path) -> None:
         """`[profiles.NAME]` changes a shipped profile key by key or adds one from a base,

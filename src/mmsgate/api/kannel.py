@@ -7,10 +7,17 @@ submit_sm, reply `NACK/0x0000000b/Invalid Destination Address`); 4 and 8 (queued
 the SMSC) are not final and change nothing. Bits come combined: Kannel 1.4.5 reports an
 EXPIRED receipt (message_state 3) as 34 = 2 + 32. The SMSC's own `stat:` in the reply, when
 present, names the failure more precisely (EXPIRED, REJECTD, ...).
+
+Anyone who can reach the port could post a receipt, so one is applied only with the `token`
+of its route (`SmsRoute.receipt_token`, carried in every dlr-url mmsgate hands Kannel),
+compared in constant time: none is 401, a wrong one (or another route's) 403, and neither
+changes anything. A part is looked up under the authenticated route only, so a receipt for a
+part of another route finds nothing (404).
 """
 
 from __future__ import annotations
 
+import hmac
 import re
 import urllib.parse
 
@@ -35,6 +42,8 @@ async def dlr(svc: Services, request: Request) -> Response:
         # A urlencoded form, read here: Starlette's form parser needs python-multipart.
         body = (await request.body()).decode("utf-8", "replace")
         params.update(urllib.parse.parse_qsl(body))
+    if (refused := _unauthenticated(svc, params)) is not None:
+        return refused
     route, part_id, kind = params.get("route"), params.get("id"), params.get("type", "")
     if not route or not part_id or not (kind.isascii() and kind.isdecimal()):
         return PlainTextResponse("route, id and a numeric type are required\n", 400)
@@ -54,3 +63,19 @@ async def dlr(svc: Services, request: Request) -> Response:
         return PlainTextResponse("unknown message\n", 404)
     log.info("kannel.dlr", route=route, id=part_id, stat=stat, moved=moved)
     return PlainTextResponse("ok\n")
+
+
+def _unauthenticated(svc: Services, params: dict[str, str]) -> Response | None:
+    """401 without a token, 403 unless it is the token of the kannel route named; else None."""
+    token = params.get("token", "")
+    if not token:
+        log.warning("kannel.dlr_unauthenticated", route=params.get("route"))
+        return PlainTextResponse("a token is required\n", 401)
+    name = params.get("route")
+    routes = (r for r in svc.settings.sms_routes if r.kind == "kannel" and r.name == name)
+    route = next(routes, None)
+    # compare_digest on bytes: its str form refuses non-ASCII, which anyone can send.
+    if route is None or not hmac.compare_digest(token.encode(), route.receipt_token().encode()):
+        log.warning("kannel.dlr_bad_token", route=name)
+        return PlainTextResponse("wrong token for this route\n", 403)
+    return None

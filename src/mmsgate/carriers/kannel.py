@@ -45,6 +45,7 @@ class KannelConnector:
         if not route.url:
             raise ValueError(f"sms route {route.name} has no url")
         self.route = route
+        self.token = route.receipt_token()
         self.dlr_base = dlr_base.rstrip("/")
         self._client = client or httpx.AsyncClient(timeout=TIMEOUT)
 
@@ -62,8 +63,10 @@ class KannelConnector:
         """Where Kannel reports a part's fate; %d is the DLR type, %A the SMSC's reply.
 
         Kannel expands every `%` + letter in a dlr-url, so a percent-escape of ours such as
-        `%C3%A9` would become the charset and the reply text; `%%` is its literal `%`."""
-        query = urllib.parse.urlencode({"route": self.route.name, "id": part_id})
+        `%C3%A9` would become the charset and the reply text; `%%` is its literal `%`. The
+        route's token is what makes /kannel/dlr believe the request came from this URL."""
+        fields = {"route": self.route.name, "token": self.token, "id": part_id}
+        query = urllib.parse.urlencode(fields)
         ours = f"{self.dlr_base}/kannel/dlr?{query}".replace("%", "%%")
         return f"{ours}&type=%d&reply=%A"
 
