@@ -31,6 +31,8 @@ def _structlog_defaults() -> None:
 
 BACKENDS = os.environ.get("MMSGATE_TEST_BACKENDS", "sqlite,postgresql").split(",")
 _db_counter = itertools.count()
+# The Basic pair the simulator route accepts on /mm7 in tests (simulator_inbound_*).
+SIM_AUTH = ("sim-mmsc", "sim-secret")
 
 
 @pytest.fixture
@@ -78,6 +80,8 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path, db_url: str) -> set
             "MMSGATE_DATA_DIR": str(tmp_path / "data"),
             "MMSGATE_DATABASE_URL": db_url,
             "MMSGATE_ALLOW_PRIVATE_NETWORKS": "1",
+            "MMSGATE_SIMULATOR_INBOUND_USERNAME": SIM_AUTH[0],
+            "MMSGATE_SIMULATOR_INBOUND_PASSWORD": SIM_AUTH[1],
         }
     )
     media = dataclasses.replace(cfg.media, total_timeout=5.0)
@@ -101,6 +105,14 @@ class Gateway:
     async def xml(self, body: str | bytes, **kwargs: Any) -> httpx.Response:
         data = body.encode() if isinstance(body, str) else body
         return await self.client.post("/ep/v1/", content=data, **kwargs)
+
+    async def mm7(
+        self, body: bytes, content_type: str = "text/xml", **kwargs: Any
+    ) -> httpx.Response:
+        """POST /mm7 as the simulated MMSC (its Basic pair) unless `auth` says otherwise."""
+        kwargs.setdefault("auth", SIM_AUTH)
+        headers = {"Content-Type": content_type}
+        return await self.client.post("/mm7", content=body, headers=headers, **kwargs)
 
 
 @pytest.fixture

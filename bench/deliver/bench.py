@@ -270,6 +270,9 @@ def setup(
     env = {k: v for k, v in os.environ.items() if not k.startswith("MMSGATE_")}
     env |= {"MMSGATE_DATA_DIR": str(work / "data"), "MMSGATE_CONFIG": str(config)}
     env["MMSGATE_ALLOW_PRIVATE_NETWORKS"] = "1"
+    # The pair carrier-sim presents on /mm7 and the sim route accepts.
+    env["MMSGATE_SIMULATOR_INBOUND_USERNAME"] = "bench-mmsc"
+    env["MMSGATE_SIMULATOR_INBOUND_PASSWORD"] = "bench-secret"  # noqa: S105 - loopback only
     if database_url:
         env["MMSGATE_DATABASE_URL"] = database_url
     subprocess.run([*MMSGATE, "migrate"], env=env, check=True, capture_output=True)

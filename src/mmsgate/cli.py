@@ -8,6 +8,7 @@ import contextlib
 import dataclasses
 import datetime as dt
 import os
+import secrets
 import signal
 import socket
 from collections.abc import AsyncIterator, Callable
@@ -127,7 +128,9 @@ def run(
     log_format: LogFormatOpt = None,
 ) -> None:
     """All in one: API, embedded SQLite, and the built-in carrier simulator."""
-    cfg = load_settings(config, data_dir, host=host, port=port, log_format=log_format)
+    cfg = simulator_credentials(
+        load_settings(config, data_dir, host=host, port=port, log_format=log_format)
+    )
     check_port(sim_mm7_port, "--sim-mm7-port", zero=True)
     check_port(sim_smpp_port, "--sim-smpp-port", zero=True)
     configure_logs(cfg, log_level)
@@ -371,6 +374,18 @@ async def worker_running(cfg: settings.Settings) -> AsyncIterator[None]:
         await stop_pipeline(worker)
 
 
+def simulator_credentials(cfg: settings.Settings) -> settings.Settings:
+    """`mmsgate run`: a fresh Basic pair for the simulated MMSC to present on /mm7 (unless
+    the config names one), known to the API and the simulator of this process alone."""
+    if cfg.simulator_inbound_username:
+        return cfg
+    return dataclasses.replace(
+        cfg,
+        simulator_inbound_username="sim-" + secrets.token_hex(4),
+        simulator_inbound_password=secrets.token_urlsafe(24),
+    )
+
+
 @contextlib.asynccontextmanager
 async def simulator_and_worker(
     cfg: settings.Settings, sims: SimulatorSockets
@@ -382,7 +397,9 @@ async def simulator_and_worker(
 
     wildcard = ("0.0.0.0", "::", "")  # noqa: S104 - compared against, never bound
     host = "127.0.0.1" if cfg.host in wildcard else cfg.host
-    sim = SimulatedMmsc(f"http://{host}:{cfg.port}/mm7")
+    pair = cfg.simulator_inbound_username, cfg.simulator_inbound_password
+    auth = (pair[0], pair[1]) if pair[0] and pair[1] else None
+    sim = SimulatedMmsc(f"http://{host}:{cfg.port}/mm7", report_auth=auth)
     smsc = Smsc()
     smsc_port = await smsc.start(sock=sims.smpp)
     port = sims.mm7.getsockname()[1]
@@ -494,6 +511,20 @@ def carrier_sim(
     smpp_port: Annotated[
         int, typer.Option("--smpp-port", help="Where the simulated SMSC listens (0: none).")
     ] = 2775,
+    report_username: Annotated[
+        str | None,
+        typer.Option(
+            help="HTTP Basic user presented on /mm7 (the gateway's simulator_inbound_username).",
+            envvar="MMSGATE_SIMULATOR_INBOUND_USERNAME",
+        ),
+    ] = None,
+    report_password: Annotated[
+        str | None,
+        typer.Option(
+            help="Its password (the gateway's simulator_inbound_password).",
+            envvar="MMSGATE_SIMULATOR_INBOUND_PASSWORD",
+        ),
+    ] = None,
     log_level: LogOpt = "info",
     log_format: LogFormatOpt = None,
 ) -> None:
@@ -507,7 +538,10 @@ def carrier_sim(
     logs.configure(log_level, json=log_format is settings.LogFormat.JSON)
     mm7_socket = listen(host, port, "the simulated MMSC (--port)")
     smpp_socket = listen(host, smpp_port, "the simulated SMSC (--smpp-port)") if smpp_port else None
-    sim = SimulatedMmsc(report_url or None, max_bytes=max_bytes, journal=journal)
+    if bool(report_username) != bool(report_password):
+        raise typer.BadParameter("give --report-username and --report-password together")
+    auth = (report_username, report_password) if report_username and report_password else None
+    sim = SimulatedMmsc(report_url or None, max_bytes=max_bytes, journal=journal, report_auth=auth)
     url = f"http://{host}:{port}/mm7"
     said = f"simulated MMSC on {url}, reports to {report_url or 'nowhere'}"
     say(log_format, said, "sim.mmsc", url=url, report_url=report_url)

@@ -228,13 +228,22 @@ def encode_response(
     return _envelope(namespace, transaction_id or "", kind, children)
 
 
-def encode_fault(transaction_id: str | None, code: int, text: str) -> bytes:
-    """A SOAP Fault with an RSErrorRsp detail (to send with HTTP 500, as SOAP 1.1 says).
-    Client codes (2xxx, 4004) fault as env:Client, the rest as env:Server."""
-    detail = encode_response("RSErrorRsp", transaction_id, status=code, text=text)
+def encode_fault(
+    transaction_id: str | None,
+    code: int,
+    text: str,
+    *,
+    version: str = DEFAULT_VERSION,
+    namespace: str = DEFAULT_NAMESPACE,
+) -> bytes:
+    """A SOAP Fault with an RSErrorRsp detail in the peer's namespace and version.
+    Faults about the request itself (2xxx, 4003, 4004) are env:Client, the rest env:Server."""
+    detail = encode_response(
+        "RSErrorRsp", transaction_id, status=code, text=text, version=version, namespace=namespace
+    )
     head, rest = detail.split(b"<env:Body>", 1)
     inner = rest.split(b"</env:Body>", 1)[0]
-    faultcode = "env:Client" if 2000 <= code < 3000 or code == 4004 else "env:Server"
+    faultcode = "env:Client" if 2000 <= code < 3000 or code in (4003, 4004) else "env:Server"
     return (
         head
         + f"<env:Body><env:Fault><faultcode>{faultcode}</faultcode>"
@@ -270,6 +279,16 @@ def _joined(element: ET.Element) -> str:
 
 
 _ADDRESSES = ("Number", "ShortCode", "RFC2822Address")  # how an address element holds it
+_ADDRESS_FIELDS = frozenset({"Sender", "Recipients", "Recipient", "SenderAddress"})
+# A phone number as MMSCs write it: `+447900000001`, `447900000001`, `tel:+447900000001` or
+# the MMS address form `+447900000001/TYPE=PLMN` (OMA MMS encapsulation; RFC 3966 tel:).
+_PHONE = re.compile(r"(?:tel:)?\+?([0-9]+)(?:/TYPE=PLMN)?", re.IGNORECASE)
+
+
+def _address(text: str) -> str:
+    """A phone number as digits (an e-mail address or a name is kept as written)."""
+    found = _PHONE.fullmatch(text.strip())
+    return found.group(1) if found else text
 
 
 def _find(root: ET.Element, name: str) -> ET.Element | None:
@@ -330,7 +349,8 @@ def decode_request(content_type: str, body: bytes) -> Incoming:
             (text for key in _ADDRESSES if key in within and (text := _joined(within[key]))),
             None,
         )
-        fields[name] = number if number is not None else _joined(child)
+        value = number if number is not None else _joined(child)
+        fields[name] = _address(value) if number is not None or name in _ADDRESS_FIELDS else value
         if name == "Content":
             fields["Content"] = child.get("href", "")
         elif name == "UACapabilities":  # the handset's profile is an attribute

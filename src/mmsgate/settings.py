@@ -74,6 +74,10 @@ class Route:
         "http://www.3gpp.org/ftp/Specs/archive/23_series/23.140/schema/REL-6-MM7-1-4"
     )
     profile: str = "default"
+    # What the MMSC presents on its requests to our /mm7: HTTP Basic and/or source networks.
+    inbound_username: str | None = None
+    inbound_password: str | None = None
+    inbound_ips: tuple[str, ...] = ()  # CIDRs
     max_mps: float | None = None  # shared by every worker
     concurrency: int | None = None  # submits in flight per worker
     operators: tuple[int, ...] = ()
@@ -148,6 +152,11 @@ class Settings:
     # a separate `mmsgate worker` uses `mmsgate carrier-sim` on its default port.
     simulator_url: str = "http://127.0.0.1:8090/mm7"
     simulator_smsc: str = "127.0.0.1:2775"  # where the simulator SMS route binds (SMPP)
+    # The HTTP Basic pair the simulated MMSC presents on /mm7 (`carrier-sim --report-username
+    # and --report-password`); `mmsgate run` generates one. Simulator routes without inbound
+    # credentials of their own accept this pair.
+    simulator_inbound_username: str | None = None
+    simulator_inbound_password: str | None = None
     worker_concurrency: int = 256  # jobs a worker runs at once (their leases are renewed)
     # A claimed job is another worker's to take once its lease runs out (a worker that died).
     worker_lease_seconds: float = 300.0
@@ -370,6 +379,8 @@ def _from_table(
             "public_base_url",
             "simulator_url",
             "simulator_smsc",
+            "simulator_inbound_username",
+            "simulator_inbound_password",
             "host",
             "port",
             "worker_concurrency",
@@ -426,6 +437,9 @@ def _apply_env(settings: Settings, env: Mapping[str, str]) -> Settings:
     if env.get("MMSGATE_DATABASE_URL"):
         normalize_database_url(env["MMSGATE_DATABASE_URL"])
         changes["database_url"] = env["MMSGATE_DATABASE_URL"]
+    for key in ("simulator_inbound_username", "simulator_inbound_password"):
+        if env.get(f"MMSGATE_{key.upper()}"):
+            changes[key] = env[f"MMSGATE_{key.upper()}"]
     if env.get("MMSGATE_PUBLIC_BASE_URL"):
         changes["public_base_url"] = env["MMSGATE_PUBLIC_BASE_URL"].rstrip("/")
     for key in ("metrics_token", "metrics_listen"):
@@ -456,6 +470,11 @@ def _check_routes(settings: Settings) -> None:
                 f"routes[{i}].number_format: route {route.name!r}: expected 'digits' or "
                 f"'e164', got {route.number_format!r}"
             )
+        _check_inbound(f"routes[{i}] ({route.name})", route)
+    if bool(settings.simulator_inbound_username) != bool(settings.simulator_inbound_password):
+        raise ConfigError(
+            "simulator_inbound_username and simulator_inbound_password: give both or neither"
+        )
     for i, sms in enumerate(settings.sms_routes):
         if sms.kind not in ("smpp", "kannel", "simulator"):
             raise ConfigError(f"sms_routes[{i}].kind: expected 'smpp', 'kannel' or 'simulator'")
@@ -476,3 +495,20 @@ def _check_routes(settings: Settings) -> None:
             raise ConfigError(f"routes[{i}].profile: unknown profile {route.profile!r}")
     if sum(r.default for r in settings.routes) > 1:
         raise ConfigError("routes: more than one route has default = true")
+
+
+def _check_inbound(where: str, route: Route) -> None:
+    """What an MMSC must present on /mm7 to act for this route: a Basic pair, source
+    networks, or both. A simulator route may have neither: it takes the simulator's pair."""
+    if bool(route.inbound_username) != bool(route.inbound_password):
+        raise ConfigError(f"{where}: inbound_username and inbound_password go together")
+    for cidr in route.inbound_ips:
+        try:
+            ipaddress.ip_network(cidr if isinstance(cidr, str) else "-", strict=False)
+        except ValueError:
+            raise ConfigError(f"{where}.inbound_ips: {cidr!r} is not an address or CIDR") from None
+    if route.kind == "mm7" and not route.inbound_username and not route.inbound_ips:
+        raise ConfigError(
+            f"{where}: set inbound_username and inbound_password (the HTTP Basic pair its "
+            "MMSC presents on /mm7) or inbound_ips, or anyone could report for this route"
+        )

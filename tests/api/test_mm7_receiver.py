@@ -32,12 +32,15 @@ async def queued(gateway: Gateway, media_server: MediaServer) -> str:
     return response.text.split("<tracking-id>")[1].split("<")[0]
 
 
-async def take(gateway: Gateway, tracking_id: str, message_id: str) -> None:
-    """The MMSC's SubmitRsp for the recipient, recorded: submitted under `message_id`."""
+async def take(
+    gateway: Gateway, tracking_id: str, message_id: str, route: str = "simulator"
+) -> None:
+    """The MMSC's SubmitRsp for the recipient, recorded: submitted over `route` under
+    `message_id`."""
     moved = await deliveries.move(
         gateway.services.db,
         tracking_id,
-        deliveries.Move(S.SUBMITTED, "N101", carrier_message_id=message_id),
+        deliveries.Move(S.SUBMITTED, "N101", carrier_message_id=message_id, route=route),
         postback=None,
         now=dt.datetime.now(dt.UTC),
     )
@@ -63,7 +66,7 @@ async def postback_codes(gateway: Gateway) -> list[str]:
 
 async def report(gateway: Gateway, message_id: str, status: str) -> mm7.Response:
     body = delivery_report(message_id, "12399471613", status)
-    answer = await gateway.client.post("/mm7", content=body, headers={"Content-Type": "text/xml"})
+    answer = await gateway.mm7(body)
     return mm7.decode_response(answer.headers["content-type"], answer.content)
 
 
@@ -128,8 +131,12 @@ async def test_non_final_reports_keep_the_recipient_submitted(
 
 
 async def test_unknown_message_id_is_a_transient_fault(gateway: Gateway) -> None:
-    """A report for an id not (yet) known is refused with 3000 so the MMSC resends it."""
-    answer = await report(gateway, "never-seen", "Retrieved")
+    """A report for an id not (yet) known is refused with 3000 and HTTP 500 so the MMSC
+    resends it."""
+    body = delivery_report("never-seen", "12399471613", "Retrieved")
+    http = await gateway.mm7(body)
+    assert http.status_code == 500
+    answer = mm7.decode_response(http.headers["content-type"], http.content)
     assert answer.status_code == 3000
     assert answer.fault is not None
 
@@ -153,9 +160,10 @@ async def test_report_overtaking_its_submit_response_is_applied(
     "body", [b"not xml", b"<?xml version='1.0'?><!DOCTYPE x [<!ENTITY a 'b'>]><x>&a;</x>"]
 )
 async def test_bad_bodies_are_format_faults(gateway: Gateway, body: bytes) -> None:
-    """Garbage and DTDs get 2007 Message format corrupt, with HTTP 500."""
-    answer = await gateway.client.post("/mm7", content=body, headers={"Content-Type": "text/xml"})
-    assert answer.status_code == 500
+    """Garbage and DTDs get 2007 Message format corrupt, with HTTP 400: final, since no
+    resend of the same bytes can succeed."""
+    answer = await gateway.mm7(body)
+    assert answer.status_code == 400
     assert mm7.decode_response("text/xml", answer.content).status_code == 2007
 
 
@@ -186,7 +194,7 @@ async def test_metrics_show_receipts_and_the_state_of_the_system(
     assert answer.headers["content-type"].startswith("text/plain")
     text = answer.text
     assert 'mmsgate_receipts_total{applied="true",status="Retrieved"}' in text
-    assert 'mmsgate_recipients{state="delivered",route=""} 1' in text
+    assert 'mmsgate_recipients{state="delivered",route="simulator"} 1' in text
     assert 'mmsgate_jobs{kind="postback",state="pending"} 1' in text
     assert "mmsgate_accepted_total" in text
 
@@ -199,7 +207,7 @@ async def test_an_mo_message_is_stored_posted_and_served(gateway: Gateway) -> No
         "mo-1", "17745550100", "28444", [("image/jpeg", photo), ("text/plain", b"Hi!")],
         subject="Look",
     )  # fmt: skip
-    answer = await gateway.client.post("/mm7", content=body, headers={"Content-Type": content_type})
+    answer = await gateway.mm7(body, content_type)
     rsp = mm7.decode_response(answer.headers["content-type"], answer.content)
     assert (rsp.kind, rsp.status_code) == ("DeliverRsp", 1000)
     async with gateway.services.db.read() as conn:
@@ -229,7 +237,7 @@ async def test_an_mo_message_is_stored_posted_and_served(gateway: Gateway) -> No
 async def test_an_mo_message_to_a_number_of_no_account_is_refused(gateway: Gateway) -> None:
     """A DeliverReq to a number no account has is a 2002 Address Error."""
     content_type, body = mm7.encode_deliver("mo-2", "17745550100", "99999", [("text/plain", b"x")])
-    answer = await gateway.client.post("/mm7", content=body, headers={"Content-Type": content_type})
+    answer = await gateway.mm7(body, content_type)
     assert mm7.decode_response(answer.headers["content-type"], answer.content).status_code == 2002
 
 

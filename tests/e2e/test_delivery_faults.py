@@ -73,6 +73,9 @@ async def test_killed_worker_and_mmsc_lose_nothing_and_repeat_no_state(
         "MMSGATE_DATABASE_URL": db_url,
         "MMSGATE_CONFIG": str(config),
         "MMSGATE_ALLOW_PRIVATE_NETWORKS": "1",
+        # The pair carrier-sim presents on /mm7 and the sim route accepts.
+        "MMSGATE_SIMULATOR_INBOUND_USERNAME": "sim-mmsc",
+        "MMSGATE_SIMULATOR_INBOUND_PASSWORD": "sim-secret",
     }
     cli(env, "migrate")
     created = cli(env, "accounts", "create", "shop", "--sender", "28444", "--postback-url",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 
 import pytest
@@ -114,6 +115,18 @@ class TestSettings:
             ("[api]\nmax_body_bytes = 'big'\n", "api.max_body_bytes"),
             ("[[routes]]\nname = 'x'\nkind = 'smtp'\n", "routes[0].kind"),
             ("[[routes]]\nname = 'x'\nkind = 'mm7'\n", "routes[0].url"),
+            ("[[routes]]\nname = 'att'\nkind = 'mm7'\nurl = 'http://m/mm7'\n", "routes[0] (att)"),
+            (
+                "[[routes]]\nname = 'att'\nkind = 'mm7'\nurl = 'http://m/mm7'\n"
+                "inbound_username = 'u'\n",
+                "routes[0] (att)",
+            ),
+            (
+                "[[routes]]\nname = 'att'\nkind = 'mm7'\nurl = 'http://m/mm7'\n"
+                "inbound_ips = ['10.0.0.300/8']\n",
+                "routes[0] (att).inbound_ips",
+            ),
+            ("simulator_inbound_username = 'u'\n", "simulator_inbound_password"),
             ("[[routes]]\nname = 'x'\nmax_mps = 'fast'\n", "routes[0].max_mps"),
             ("this is not toml", "config file"),
             ("[profiles.att]\nbudget = 1\n", "profiles.att.budget"),
@@ -135,7 +148,7 @@ class TestSettings:
         """An unknown or mistyped key stops the start with a message naming it."""
         path = tmp_path / "c.toml"
         path.write_text(text)
-        with pytest.raises(errors.ConfigError, match=named.replace("[", r"\[").replace("]", r"\]")):
+        with pytest.raises(errors.ConfigError, match=re.escape(named)):
             settings.load(path, {})
 
     def test_kannel_receipt_token_is_stable_per_route_and_configurable(self) -> None:

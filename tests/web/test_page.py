@@ -480,7 +480,7 @@ async def test_mo_parts_are_still_served_and_sandboxed(site: Gateway) -> None:
     content_type, body = mm7.encode_deliver(
         "mo-1", "17745550100", "28444", [("image/jpeg", photo), ("text/html", html)]
     )
-    answer = await site.client.post("/mm7", content=body, headers={"Content-Type": content_type})
+    answer = await site.mm7(body, content_type)
     assert mm7.decode_response(answer.headers["content-type"], answer.content).status_code == 1000
     async with site.services.db.read() as conn:
         token = (await conn.exec_driver_sql("SELECT token FROM mo_messages")).scalar_one()

@@ -2,6 +2,15 @@
 (by MessageID) and is answered with DeliveryReportRsp; DeliverReq (MO) is stored and posted
 as N401 with content URLs under /media/; ReadReplyReq is acknowledged.
 
+Every request must authenticate as a route (api/inbound.py), else 401 and nothing changes.
+A report moves only a message submitted over a route it authenticated as; an MO reaches
+only an account whose number such a route serves.
+
+Faults answer in the request's namespace and version. One that a resend may cure (a
+MessageID not known yet) goes with HTTP 500, which MMSCs retry; one that no resend can cure
+(malformed, unsupported, address error) is an env:Client fault with HTTP 400, final for an
+HTTP client (RFC 9110 §15.5; the SOAP 1.2 HTTP binding, §7.5.1.2, maps Sender faults to 400).
+
 A report for a MessageID not known yet is answered with a transient fault (3000), so the
 MMSC sends it again: the SubmitRsp that carries the id and the report can cross on the wire.
 Before that answer the report waits a moment (UNKNOWN_WAITS) for the id to be recorded: a
@@ -13,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from typing import Any
 
 import structlog
 from starlette.requests import Request
@@ -21,7 +31,9 @@ from starlette.responses import Response
 from mmsgate import metrics, models, postback_xml
 from mmsgate import mm7_codec as mm7
 from mmsgate.api import request_log
+from mmsgate.api import inbound
 from mmsgate.api.actions import Services
+from mmsgate.settings import Route
 from mmsgate.store import accounts, deliveries, mo
 from mmsgate.store.deliveries import Move
 
@@ -44,6 +56,14 @@ REPORTED: dict[str, tuple[models.RecipientState, str, str]] = {
 
 
 async def receive(svc: Services, request: Request) -> Response:
+    client = request.client.host if request.client else None
+    pair = inbound.basic_pair(request.headers.get("authorization"))
+    routes = inbound.authenticated(inbound.inbound_routes(svc.settings), pair, client)
+    if not routes:
+        log.warning("mm7.unauthenticated", client=client, user=pair[0] if pair else None)
+        body = mm7.encode_fault(None, 4001, "Improper identification")
+        headers = {"WWW-Authenticate": 'Basic realm="mmsgate mm7", charset="UTF-8"'}
+        return Response(body, status_code=401, headers=headers, media_type=XML)
     body = await request.body()
     if len(body) > MAX_BODY:
         return _fault(None, 2008, "Element not supported: body too large")
@@ -53,29 +73,29 @@ async def receive(svc: Services, request: Request) -> Response:
         return _fault(None, 2007, f"Message format corrupt: {exc}")
     request_log.note(action=incoming.kind)
     if incoming.kind == "DeliveryReportReq":
-        return await _report(svc, incoming)
+        return await _report(svc, incoming, routes)
     if incoming.kind == "ReadReplyReq":
         return _answer("ReadReplyRsp", incoming)
     if incoming.kind == "DeliverReq":
-        return await _mobile_originated(svc, incoming)
-    return _fault(incoming.transaction_id, 4003, f"Unsupported operation {incoming.kind}")
+        return await _mobile_originated(svc, incoming, routes)
+    return _fault(incoming, 4003, f"Unsupported operation {incoming.kind}")
 
 
-async def _report(svc: Services, incoming: mm7.Incoming) -> Response:
+async def _report(svc: Services, incoming: mm7.Incoming, routes: tuple[Route, ...]) -> Response:
     message_id = incoming.fields.get("MessageID")
     status = incoming.fields.get("MMStatus", "")
     if not message_id or not status:
-        return _fault(incoming.transaction_id, 4004, "MessageID and MMStatus are required")
-    row = await deliveries.by_carrier_message_id(svc.db, message_id)
+        return _fault(incoming, 4004, "MessageID and MMStatus are required")
+    row = await _submitted_over(svc, message_id, routes)
     for wait in UNKNOWN_WAITS:
         if row is not None:
             break
         await asyncio.sleep(wait)
-        row = await deliveries.by_carrier_message_id(svc.db, message_id)
+        row = await _submitted_over(svc, message_id, routes)
     if row is None:
         metrics.RECEIPTS.labels(status, "unmatched").inc()
         log.info("mm7.report_unmatched", message_id=message_id, status=status)
-        return _fault(incoming.transaction_id, 3000, f"MessageID {message_id} not known yet")
+        return _fault(incoming, 3000, f"MessageID {message_id} not known yet", retry=True)
     request_log.note(tracking_ids=(row.tracking_id,))
     outcome = REPORTED.get(status.replace(" ", "").lower())
     if outcome is not None:
@@ -89,14 +109,29 @@ async def _report(svc: Services, incoming: mm7.Incoming) -> Response:
     return _answer("DeliveryReportRsp", incoming)
 
 
-async def _mobile_originated(svc: Services, incoming: mm7.Incoming) -> Response:
+async def _submitted_over(svc: Services, message_id: str, routes: tuple[Route, ...]) -> Any:
+    """The recipient the MMSC took under this MessageID, if it went over one of `routes`:
+    one route's MMSC cannot move what another route's took."""
+    row = await deliveries.by_carrier_message_id(svc.db, message_id)
+    return row if row is not None and row.route in {r.name for r in routes} else None
+
+
+async def _mobile_originated(
+    svc: Services, incoming: mm7.Incoming, routes: tuple[Route, ...]
+) -> Response:
     """Store an MO message's parts and queue its N401 postback to the account that owns
-    the number it was sent to."""
+    the number it was sent to, when a route the MMSC authenticated as serves that number."""
     sender = incoming.fields.get("Sender", "")
     recipient = incoming.fields.get("Recipients", "")
-    owner = next((a for a in await accounts.list_all(svc.db) if recipient in a.senders), None)
+    everyone = svc.settings.routes
+    if not any(inbound.serves(everyone, route, recipient) for route in routes):
+        names = ", ".join(r.name for r in routes)
+        return _fault(incoming, 2002, f"Address Error: route {names} does not serve {recipient}")
+    owner = next(
+        (a for a in await accounts.list_all(svc.db) if recipient in _digits(a.senders)), None
+    )
     if not sender or owner is None:
-        return _fault(incoming.transaction_id, 2002, f"Address Error: no account has {recipient!r}")
+        return _fault(incoming, 2002, f"Address Error: no account has {recipient!r}")
     parts = []
     for content_type, data in incoming.parts:
         if content_type.split(";", 1)[0] == "application/smil":
@@ -131,11 +166,30 @@ def _answer(kind: str, incoming: mm7.Incoming) -> Response:
         kind,
         incoming.transaction_id,
         version=incoming.version or mm7.DEFAULT_VERSION,
-        namespace=incoming.namespace.lstrip("{") if incoming.namespace else mm7.DEFAULT_NAMESPACE,
+        namespace=_namespace(incoming),
     )
     return Response(body, media_type=XML)
 
 
-def _fault(transaction_id: str | None, code: int, text: str) -> Response:
+def _digits(numbers: tuple[str, ...]) -> set[str]:
+    return {number.removeprefix("+") for number in numbers}
+
+
+def _fault(incoming: mm7.Incoming | None, code: int, text: str, *, retry: bool = False) -> Response:
+    """A fault in the request's namespace and version: HTTP 500 when a resend may succeed,
+    400 when none can (module docstring)."""
+    body = mm7.encode_fault(
+        incoming.transaction_id if incoming else None,
+        code,
+        text,
+        version=(incoming.version if incoming else None) or mm7.DEFAULT_VERSION,
+        namespace=_namespace(incoming),
+    )
     request_log.note(code=str(code), info=text)  # the MM7 status code (TS 23.140 §8.4.2)
-    return Response(mm7.encode_fault(transaction_id, code, text), status_code=500, media_type=XML)
+    return Response(body, status_code=500 if retry else 400, media_type=XML)
+
+
+def _namespace(incoming: mm7.Incoming | None) -> str:
+    if incoming is None or not incoming.namespace:
+        return mm7.DEFAULT_NAMESPACE
+    return incoming.namespace.lstrip("{")

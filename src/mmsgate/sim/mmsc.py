@@ -6,6 +6,7 @@ digits of the recipient (the table is in the README and in `OUTCOMES`).
 from __future__ import annotations
 
 import asyncio
+import base64
 import collections
 import contextlib
 import dataclasses
@@ -40,7 +41,6 @@ OUTCOMES: dict[str, tuple[str, tuple[str, ...]]] = {
     "0009": ("accept", ("Rejected",)),
 }
 DEFAULT = ("accept", ("Retrieved",))
-REPORT_HEADERS = {"Content-Type": "text/xml"}
 # The UAProf a simulated handset reports on retrieval; N102 carries it as `handset`.
 SIM_HANDSET = "http://uaprof.mmsgate.invalid/sim-phone-1.xml"
 
@@ -60,6 +60,8 @@ class SimulatedMmsc:
     # ones it had not delivered before it stopped (one JSON line per report and per "sent").
     journal: Path | None = None
     in_flight: int = 16  # reports in flight at once (connections to the gateway)
+    # The HTTP Basic pair presented on every report and DeliverReq, as a real MMSC does.
+    report_auth: tuple[str, str] | None = None
 
     def app(self) -> Starlette:
         @contextlib.asynccontextmanager
@@ -119,7 +121,7 @@ class SimulatedMmsc:
             "mo-" + secrets.token_hex(6), sender, recipient, parts, subject=order.get("subject")
         )
         try:
-            answer = await self.http().post(self.report_url, body, {"Content-Type": content_type})
+            answer = await self.http().post(self.report_url, body, self.headers(content_type))
         except http_client.HttpError as exc:
             return Response(json.dumps({"error": str(exc)}) + "\n", 502)
         status = mm7.decode_response(answer.headers.get("content-type", ""), answer.body)
@@ -172,6 +174,14 @@ class SimulatedMmsc:
         body = mm7.encode_response("SubmitRsp", incoming.transaction_id, message_id=message_id)
         return Response(body, media_type="text/xml; charset=utf-8")
 
+    def headers(self, content_type: str = "text/xml") -> dict[str, str]:
+        """The headers of a request to the gateway, with the Basic pair when there is one."""
+        headers = {"Content-Type": content_type}
+        if self.report_auth is not None:
+            pair = ":".join(self.report_auth).encode("utf-8")
+            headers["Authorization"] = "Basic " + base64.b64encode(pair).decode("ascii")
+        return headers
+
     def http(self) -> http_client.HttpClient:
         if self.client is None:
             self.client = http_client.HttpClient(timeout=10, max_connections=self.in_flight)
@@ -190,7 +200,7 @@ class SimulatedMmsc:
         body = delivery_report(message_id, number, status)
         for attempt in range(5):
             try:
-                response = await self.http().post(self.report_url, body, REPORT_HEADERS)
+                response = await self.http().post(self.report_url, body, self.headers())
                 if response.status < 300:
                     self._note({"sent": key})
                     return

@@ -105,6 +105,7 @@ _REPORT_ROW = sa.select(
     recipients.c.state,
     recipients.c.account_id,
     recipients.c.carrier_message_id,
+    recipients.c.route,
     messages.c.sender,
     messages.c.operator_id,
     messages.c.template_id,
@@ -189,7 +190,7 @@ async def for_delivery(db: Database, tracking_id: str) -> Any:
 
 async def by_carrier_message_id(db: Database, carrier_message_id: str) -> Any:
     """The recipient an MMSC's MessageID belongs to (with what `advance` needs of its
-    message), or None."""
+    message, and the route it was submitted over), or None."""
     return await db.read_hot_row(
         _BY_CARRIER_MESSAGE_ID, _BY_CARRIER_MESSAGE_IDS, "carrier_message_id", carrier_message_id
     )
