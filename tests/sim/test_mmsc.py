@@ -128,3 +128,12 @@ async def test_corrupt_request_is_2007() -> None:
         response = await client.post("/mm7", content=b"<nope", headers={"content-type": "text/xml"})
     assert response.status_code == 500
     assert mm7.decode_response("text/xml", response.content).status_code == 2007
+
+
+async def test_reports_present_the_basic_pair(receiver: Receiver) -> None:  # noqa: F811
+    """Given a pair, the simulated MMSC sends it as HTTP Basic on every report."""
+    sim = SimulatedMmsc(receiver.url, report_auth=("sim-mmsc", "sim-secret"))
+    await send(sim, "17745550100")
+    await reports(receiver, 1)
+    [(headers, _)] = receiver.received
+    assert headers["authorization"] == "Basic c2ltLW1tc2M6c2ltLXNlY3JldA=="
