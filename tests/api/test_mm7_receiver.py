@@ -256,7 +256,7 @@ async def test_an_mo_text_part_is_served_with_its_charset(
     with that charset only, never sniffed."""
     data = text.encode(served.rsplit("=", 1)[1])
     content_type, body = mm7.encode_deliver("mo-3", "17745550100", "28444", [(sent, data)])
-    answer = await gateway.client.post("/mm7", content=body, headers={"Content-Type": content_type})
+    answer = await gateway.mm7(body, content_type)
     assert mm7.decode_response(answer.headers["content-type"], answer.content).status_code == 1000
     async with gateway.services.db.read() as conn:
         [payload] = (

@@ -67,7 +67,7 @@ def stop(proc: subprocess.Popen[str]) -> None:
 
 
 async def exercise(base: str, key: str) -> str:
-    """A send, a refused request, a status read, bad MM7 and a request uvicorn itself
+    """A send, a refused request, a status read, unauthenticated MM7 and a request uvicorn itself
     refuses (it logs that at warning); returns the send's tracking-id."""
     async with httpx.AsyncClient(base_url=base, timeout=10) as client:
         await wait_up(client)
@@ -78,7 +78,7 @@ async def exercise(base: str, key: str) -> str:
         assert "E104" in refused.text
         status = await client.get(f"/v1/messages/{tracking_id}", headers={"x-api-key": key})
         assert status.status_code == 200
-        assert (await client.post("/mm7", content=b"not xml")).status_code == 500
+        assert (await client.post("/mm7", content=b"not xml")).status_code == 401
     host, port = base.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=10) as raw:
         raw.sendall(b"NOT HTTP\r\n\r\n")
@@ -141,7 +141,7 @@ async def test_json_logs_are_one_object_per_line(tmp_path: Path) -> None:
         tracking_id,
         "Success",
     )
-    assert (mm7["path"], mm7["status"], mm7["code"]) == ("/mm7", 500, "2007")
+    assert (mm7["path"], mm7["status"], mm7["code"]) == ("/mm7", 401, "4001")
 
 
 async def test_console_logs_stay_readable(tmp_path: Path) -> None:

@@ -30,8 +30,7 @@ from starlette.responses import Response
 
 from mmsgate import metrics, models, postback_xml
 from mmsgate import mm7_codec as mm7
-from mmsgate.api import request_log
-from mmsgate.api import inbound
+from mmsgate.api import inbound, request_log
 from mmsgate.api.actions import Services
 from mmsgate.settings import Route
 from mmsgate.store import accounts, deliveries, mo
@@ -62,6 +61,7 @@ async def receive(svc: Services, request: Request) -> Response:
     if not routes:
         log.warning("mm7.unauthenticated", client=client, user=pair[0] if pair else None)
         body = mm7.encode_fault(None, 4001, "Improper identification")
+        request_log.note(code="4001", info="no route's credentials")
         headers = {"WWW-Authenticate": 'Basic realm="mmsgate mm7", charset="UTF-8"'}
         return Response(body, status_code=401, headers=headers, media_type=XML)
     body = await request.body()
