@@ -471,6 +471,7 @@ def _check_routes(settings: Settings) -> None:
                 f"'e164', got {route.number_format!r}"
             )
         _check_inbound(f"routes[{i}] ({route.name})", route)
+        _check_prefixes(f"routes[{i}].prefixes", route.prefixes)
     if bool(settings.simulator_inbound_username) != bool(settings.simulator_inbound_password):
         raise ConfigError(
             "simulator_inbound_username and simulator_inbound_password: give both or neither"
@@ -495,6 +496,18 @@ def _check_routes(settings: Settings) -> None:
             raise ConfigError(f"routes[{i}].profile: unknown profile {route.profile!r}")
     if sum(r.default for r in settings.routes) > 1:
         raise ConfigError("routes: more than one route has default = true")
+
+
+def _check_prefixes(where: str, prefixes: tuple[str, ...]) -> None:
+    """Numbers are routed as digits (447900000001): a prefix written `+44` or `44 79` would
+    never match one, outbound or on /mm7, so it is refused with the spelling that works."""
+    for prefix in prefixes:
+        if not isinstance(prefix, str) or not (prefix.isascii() and prefix.isdigit()):
+            hint = "".join(c for c in str(prefix) if c.isascii() and c.isdigit())
+            raise ConfigError(
+                f"{where}: {prefix!r} is not digits; write it as numbers are matched, "
+                f"without '+' or spaces ({hint!r})"
+            )
 
 
 def _check_inbound(where: str, route: Route) -> None:

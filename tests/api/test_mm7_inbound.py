@@ -134,3 +134,61 @@ async def test_faults_mirror_the_request_and_say_if_a_resend_can_help(gateway: G
     for answer in (unknown, await gateway.mm7(cancel)):
         assert REL5.encode() in answer.content
         assert b"<MM7Version>5.3.0</MM7Version>" in answer.content
+
+
+@pytest.mark.config(routes=ROUTES)
+async def test_two_mmscs_giving_one_message_id_each_move_their_own(
+    gateway: Gateway, media_server: MediaServer
+) -> None:
+    """Routes A and B's MMSCs both took a message under MessageID m-7: A's report moves
+    A's recipient and B's report B's, whichever the lookup meets first."""
+    over_a, over_b = await queued(gateway, media_server), await queued(gateway, media_server)
+    await take(gateway, over_a, "m-7", route="a")
+    await take(gateway, over_b, "m-7", route="b")
+    for auth, tracking_id in ((B, over_b), (A, over_a)):
+        answer = await gateway.mm7(delivery_report("m-7", "12399471613", "Retrieved"), auth=auth)
+        assert mm7.decode_response("text/xml", answer.content).status_code == 1000
+        assert await state_of(gateway, tracking_id) == models.RecipientState.DELIVERED.value
+
+
+async def test_a_reused_message_id_reports_on_the_newest_recipient(
+    gateway: Gateway, media_server: MediaServer
+) -> None:
+    """An MMSC that hands out a MessageID again (after a reset) reports on the recipient it
+    took last; the older one, already final, stays as it was."""
+    old = await queued(gateway, media_server)
+    await take(gateway, old, "m-1")
+    first = await gateway.mm7(delivery_report("m-1", "12399471613", "Rejected"))
+    assert mm7.decode_response("text/xml", first.content).status_code == 1000
+    assert await state_of(gateway, old) == models.RecipientState.REJECTED.value
+    new = await queued(gateway, media_server)
+    await take(gateway, new, "m-1")
+    again = await gateway.mm7(delivery_report("m-1", "12399471613", "Retrieved"))
+    assert mm7.decode_response("text/xml", again.content).status_code == 1000
+    assert await state_of(gateway, new) == models.RecipientState.DELIVERED.value
+    assert await state_of(gateway, old) == models.RecipientState.REJECTED.value
+
+
+@pytest.mark.config(
+    routes=(Route(name="by-ip", kind="mm7", url=URL, inbound_ips=("127.0.0.0/8",), default=True),)
+)
+@pytest.mark.parametrize("auth", [None, ("anyone", "anything")])
+async def test_a_route_of_networks_only_takes_its_networks_without_a_pair(
+    gateway: Gateway, media_server: MediaServer, auth: tuple[str, str] | None
+) -> None:
+    """A route naming only `inbound_ips` authenticates any request from those networks,
+    with or without a Basic pair, and its report moves its message."""
+    tracking_id = await queued(gateway, media_server)
+    await take(gateway, tracking_id, "m-ip", route="by-ip")
+    answer = await gateway.mm7(delivery_report("m-ip", "12399471613", "Retrieved"), auth=auth)
+    assert mm7.decode_response("text/xml", answer.content).status_code == 1000
+    assert await postback_codes(gateway) == ["N102"]
+
+
+@pytest.mark.config(
+    routes=(Route(name="by-ip", kind="mm7", url=URL, inbound_ips=("10.0.0.0/8",), default=True),)
+)
+async def test_a_route_of_networks_only_refuses_other_addresses(gateway: Gateway) -> None:
+    """The same route refuses a request from 127.0.0.1, outside its networks: 401."""
+    answer = await gateway.mm7(delivery_report("m-ip", "12399471613", "Retrieved"), auth=None)
+    assert answer.status_code == 401

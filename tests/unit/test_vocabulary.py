@@ -127,6 +127,8 @@ class TestSettings:
                 "routes[0] (att).inbound_ips",
             ),
             ("simulator_inbound_username = 'u'\n", "simulator_inbound_password"),
+            ("[[routes]]\nname = 'x'\nprefixes = ['+44']\n", "routes[0].prefixes: '+44'"),
+            ("[[routes]]\nname = 'x'\nprefixes = [44]\n", "routes[0].prefixes: 44"),
             ("[[routes]]\nname = 'x'\nmax_mps = 'fast'\n", "routes[0].max_mps"),
             ("this is not toml", "config file"),
             ("[profiles.att]\nbudget = 1\n", "profiles.att.budget"),

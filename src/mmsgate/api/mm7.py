@@ -112,8 +112,11 @@ async def _report(svc: Services, incoming: mm7.Incoming, routes: tuple[Route, ..
 async def _submitted_over(svc: Services, message_id: str, routes: tuple[Route, ...]) -> Any:
     """The recipient the MMSC took under this MessageID, if it went over one of `routes`:
     one route's MMSC cannot move what another route's took."""
+    names = [r.name for r in routes]
     row = await deliveries.by_carrier_message_id(svc.db, message_id)
-    return row if row is not None and row.route in {r.name for r in routes} else None
+    if row is None or row.route in names:
+        return row
+    return await deliveries.by_carrier_message_id_on(svc.db, message_id, names)
 
 
 async def _mobile_originated(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -110,10 +110,23 @@ _REPORT_ROW = sa.select(
     messages.c.operator_id,
     messages.c.template_id,
 ).select_from(recipients.join(messages, messages.c.id == recipients.c.message_id))
+# Newest first: an MMSC that reuses a MessageID (after a reset) reports on the recipient it
+# took last, never on an older one long final.
+_NEWEST = recipients.c.created_at.desc()
 _BY_CARRIER_MESSAGE_ID = Hot(
-    _REPORT_ROW.where(recipients.c.carrier_message_id == sa.bindparam("key"))
+    _REPORT_ROW.where(recipients.c.carrier_message_id == sa.bindparam("key")).order_by(_NEWEST)
 )
-_BY_CARRIER_MESSAGE_IDS = Hot(_REPORT_ROW.where(recipients.c.carrier_message_id == sa.any_(_KEYS)))
+_BY_CARRIER_MESSAGE_IDS = Hot(
+    _REPORT_ROW.where(recipients.c.carrier_message_id == sa.any_(_KEYS)).order_by(_NEWEST)
+)
+_ON_ROUTES = (
+    _REPORT_ROW.where(
+        recipients.c.carrier_message_id == sa.bindparam("key"),
+        recipients.c.route.in_(sa.bindparam("routes", expanding=True)),
+    )
+    .order_by(_NEWEST)
+    .limit(1)
+)
 _OPTIONAL = ("carrier_message_id", "route", "handset", "sent_as")  # kept when the move has None
 
 
@@ -194,6 +207,20 @@ async def by_carrier_message_id(db: Database, carrier_message_id: str) -> Any:
     return await db.read_hot_row(
         _BY_CARRIER_MESSAGE_ID, _BY_CARRIER_MESSAGE_IDS, "carrier_message_id", carrier_message_id
     )
+
+
+async def by_carrier_message_id_on(
+    db: Database, carrier_message_id: str, route_names: Sequence[str]
+) -> Any:
+    """As `by_carrier_message_id`, but only among recipients submitted over `route_names`,
+    the newest first: two MMSCs may hand out the same MessageID, and each one's report
+    must find its own recipient. The indexed lookup above answers nearly every report; this
+    one runs only when the row it found went over another route."""
+    async with db.read() as conn:
+        found = await conn.execute(
+            _ON_ROUTES, {"key": carrier_message_id, "routes": list(route_names)}
+        )
+        return found.first()
 
 
 Also = Callable[[AsyncConnection], Awaitable[None]]
