@@ -46,7 +46,7 @@ async def test_serve_tells_of_a_route_the_worker_found_refusing_our_credentials(
     config = tmp_path / "mmsgate.toml"
     config.write_text(
         f'[[routes]]\nname = "att"\nkind = "mm7"\nurl = "{peer.url}"\nusername = "vasp"\n'
-        'password = "wrong"\ndefault = true\n'
+        'password = "wrong"\ninbound_username = "mmsc"\ninbound_password = "pw"\ndefault = true\n'
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("MMSGATE_")}
     env |= {
