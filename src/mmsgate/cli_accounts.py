@@ -235,11 +235,7 @@ def accounts_rotate_key(
     name: NameArg, config: ConfigOpt = None, data_dir: DataDirOpt = None
 ) -> None:
     """Give an account a new API key; the old key stops working."""
-    cfg = load_settings(config, data_dir)
-    key = with_db(cfg, lambda db: accounts.rotate_key(db, name))
-    if key is None:
-        fail(f"no account named {name!r}")
-    out.print(f"new api-key for {name}: [bold green]{key}[/bold green]")
+    _rotate(load_settings(config, data_dir), name, accounts.rotate_key, "api-key")
 
 
 @accounts_app.command("rotate-secret")
@@ -247,11 +243,17 @@ def accounts_rotate_secret(
     name: NameArg, config: ConfigOpt = None, data_dir: DataDirOpt = None
 ) -> None:
     """Give an account a new postback signing secret; postbacks from now on are signed with it."""
-    cfg = load_settings(config, data_dir)
-    secret = with_db(cfg, lambda db: accounts.rotate_secret(db, name))
-    if secret is None:
+    _rotate(load_settings(config, data_dir), name, accounts.rotate_secret, "postback secret")
+
+
+def _rotate(
+    cfg: Any, name: str, rotate: Callable[[Database, str], Awaitable[str | None]], what: str
+) -> None:
+    """Replace one credential of the account and print the new one (shown only here)."""
+    value = with_db(cfg, lambda db: rotate(db, name))
+    if value is None:
         fail(f"no account named {name!r}")
-    out.print(f"new postback secret for {name}: [bold green]{secret}[/bold green]")
+    out.print(f"new {what} for {name}: [bold green]{value}[/bold green]")
 
 
 @accounts_app.command("update")
