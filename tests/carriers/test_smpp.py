@@ -17,7 +17,7 @@ from mmsgate.carriers.smpp_pdu import ESME_RINVDSTADR, ESME_RTHROTTLED
 from mmsgate.carriers.smpp_receipt import (
     parse_receipt_text,
     read_receipt,
-    receipt_id,
+    receipted_id,
     submit_id,
 )
 from mmsgate.settings import SmsRoute
@@ -466,7 +466,7 @@ def test_message_id_normalisation(
 ) -> None:
     """submit_sm_resp and receipt ids meet in one spelling for every msg_id_type."""
     assert submit_id(submitted, msg_id_type) == canonical
-    assert receipt_id(receipted, msg_id_type) == canonical
+    assert receipted_id(None, receipted, msg_id_type) == canonical
 
 
 def test_read_receipt_prefers_tlvs() -> None:

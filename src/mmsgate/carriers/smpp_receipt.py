@@ -7,18 +7,21 @@ text of SMPP 3.4 Appendix B, which every SMSC writes a little differently:
 10- or 12-digit dates, `err` in decimal or hex, `Text:`
 capitalised, fields missing. `parse_receipt_text` takes all of those.
 
-Some SMSCs write the id in hex in one place and in decimal in the other; `msg_id_type` says
-which, with Kannel's meaning (bit 0: submit_sm_resp in hex, bit 1: receipt in hex), and both
-ids are put in one canonical spelling of the submit_sm_resp's base so they compare equal.
+Some SMSCs write the id in hex in one place and in decimal in another; `msg_id_type` says
+which, with Kannel's meaning (bit 0: submit_sm_resp in hex, bit 1: receipt in hex), and the
+submit_sm_resp's id and the receipt's (its TLV and its text read together) are put in one
+canonical spelling so they compare equal.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import itertools
 import re
 
 import smpp34
+import structlog
 
 from mmsgate.carriers.base import SmsReceipt
 from mmsgate.carriers.smpp_pdu import (
@@ -27,6 +30,8 @@ from mmsgate.carriers.smpp_pdu import (
     TLV_NETWORK_ERROR_CODE,
     TLV_RECEIPTED_MESSAGE_ID,
 )
+
+log = structlog.get_logger(__name__)
 
 RECEIPT = 0x04  # esm_class message type bits (0x3C) of an SMSC delivery receipt
 STATS = ("DELIVRD", "EXPIRED", "DELETED", "UNDELIV", "ACCEPTD", "UNKNOWN", "REJECTD", "ENROUTE")
@@ -149,33 +154,95 @@ def _err(value: str | None) -> int | None:
 
 
 # --- message ids ----------------------------------------------------------------------------
+#
+# An SMPP message id is a C-string the SMSC may spell as it likes (SMPP 3.4 §5.2.23); Kannel's
+# `msg-id-type` (gw/smsc/smsc_smpp.c) says which base it writes where: bit 0 hex in
+# submit_sm_resp, bit 1 hex in deliver_sm receipts, and an id that is not all digits is read
+# as hex whatever the bits say. Kannel keeps both in decimal; mmsgate keeps the
+# submit_sm_resp's own base (upper-case hex or decimal, no padding), the spelling it has
+# always stored parts under, so parts in flight across an upgrade still match.
+
+_DECIMAL = re.compile(r"[0-9]+")  # ASCII only: str.isdigit() and int() also take "١٢" or "1_0"
+_HEX = re.compile(r"(?:0[xX])?([0-9A-Fa-f]+)")
 
 
 def submit_id(message_id: str, msg_id_type: int | None) -> str:
-    """The submit_sm_resp's id in canonical spelling: decimal without leading zeros, or
-    upper-case hex without them (Kannel msg-id-type bit 0); as given when the type is None."""
-    message_id = message_id.strip().strip("\x00")
+    """The submit_sm_resp's id in canonical spelling; as given (stripped) without a
+    msg_id_type, or when it is no number in either base."""
+    message_id = _clean(message_id)
     if msg_id_type is None:
         return message_id
-    hex_ = bool(msg_id_type & 1)
-    return _rebase(message_id, 16 if hex_ else 10, hex_)
+    number = _number(message_id, _bases(hex_first=bool(msg_id_type & 1)))
+    return message_id if number is None else _canonical(number, msg_id_type)
 
 
-def receipt_id(message_id: str, msg_id_type: int | None) -> str:
-    """A receipt's id in the spelling `submit_id` gives the submit_sm_resp's id (Kannel
-    msg-id-type bit 1: the receipt writes it in hex)."""
-    message_id = message_id.strip().strip("\x00")
-    if msg_id_type is None:
-        return message_id
-    return _rebase(message_id, 16 if msg_id_type & 2 else 10, bool(msg_id_type & 1))
+def receipted_id(tlv: str | None, text: str | None, msg_id_type: int | None) -> str | None:
+    """A receipt's id, from its receipted_message_id TLV and its text's `id:`, in the spelling
+    `submit_id` gives the submit_sm_resp's; None when neither names one.
+
+    Some SMSCs write the TLV as their submit_sm_resp (which is what §5.3.2.12 asks) and only
+    the text in the receipt's base, so the TLV alone, read as msg_id_type says, can name
+    another number ("12345678" is hex here, decimal there). When both are given they are
+    read as the one number they agree on. Spellings that differ by more than leading zeros
+    agree on one number at most (digits read larger in hex than in decimal); the same
+    spelling twice is read in the receipt's base. When they agree on none, the TLV wins, as
+    in Kannel: §5.3.2.12 makes it the receipted message's id, the text is "vendor specific"
+    (Appendix B)."""
+    tlv, text = _clean(tlv or "") or None, _clean(text or "") or None
+    if tlv is None or text is None or msg_id_type is None:
+        lone = tlv or text
+        if lone is None or msg_id_type is None:
+            return lone
+        return _receipt_reading(lone, msg_id_type)
+    number = _agreed(tlv, text, _bases(hex_first=bool(msg_id_type & 2)))
+    if number is None:
+        return _receipt_reading(tlv, msg_id_type)
+    return _canonical(number, msg_id_type)
 
 
-def _rebase(message_id: str, base: int, to_hex: bool) -> str:
-    try:
-        number = int(message_id, base)
-    except ValueError:
-        return message_id  # not a number in that base: the SMSC is not what msg_id_type says
-    return f"{number:X}" if to_hex else str(number)
+def ids_agree(tlv: str, text: str, msg_id_type: int | None) -> bool:
+    """Whether a receipt's TLV and text name one message (as strings without msg_id_type)."""
+    tlv, text = _clean(tlv), _clean(text)
+    if tlv == text or msg_id_type is None:
+        return tlv == text
+    return _agreed(tlv, text, _bases(hex_first=bool(msg_id_type & 2))) is not None
+
+
+def _receipt_reading(message_id: str, msg_id_type: int) -> str:
+    number = _number(message_id, _bases(hex_first=bool(msg_id_type & 2)))
+    return message_id if number is None else _canonical(number, msg_id_type)
+
+
+def _agreed(tlv: str, text: str, bases: tuple[int, int]) -> int | None:
+    """The number both spell, each read in either base, the text's setting tried first."""
+    for text_base, tlv_base in itertools.product(bases, bases):
+        number = _number(tlv, (tlv_base,))
+        if number is not None and number == _number(text, (text_base,)):
+            return number
+    return None
+
+
+def _number(message_id: str, bases: tuple[int, ...]) -> int | None:
+    """The id read in the first of `bases` it is written in; None if in none."""
+    for base in bases:
+        if base == 10 and _DECIMAL.fullmatch(message_id):
+            return int(message_id)
+        hex_ = _HEX.fullmatch(message_id) if base == 16 else None
+        if hex_:
+            return int(hex_.group(1), 16)
+    return None
+
+
+def _bases(*, hex_first: bool) -> tuple[int, int]:
+    return (16, 10) if hex_first else (10, 16)
+
+
+def _canonical(number: int, msg_id_type: int) -> str:
+    return f"{number:X}" if msg_id_type & 1 else str(number)
+
+
+def _clean(message_id: str) -> str:
+    return message_id.strip().strip("\x00").strip()
 
 
 # --- a receipt deliver_sm -------------------------------------------------------------------
@@ -193,14 +260,17 @@ def read_receipt(
     body = deliver.short_message or tlvs.get(TLV_MESSAGE_PAYLOAD, b"")
     parsed = parse_receipt_text(body.decode("latin-1"))  # receipts are ASCII; never fails
     raw_id = tlvs.get(TLV_RECEIPTED_MESSAGE_ID)
-    message_id = raw_id.split(b"\x00")[0].decode("latin-1") if raw_id else parsed.id
-    if not message_id:
+    tlv_id = raw_id.split(b"\x00")[0].decode("latin-1") if raw_id else None
+    message_id = receipted_id(tlv_id, parsed.id, msg_id_type)
+    if message_id is None:
         return None
+    if tlv_id and parsed.id and not ids_agree(tlv_id, parsed.id, msg_id_type):
+        log.warning("smpp.receipt_ids_disagree", route=route, tlv=tlv_id, text=parsed.id)
     state = tlvs.get(TLV_MESSAGE_STATE, b"")
     stat = (STATE_STAT.get(state[0]) if len(state) == 1 else None) or parsed.stat or "UNKNOWN"
     return SmsReceipt(
         route=route,
-        message_id=receipt_id(message_id, msg_id_type),
+        message_id=message_id,
         stat=stat,
         error=_error(parsed.err, tlvs.get(TLV_NETWORK_ERROR_CODE)),
         done_at=parsed.done_date,

@@ -18,7 +18,9 @@ by the last four digits of the recipient (`OUTCOMES`, and the README's table):
 Receipts are owed to a system_id, not to a connection: those that could not be delivered
 wait for its next bind, as real SMSCs hold them. One the ESME answers with an error is offered
 again, 10 ms doubling to 5 s later, and dropped after `MAX_REFUSALS`. For tests it can drop
-every connection, hold its answers to submit_sm, and hold receipts.
+every connection, hold its answers to submit_sm, and hold receipts. It spells message ids as
+`smsc_ids` says: in the bases Kannel's msg-id-type describes, or the receipt text's and the TLV's
+each its own way.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ import structlog
 
 from mmsgate.carriers import smpp_pdu as wire
 from mmsgate.carriers.smpp_receipt import STAT_STATE, format_receipt_text
+from mmsgate.sim.smsc_ids import IdSpelling
 from mmsgate.sms_text import Coding, Concat, decode_part, encode_part, is_gsm7, split_udh
 
 log = structlog.get_logger(__name__)
@@ -141,6 +144,9 @@ class Smsc:
         report_delay: float = 0.05,
         *,
         msg_id_type: int | None = None,
+        text_id_base: int | None = None,
+        tlv_id_base: int | None = None,
+        first_id: int = 0x2A000001,
         receipt_tlvs: bool = True,
         receipt_seconds: bool = False,
         deliver_window: int = 32,
@@ -150,8 +156,8 @@ class Smsc:
         self.system_id = system_id  # None: any system_id binds
         self.password = password  # None: any password
         self.report_delay = report_delay
-        # How it writes message ids, Kannel's msg-id-type meaning (None: one opaque spelling).
-        self.msg_id_type = msg_id_type
+        # How it writes message ids (smsc_ids: Kannel's msg-id-type meaning, and hostile bases).
+        self.ids = IdSpelling(msg_id_type, text_id_base, tlv_id_base)
         self.receipt_tlvs = receipt_tlvs  # False: the receipt text alone, as older SMSCs send
         self.receipt_seconds = receipt_seconds  # 12-digit dates in the receipt text
         self.deliver_window = deliver_window
@@ -163,7 +169,7 @@ class Smsc:
         self.keep = keep
         self.counts: collections.Counter[str] = collections.Counter()
         self.tries: collections.Counter[str] = collections.Counter()  # submits per recipient
-        self._ids = itertools.count(0x2A000001)
+        self._ids = itertools.count(first_id)  # 0x12345678 gives hex ids of digits alone
         self._server: asyncio.Server | None = None
         self._connections: set[_Connection] = set()
         self._serving: set[asyncio.Task[Any]] = set()
@@ -370,7 +376,7 @@ class Smsc:
             if self.tries[f"{number}/2"] == 1:
                 status = wire.ESME_RTHROTTLED
         serial = next(self._ids) if status == wire.ESME_ROK else None
-        message_id = None if serial is None else self._spell(serial, receipt=False)
+        message_id = None if serial is None else self.ids.submit(serial)
         record = _read(conn.system_id, submit, status, message_id)
         self.submitted.append(record)
         if len(self.submitted) >= 2 * self.keep:
@@ -378,31 +384,22 @@ class Smsc:
         self.counts["accepted" if serial is not None else "refused"] += 1
         conn.send(wire.SUBMIT_SM | wire.RESPONSE, status, seq, wire.cstring(message_id or ""))
         if serial is not None and stat is not None and submit.registered_delivery & 0x03:
-            owed = self._receipt(record, self._spell(serial, receipt=True), stat, err)
+            owed = self._receipt(record, serial, stat, err)
             if self.report_delay > 0:
                 loop = asyncio.get_running_loop()
                 loop.call_later(self.report_delay, self._owe, conn.system_id, owed)
             else:
                 self._owe(conn.system_id, owed)
 
-    def _spell(self, serial: int, *, receipt: bool) -> str:
-        """The id as submit_sm_resp or the receipt writes it: bit 0 of msg_id_type is hex in
-        submit_sm_resp, bit 1 hex in the receipt; padding and case differ, as they do."""
-        if self.msg_id_type is None:
-            return f"{serial:010d}"
-        if self.msg_id_type & (2 if receipt else 1):
-            return f"{serial:x}" if receipt else f"{serial:010X}"
-        return str(serial) if receipt else f"{serial:012d}"
-
-    def _receipt(self, record: Submitted, receipt_id: str, stat: str, err: int) -> _Owed:
+    def _receipt(self, record: Submitted, serial: int, stat: str, err: int) -> _Owed:
         now = dt.datetime.now(dt.UTC)
         text = format_receipt_text(
-            receipt_id, stat, err, now, now, record.text, seconds=self.receipt_seconds
+            self.ids.text(serial), stat, err, now, now, record.text, seconds=self.receipt_seconds
         )
         tlvs: list[smpp34.Tlv] = []
         if self.receipt_tlvs:
             tlvs = [
-                smpp34.Tlv(wire.TLV_RECEIPTED_MESSAGE_ID, wire.cstring(receipt_id)),
+                smpp34.Tlv(wire.TLV_RECEIPTED_MESSAGE_ID, wire.cstring(self.ids.tlv(serial))),
                 smpp34.Tlv(wire.TLV_MESSAGE_STATE, bytes((STAT_STATE[stat],))),
             ]
             if err:  # GSM network type (3), then the code (SMPP 3.4 §5.3.2.31)
