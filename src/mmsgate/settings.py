@@ -116,7 +116,8 @@ class SmsRoute:
     enquire_link_seconds: float = 30.0
     # How the SMSC writes message ids: Kannel's msg-id-type (0: decimal in both submit_sm_resp
     # and receipt, 1: hex submit, decimal receipt, 2: decimal submit, hex receipt, 3: hex in
-    # both). None: take the receipt's id as the submit's.
+    # both; an id not all digits is hex whatever it says, see carriers/smpp_receipt). None:
+    # take the receipt's id as the submit's.
     msg_id_type: int | None = None
     # kannel: the token /kannel/dlr requires in the dlr-urls of this route (None: derived
     # from the sendsms password, see receipt_token).
