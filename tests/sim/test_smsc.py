@@ -262,3 +262,22 @@ async def test_session_rules(smsc: Smsc) -> None:
     finally:
         writer.close()
     assert (smsc.counts["enquire_links"], smsc.counts["binds"], smsc.counts["unbinds"]) == (1, 1, 1)
+
+
+async def test_ids_spelled_in_bases_of_their_own() -> None:
+    """With msg_id_type 1 and the TLV asked in hex, submit_sm_resp is padded upper-case hex,
+    the receipt's TLV lower-case hex and its text's id decimal, all of one number."""
+    sim = Smsc(report_delay=0.0, msg_id_type=1, tlv_id_base=16, first_id=0x12345678)
+    await sim.start()
+    client = smpp34.Client("127.0.0.1", sim.port, "esme", "pw", bind_type="TRX")
+    try:
+        async with asyncio.timeout(DEADLINE):
+            session = await client.connect()
+        resp = await submit(session, "17745551000")
+        event = await next_receipt(session)
+    finally:
+        await client.stop()
+        await sim.stop()
+    assert resp.message_id == "0012345678"
+    assert tlv(event, wire.TLV_RECEIPTED_MESSAGE_ID) == b"12345678\x00"
+    assert parse_receipt_text(event.short_message.decode("ascii")).id == str(0x12345678)
