@@ -305,6 +305,8 @@ def build_worker(cfg: settings.Settings) -> Worker:
         policies=policies,
         concurrency=cfg.worker_concurrency,
         lease=dt.timedelta(seconds=cfg.worker_lease_seconds),
+        # Beats well inside the stall /readyz waits for, so a working worker never looks stalled.
+        beat_every=min(5.0, cfg.worker_stall_seconds / 4),
         keep_done=dt.timedelta(days=cfg.done_jobs_kept_days) if cfg.done_jobs_kept_days else None,
     )
 

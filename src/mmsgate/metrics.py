@@ -8,7 +8,7 @@ process reports the same totals whichever one is asked.
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 ACCEPTED = Counter("mmsgate_accepted_total", "Recipients accepted through the API", ["action"])
 SUBMITS = Counter("mmsgate_submits_total", "MM7 submits by route and result", ["route", "result"])
@@ -31,3 +31,13 @@ RECEIPTS = Counter(
 )
 POSTBACKS = Counter("mmsgate_postbacks_total", "Postback attempts by result", ["result"])
 TEMPLATES = Counter("mmsgate_templates_encoded_total", "saveMMS templates encoded", ["result"])
+WORKER_HEALTHY = Gauge(
+    "mmsgate_worker_healthy",
+    "1 while this process's worker loop runs and its last claim succeeded, else 0",
+    ["worker"],
+)
+WORKER_ERRORS = Counter(
+    "mmsgate_worker_errors_total",
+    "Queue writes of this process's worker that failed, by operation",
+    ["operation"],
+)

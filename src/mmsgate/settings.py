@@ -161,6 +161,9 @@ class Settings:
     worker_concurrency: int = 256  # jobs a worker runs at once (their leases are renewed)
     # A claimed job is another worker's to take once its lease runs out (a worker that died).
     worker_lease_seconds: float = 300.0
+    # /readyz and /metrics call the queue stalled when jobs have been due this long and no
+    # worker has claimed in that time (a worker's loop that ended, or claims that fail).
+    worker_stall_seconds: float = 60.0
     # Done jobs (delivered postbacks, finished deliveries) are deleted after this many days;
     # dead ones are kept for `postbacks replay`. 0 keeps them all.
     done_jobs_kept_days: float = 7.0
@@ -386,6 +389,7 @@ def _from_table(
             "port",
             "worker_concurrency",
             "worker_lease_seconds",
+            "worker_stall_seconds",
             "done_jobs_kept_days",
             "metrics_token",
             "metrics_listen",
@@ -422,11 +426,14 @@ def _check_metrics(settings: Settings) -> None:
 
 def _check_worker(settings: Settings) -> None:
     """Values a worker could not run with: no slots, a lease it renews without pause, a
-    negative age that would delete every finished job at once."""
+    stall no beat could come in time for, a negative age that would delete every finished
+    job at once."""
     if settings.worker_concurrency < 1:
         raise ConfigError("worker_concurrency: must be 1 or more")
     if settings.worker_lease_seconds <= 0:
         raise ConfigError("worker_lease_seconds: must be positive")
+    if settings.worker_stall_seconds <= 0:
+        raise ConfigError("worker_stall_seconds: must be positive")
     if settings.done_jobs_kept_days < 0:
         raise ConfigError("done_jobs_kept_days: must be 0 (keep all) or more")
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import hmac
 import ipaddress
 import socket
@@ -31,7 +32,7 @@ from starlette.routing import Route
 from mmsgate import errors, routing
 from mmsgate.api.actions import Services
 from mmsgate.settings import Settings
-from mmsgate.store import jobs, route_health
+from mmsgate.store import jobs, route_health, workers
 
 Body = Callable[[], Awaitable[bytes]]
 
@@ -103,6 +104,7 @@ async def system_metrics(svc: Services) -> bytes:
     for kind, age in sorted(state["oldest"].items()):
         lines.append(f'mmsgate_queue_oldest_seconds{{kind="{kind}"}} {age:.3f}')
     lines += await _route_health(svc)
+    lines += await _workers(svc)
     return generate_latest() + ("\n".join(lines) + "\n").encode()
 
 
@@ -120,6 +122,29 @@ async def _route_health(svc: Services) -> list[str]:
     ]
     for name in sorted(names):
         lines.append(f'mmsgate_route_healthy{{route="{name}"}} {0 if name in unhealthy else 1}')
+    return lines
+
+
+async def _workers(svc: Services) -> list[str]:
+    """Whether the queue is being worked (as /readyz judges it), and since when no worker
+    has claimed."""
+    now = svc.clock()
+    progress = await workers.progress(svc.db, now)
+    stall = dt.timedelta(seconds=svc.settings.worker_stall_seconds)
+    lines = [
+        "# HELP mmsgate_worker_stalled 1 while jobs have been due for worker_stall_seconds "
+        "and no worker has claimed in that time, else 0 (whole system).",
+        "# TYPE mmsgate_worker_stalled gauge",
+        f"mmsgate_worker_stalled {1 if progress.stalled(now, stall) else 0}",
+    ]
+    if progress.last_beat is not None:
+        age = (now - progress.last_beat).total_seconds()
+        lines += [
+            "# HELP mmsgate_worker_last_claim_seconds Seconds since any worker last claimed "
+            "(whole system).",
+            "# TYPE mmsgate_worker_last_claim_seconds gauge",
+            f"mmsgate_worker_last_claim_seconds {age:.3f}",
+        ]
     return lines
 
 

@@ -22,8 +22,8 @@ from typing import Any
 
 import structlog
 
-from mmsgate import models
-from mmsgate.store import jobs
+from mmsgate import metrics, models
+from mmsgate.store import jobs, workers
 from mmsgate.store.db import Database
 
 log = structlog.get_logger(__name__)
@@ -47,6 +47,10 @@ class Outcome:
         return cls(done=False, error=error, give_up=True)
 
 
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
 Step = Callable[[jobs.Job, Any], Awaitable[Outcome]]
 
 
@@ -61,6 +65,11 @@ class RetryPolicy:
     def delay(self, attempt: int) -> dt.timedelta:
         seconds = min(self.cap.total_seconds(), self.base.total_seconds() * 2 ** (attempt - 1))
         return dt.timedelta(seconds=seconds * (1 + random.uniform(0, 0.2)))
+
+
+# How a worker retries its own writes to the queue (a claim, an outcome) when they fail:
+# from half a second, doubling, up to 30 s between tries.
+WRITE_POLICY = RetryPolicy(base=dt.timedelta(seconds=0.5), cap=dt.timedelta(seconds=30))
 
 
 def worker_name() -> str:
@@ -86,6 +95,8 @@ class Worker:
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
         keep_done: dt.timedelta | None = None,
         prune_every: float = 300.0,
+        write_policy: RetryPolicy = WRITE_POLICY,
+        beat_every: float = 5.0,
     ) -> None:
         self.db, self.steps, self.deps = db, dict(steps), deps
         self.name = name or worker_name()
@@ -100,21 +111,42 @@ class Worker:
         self.abandoned_every = min(5.0, lease.total_seconds() / 3)
         self.keep_done, self.prune_every = keep_done, prune_every
         self._abandoned_looked = -math.inf
+        self.write_policy, self.beat_every = write_policy, beat_every
+        self._beaten = -math.inf  # time.monotonic() of the last beat written
+        self._claim_failures = 0  # claims failed in a row
+        self.healthy = False  # the loop runs and its last claim succeeded
 
     async def run(self) -> None:
         """Work until `stop()`; jobs already claimed are finished before returning.
 
-        Up to `concurrency` jobs run at once; free slots are refilled as jobs end (no batch
-        waits for its slowest job), but by the handful: a claim is a write transaction, so
-        the loop claims once a quarter of the slots are free, or `claim_gap` after its last
-        claim, rather than once per job that ends."""
+        No fault of the database ends it: a claim that fails is logged, backed off and
+        tried again (`_claim_or_back_off`), an outcome that cannot be written is retried
+        (`record`), and a lease renewal that fails waits for the next round."""
         log.info("worker.started", worker=self.name, kinds=[k.value for k in self.steps])
+        self._set_healthy(True)
+        helpers = [asyncio.ensure_future(c) for c in (self._renew_leases(), self._prune_done())]
+        try:
+            await self._work()
+        except Exception:  # a defect of the loop itself: say so loudly, as /readyz will
+            log.exception("worker.loop_failed", worker=self.name)
+            raise
+        finally:
+            self._set_healthy(False)
+            for helper in helpers:
+                helper.cancel()
+        await self._leave()
+        log.info("worker.stopped", worker=self.name)
+
+    async def _work(self) -> None:
+        """Up to `concurrency` jobs run at once; free slots are refilled as jobs end (no
+        batch waits for its slowest job), but by the handful: a claim is a write
+        transaction, so the loop claims once a quarter of the slots are free, or
+        `claim_gap` after its last claim, rather than once per job that ends. Every
+        `beat_every` it claims even with no slot free: the claim carries its beat."""
         loop = asyncio.get_running_loop()
         running: set[asyncio.Task[None]] = set()
         changed = asyncio.Event()  # a job ended, or stop() was called
         stopping = asyncio.ensure_future(self._wake_on_stop(changed))
-        renewing = asyncio.ensure_future(self._renew_leases())
-        pruning = asyncio.ensure_future(self._prune_done())
         refill = max(1, self.concurrency // 4)
         last_claim, drained, ended_since = -math.inf, True, 0
 
@@ -127,9 +159,11 @@ class Worker:
         while not self.stopping.is_set():
             free = self.concurrency - len(running)
             since = loop.time() - last_claim
-            if free and (since >= self.claim_gap or (free >= refill and not drained)):
+            beat_in = self.beat_every - (time.monotonic() - self._beaten)
+            wanted = free and (since >= self.claim_gap or (free >= refill and not drained))
+            if wanted or beat_in <= 0:
                 last_claim, ended_since = loop.time(), 0
-                claimed = await self.claim(free)
+                claimed = await self._claim_or_back_off(free)
                 drained = len(claimed) < free
                 for job in claimed:
                     task = asyncio.create_task(self.run_job(job))
@@ -140,16 +174,53 @@ class Worker:
             # drained and no job ended since (so none could have queued a follow-up), the
             # next claim is a poll, `idle_poll` after the last.
             due = self.idle_poll if drained and not ended_since else self.claim_gap
+            wait = min(max(0.0, due - since), beat_in) if free else beat_in
             changed.clear()
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(max(0.0, due - since) if free else None):
+                async with asyncio.timeout(wait):
                     await changed.wait()
         stopping.cancel()
         if running:
             await asyncio.gather(*running)
-        renewing.cancel()
-        pruning.cancel()
-        log.info("worker.stopped", worker=self.name)
+
+    async def _claim_or_back_off(self, limit: int) -> list[jobs.Job]:
+        """Claim; when that fails (disk full, database down, any error), log it at error,
+        wait a growing while (or until stop()) and claim nothing this time. The loop goes
+        on, and so does every job it runs: one failed write must not end the worker."""
+        try:
+            claimed = await self.claim(limit)
+        except Exception as exc:
+            self._claim_failures += 1
+            wait = self.write_policy.delay(self._claim_failures).total_seconds()
+            metrics.WORKER_ERRORS.labels("claim").inc()
+            self._set_healthy(False)
+            log.error(
+                "worker.claim_failed",
+                worker=self.name,
+                error=_describe(exc),
+                failures=self._claim_failures,
+                retry_in=round(wait, 3),
+                exc_info=self._claim_failures == 1,  # the traceback once, not every retry
+            )
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait):
+                    await self.stopping.wait()
+            return []
+        if self._claim_failures:
+            log.warning("worker.claiming_again", worker=self.name, failures=self._claim_failures)
+            self._claim_failures = 0
+        self._set_healthy(True)
+        return claimed
+
+    def _set_healthy(self, healthy: bool) -> None:
+        self.healthy = healthy
+        metrics.WORKER_HEALTHY.labels(worker=self.name).set(1 if healthy else 0)
+
+    async def _leave(self) -> None:
+        try:
+            await workers.leave(self.db, self.name)
+        except Exception as exc:  # noqa: BLE001 - its beat only goes stale, as a dead worker's
+            log.error("worker.leave_failed", worker=self.name, error=_describe(exc))
 
     async def _renew_leases(self) -> None:
         """Every third of a lease, extend the leases of the jobs still running: a job is
@@ -162,6 +233,7 @@ class Worker:
                     self.db, self.name, sorted(self.held), until=self.clock() + self.lease
                 )
             except Exception:  # a database blip: the next round tries again
+                metrics.WORKER_ERRORS.labels("renew").inc()
                 log.exception("worker.renew_failed", worker=self.name)
 
     async def _prune_done(self) -> None:
@@ -175,6 +247,7 @@ class Worker:
                 if pruned:
                     log.info("worker.pruned", worker=self.name, jobs=pruned)
             except Exception:  # a database blip: the next round tries again
+                metrics.WORKER_ERRORS.labels("prune").inc()
                 log.exception("worker.prune_failed", worker=self.name)
             await asyncio.sleep(self.prune_every)
 
@@ -183,11 +256,11 @@ class Worker:
         changed.set()
 
     async def claim(self, limit: int) -> list[jobs.Job]:
+        """Up to `limit` due jobs, and this worker's beat when one is due (`store.workers`)."""
         now = time.monotonic()
         look = now - self._abandoned_looked >= self.abandoned_every
-        if look:
-            self._abandoned_looked = now
-        return await jobs.claim(
+        beat = now - self._beaten >= self.beat_every
+        claimed = await jobs.claim(
             self.db,
             self.name,
             list(self.steps),
@@ -195,7 +268,13 @@ class Worker:
             lease=self.lease,
             now=self.clock(),
             abandoned=look,
+            beat=beat,
         )
+        if look:
+            self._abandoned_looked = now
+        if beat:
+            self._beaten = now
+        return claimed
 
     def stop(self) -> None:
         self.stopping.set()
@@ -220,7 +299,41 @@ class Worker:
             self.held.discard(job.id)
 
     async def record(self, job: jobs.Job, outcome: Outcome, bound: Any) -> None:
+        """Write the job's outcome; a write that fails is retried, for up to one lease.
+
+        The step has already acted (an MMSC may have taken the submit): an outcome left
+        unwritten would leave the job `running` until its lease ran out, and then it would
+        run again. The failure is local (our own database), so it is worth waiting out.
+        While it retries the job stays held and its lease renewed, so no worker takes it
+        over. The bound: a database that refuses writes for good would otherwise keep the
+        job's slot, and a stopping worker, forever. After one lease's time the job is left
+        to its lease, logged at error (`job.outcome_lost`): it runs again once the lease
+        runs out, at least once as the queue promises, which this retry makes rare."""
         now = self.clock()
+        loop = asyncio.get_running_loop()
+        give_up_at = loop.time() + self.lease.total_seconds()
+        failures = 0
+        while True:
+            try:
+                await self._write_outcome(job, outcome, bound, now)
+            except Exception as exc:  # noqa: BLE001 - the worker's error boundary for outcomes
+                failures += 1
+                metrics.WORKER_ERRORS.labels("outcome").inc()
+                wait = self.write_policy.delay(failures).total_seconds()
+                if loop.time() + wait > give_up_at:
+                    bound.error("job.outcome_lost", error=_describe(exc), failures=failures)
+                    return
+                if failures == 1:
+                    bound.error("job.outcome_failed", error=_describe(exc), retry_in=round(wait, 3))
+                await asyncio.sleep(wait)
+                continue
+            if failures:
+                bound.warning("job.outcome_written", failures=failures)
+            return
+
+    async def _write_outcome(
+        self, job: jobs.Job, outcome: Outcome, bound: Any, now: dt.datetime
+    ) -> None:
         policy = self.policies.get(job.kind, self.policy)
         if outcome.done:
             await jobs.complete(self.db, job, self.name, now)

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mmsgate import models
+from mmsgate.store import workers
 from mmsgate.store.db import Database
 from mmsgate.store.schema import UtcDateTime, jobs, recipients
 
@@ -100,9 +101,12 @@ async def claim(
     lease: dt.timedelta,
     now: dt.datetime,
     abandoned: bool = True,
+    beat: bool = False,
 ) -> list[Job]:
     """Take up to `limit` due jobs under a lease held by `worker`: abandoned ones (their
     lease ran out) first, unless `abandoned` is False, then pending ones, oldest first.
+    With `beat`, the same transaction records the worker's beat (`store.workers`); a
+    `limit` of 0 then records the beat alone.
 
     Two statements, each served by the (state, run_at) index: the pending one walks the
     index in run_at order and stops after `limit` rows, so a claim costs the same with ten
@@ -116,6 +120,8 @@ async def claim(
     }
     taken: list[Any] = []
     async with db.write() as conn:
+        if beat:
+            await workers.beat(conn, worker, now)
         if not db.is_sqlite:
             await conn.execute(_INDEX_ORDER)
         look_abandoned, look_pending = _CLAIMS[not db.is_sqlite]

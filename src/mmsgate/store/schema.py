@@ -153,6 +153,15 @@ jobs = sa.Table(
     sa.Index("ix_jobs_claim", "state", "run_at"),
 )
 
+# Each running worker's last successful claim (its beat), so any process can tell whether
+# the queue is being worked: jobs due and no recent beat means no worker loop is working.
+workers = sa.Table(
+    "workers",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("beat_at", UtcDateTime, nullable=False),
+)
+
 media_cache = sa.Table(
     "media_cache",
     metadata,
