@@ -3,7 +3,11 @@
 Steps know nothing of the queue: each is `async def step(job, deps) -> Outcome`. The loop
 turns an Outcome into the job's next state, retries with exponential backoff and jitter,
 and is the only place that catches every exception (a step that crashes is retried, then
-buried, and the worker goes on). Stopping is graceful: claimed jobs finish first.
+buried, and the worker goes on). Its own writes to the queue may fail too (a full disk, a
+database refusing writes): a claim, an outcome or a lease renewal that fails is logged at
+error and tried again, and the loop never ends for it. Its claims carry its beat
+(`store.workers`), by which any process tells whether the queue is being worked. Stopping
+is graceful: claimed jobs finish first.
 """
 
 from __future__ import annotations
