@@ -20,16 +20,17 @@ from prometheus_client import REGISTRY
 
 from mmsgate import models
 from mmsgate.carriers.mm7 import Mm7Carrier
-from mmsgate.pipeline import deliver
+from mmsgate.pipeline import deliver, fallback
 from mmsgate.pipeline.deps import Deps
 from mmsgate.pipeline.worker import Outcome, RetryPolicy, Worker
 from mmsgate.profiles import PROFILES
+from mmsgate.store import deliveries, fallbacks, workers
 from mmsgate.store import jobs as jobs_mod
-from mmsgate.store import workers
 from mmsgate.store.db import Database
 from mmsgate.store.schema import jobs
 from tests.conftest import Gateway, MediaServer
-from tests.pipeline.test_deliver import accept
+from tests.pipeline import test_fallback
+from tests.pipeline.test_deliver import FakeCarrier, accept
 from tests.pipeline.test_route_health import Peer, att, state_of
 from tests.pipeline.test_worker import enqueue
 
@@ -113,7 +114,9 @@ async def test_the_loop_outlives_failing_claims_renewals_and_outcomes(
     assert [e["failures"] for e in failed] == [1, 2, 3]
     assert any(e["event"] == "worker.claiming_again" for e in logs)
     assert [e["log_level"] for e in logs if e["event"] == "worker.renew_failed"] == ["error"] * 2
-    assert [e["log_level"] for e in logs if e["event"] == "job.outcome_failed"] == ["error"]
+    assert [(e["log_level"], e["write"]) for e in logs if e["event"] == "job.write_failed"] == [
+        ("error", "outcome")
+    ]
     assert {op: errors(op) - before[op] for op in before} == {
         "claim": 3,
         "renew": 2,
@@ -146,11 +149,12 @@ async def test_an_outcome_never_written_is_given_up_to_the_lease(
         write_policy=FAST,
         clock=lambda: dt.datetime.now(dt.UTC),
     )
+    before = errors("outcome")
     with structlog.testing.capture_logs() as logs:
         assert await worker.run_once() == 1
     lost = [e for e in logs if e["event"] == "job.outcome_lost"]
     assert [e["log_level"] for e in lost] == ["error"]
-    assert lost[0]["failures"] > 1
+    assert errors("outcome") - before > 1  # tried more than once before giving up
     later = dt.datetime.now(dt.UTC) + lease
     kinds = [models.JobKind.ENCODE_TEMPLATE]
     again = await jobs_mod.claim(db, "other", kinds, limit=1, lease=lease, now=later)
@@ -218,13 +222,64 @@ async def test_a_submit_whose_outcome_failed_to_be_written_is_not_sent_again(
     assert len(peer.bodies) == 1
     assert await state_of(delivery.db, tracking_id) == "submitted"
     assert await _deliver_job(delivery.db) == ("done", 1)
-    assert [e["log_level"] for e in logs if e["event"] == "job.outcome_failed"] == ["error"]
-    assert [e["failures"] for e in logs if e["event"] == "job.outcome_written"] == [2]
+    assert [e["log_level"] for e in logs if e["event"] == "job.write_failed"] == ["error"]
+    assert [e["failures"] for e in logs if e["event"] == "job.written"] == [2]
 
     delivery.now[0] += dt.timedelta(seconds=delivery.worker.lease.total_seconds() * 2)
     assert await delivery.worker.run_once() == 0
     assert len(peer.bodies) == 1
     assert await _deliver_job(delivery.db) == ("done", 1)
+
+
+async def test_an_accepted_submit_whose_record_failed_is_not_sent_again(
+    gateway: Gateway,
+    media_server: MediaServer,
+    peer: Peer,
+    delivery: Delivery,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Recording that the MMSC took the submit (state submitted, N101) fails once: the
+    step writes it again rather than failing, so the MMSC sees one submit, even once any
+    retry would be due."""
+    tracking_id = await accept(gateway, media_server)
+    delivery.now[0] = dt.datetime.now(dt.UTC)
+    monkeypatch.setattr(deliveries, "advance", Flaky(deliveries.advance, fails=1))
+    with structlog.testing.capture_logs() as logs:
+        assert await delivery.worker.run_once() == 1
+    delivery.now[0] += dt.timedelta(hours=1)  # a retried job would be due by now
+    assert await delivery.worker.run_once() == 0
+    assert len(peer.bodies) == 1
+    assert await state_of(delivery.db, tracking_id) == "submitted"
+    assert await _deliver_job(delivery.db) == ("done", 1)
+    assert [e["write"] for e in logs if e["event"] == "job.write_failed"] == ["submitted"]
+
+
+async def test_a_fallback_sms_whose_record_failed_is_not_sent_again(
+    gateway: Gateway, media_server: MediaServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Recording that the SMSC took the fallback SMS fails once: it is written on the next
+    try, the recipient is sms_submitted, and the SMS went once."""
+    tracking_id = await test_fallback.send(gateway, media_server)
+    sms = test_fallback.FakeSms()
+    deps = test_fallback.deps_for(gateway, FakeCarrier(test_fallback.REFUSED), sms)
+    monkeypatch.setattr(fallbacks, "submitted", Flaky(fallbacks.submitted, fails=1))
+    steps = {
+        models.JobKind.DELIVER: deliver.deliver,
+        models.JobKind.FALLBACK_SMS: fallback.send_sms,
+    }
+    now = [dt.datetime.now(dt.UTC)]
+    worker = Worker(deps.db, steps, deps, clock=lambda: now[0], write_policy=FAST)
+    try:
+        with structlog.testing.capture_logs() as logs:
+            for _ in range(3):  # the delivery, its SMS, then any retry of the SMS
+                while await worker.run_once():
+                    pass
+                now[0] += dt.timedelta(hours=1)
+    finally:
+        await deps.http.aclose()
+    assert len(sms.sent) == 1
+    assert await test_fallback.state_and_codes(gateway, tracking_id) == ("sms_submitted", ["N101"])
+    assert [e["write"] for e in logs if e["event"] == "job.write_failed"] == ["sms_submitted"]
 
 
 async def _deliver_job(db: Database) -> tuple[str, int]:

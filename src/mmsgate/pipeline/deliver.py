@@ -31,7 +31,7 @@ from mmsgate.mm7_codec import Submit
 from mmsgate.pipeline import fallback
 from mmsgate.pipeline.deps import Deps
 from mmsgate.pipeline.encode import StoreCache
-from mmsgate.pipeline.worker import Outcome
+from mmsgate.pipeline.worker import Outcome, keep_trying
 from mmsgate.profiles import CarrierProfile
 from mmsgate.settings import Route
 from mmsgate.store import deliveries, pacing
@@ -158,7 +158,9 @@ async def _record(deps: Deps, row: Any, route: str, result: SubmitResult) -> Out
             route=route,
             sent_as="MMS",
         )
-        await finish(deps, row, move)
+        # The MMSC has the message: a failure to record that must not submit it again.
+        bound = log.bind(tracking_id=row.tracking_id)
+        await keep_trying(lambda: finish(deps, row, move), bound, what="submitted")
         return Outcome()
     if result.route_working is False:  # the route's fault: logged once per change, not here
         log.info("carrier.submit_retry", tracking_id=row.tracking_id, route=route, said=said)

@@ -18,11 +18,11 @@ from typing import Any
 import structlog
 
 from mmsgate import models, sms_text
-from mmsgate.carriers.base import ReceiptSink, SmsReceipt, SmsSubmit
+from mmsgate.carriers.base import ReceiptSink, SmsReceipt, SmsResult, SmsSubmit
 from mmsgate.media import prepare
 from mmsgate.pipeline.deps import Deps
 from mmsgate.pipeline.encode import StoreCache
-from mmsgate.pipeline.worker import Outcome
+from mmsgate.pipeline.worker import Outcome, keep_trying
 from mmsgate.settings import SmsRoute
 from mmsgate.store import fallbacks
 from mmsgate.store.jobs import Job
@@ -107,18 +107,11 @@ async def send_sms(job: Job, deps: Deps) -> Outcome:
     if (ids := connector.known_ids(sms)) is not None:
         await fallbacks.expect_parts(deps.db, row.tracking_id, route.name, ids, now=now)
     result = await connector.submit(sms)
+    await _record_taken(deps, row, route.name, sms, result)
     if result.accepted:
-        await fallbacks.submitted(
-            deps.db, row, route.name, result.message_ids, now=deps.clock(), first=sms.first
-        )
-        await fallbacks.conclude(deps.db, row.tracking_id, now=deps.clock())
         log.info("fallback.sms_submitted", tracking_id=row.tracking_id, parts=len(sms.parts))
         return Outcome()
     said = f"{route.name}: {result.status} {result.text}".strip()
-    if result.message_ids:  # some parts went: a retry sends only the rest
-        await fallbacks.partly_sent(
-            deps.db, row.tracking_id, route.name, result.message_ids, now=now, first=sms.first
-        )
     log.warning(
         "fallback.sms_failed", tracking_id=row.tracking_id, said=said, retry=result.transient
     )
@@ -126,6 +119,35 @@ async def send_sms(job: Job, deps: Deps) -> Outcome:
         return Outcome.retry(said)
     await fallbacks.failed(deps.db, row, f"SMS refused: {said}", now=deps.clock())
     return Outcome()
+
+
+async def _record_taken(
+    deps: Deps, row: Any, route: str, sms: SmsSubmit, result: SmsResult
+) -> None:
+    """Record the parts the SMSC took (all: the SMS is submitted; some: a retry sends only
+    the rest). Each write is retried while our database fails (`keep_trying`): a failure
+    to record them would send those parts again."""
+    bound = log.bind(tracking_id=row.tracking_id)
+    ids, first = result.message_ids, sms.first
+    if result.accepted:
+        await keep_trying(
+            lambda: fallbacks.submitted(deps.db, row, route, ids, now=deps.clock(), first=first),
+            bound,
+            what="sms_submitted",
+        )
+        await keep_trying(
+            lambda: fallbacks.conclude(deps.db, row.tracking_id, now=deps.clock()),
+            bound,
+            what="sms_submitted",
+        )
+    elif ids:
+        await keep_trying(
+            lambda: fallbacks.partly_sent(
+                deps.db, row.tracking_id, route, ids, now=deps.clock(), first=first
+            ),
+            bound,
+            what="sms_submitted",
+        )
 
 
 def _links(text: str, token: str | None) -> tuple[str, ...]:

@@ -22,7 +22,7 @@ import secrets
 import socket
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 
@@ -31,6 +31,7 @@ from mmsgate.store import jobs, workers
 from mmsgate.store.db import Database
 
 log = structlog.get_logger(__name__)
+T = TypeVar("T")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -74,6 +75,47 @@ class RetryPolicy:
 # How a worker retries its own writes to the queue (a claim, an outcome) when they fail:
 # from half a second, doubling, up to 30 s between tries.
 WRITE_POLICY = RetryPolicy(base=dt.timedelta(seconds=0.5), cap=dt.timedelta(seconds=30))
+
+
+# How long a step retries a write recording what a peer already took (`keep_trying`).
+STEP_WRITE_WITHIN = dt.timedelta(minutes=5)
+
+
+async def keep_trying(
+    write: Callable[[], Awaitable[T]],
+    bound: Any,
+    *,
+    what: str,
+    within: dt.timedelta = STEP_WRITE_WITHIN,
+    policy: RetryPolicy = WRITE_POLICY,
+) -> T:
+    """`write()`, tried again after a growing wait while it fails, for up to `within`; then
+    its last error is raised.
+
+    For the writes that record what was already done: a job's outcome, or a step's record
+    that an MMSC or SMSC took a message. Failing the step instead would run it again, and
+    send the message twice, for a fault of our own database. Logged at error on the first
+    failure (`job.write_failed`, naming `what`), at warning once written (`job.written`).
+    The job stays held meanwhile, its lease renewed, so no other worker runs it."""
+    loop = asyncio.get_running_loop()
+    give_up_at = loop.time() + within.total_seconds()
+    failures = 0
+    while True:
+        try:
+            result = await write()
+        except Exception as exc:
+            failures += 1
+            metrics.WORKER_ERRORS.labels(what).inc()
+            wait = policy.delay(failures).total_seconds()
+            if loop.time() + wait > give_up_at:
+                raise
+            if failures == 1:
+                bound.error("job.write_failed", write=what, error=_describe(exc), retry_in=wait)
+            await asyncio.sleep(wait)
+            continue
+        if failures:
+            bound.warning("job.written", write=what, failures=failures)
+        return result
 
 
 def worker_name() -> str:
@@ -314,26 +356,16 @@ class Worker:
         to its lease, logged at error (`job.outcome_lost`): it runs again once the lease
         runs out, at least once as the queue promises, which this retry makes rare."""
         now = self.clock()
-        loop = asyncio.get_running_loop()
-        give_up_at = loop.time() + self.lease.total_seconds()
-        failures = 0
-        while True:
-            try:
-                await self._write_outcome(job, outcome, bound, now)
-            except Exception as exc:  # noqa: BLE001 - the worker's error boundary for outcomes
-                failures += 1
-                metrics.WORKER_ERRORS.labels("outcome").inc()
-                wait = self.write_policy.delay(failures).total_seconds()
-                if loop.time() + wait > give_up_at:
-                    bound.error("job.outcome_lost", error=_describe(exc), failures=failures)
-                    return
-                if failures == 1:
-                    bound.error("job.outcome_failed", error=_describe(exc), retry_in=round(wait, 3))
-                await asyncio.sleep(wait)
-                continue
-            if failures:
-                bound.warning("job.outcome_written", failures=failures)
-            return
+        try:
+            await keep_trying(
+                lambda: self._write_outcome(job, outcome, bound, now),
+                bound,
+                what="outcome",
+                within=self.lease,
+                policy=self.write_policy,
+            )
+        except Exception as exc:  # noqa: BLE001 - given up to the lease, as argued above
+            bound.error("job.outcome_lost", error=_describe(exc))
 
     async def _write_outcome(
         self, job: jobs.Job, outcome: Outcome, bound: Any, now: dt.datetime
