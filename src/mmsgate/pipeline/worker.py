@@ -110,7 +110,9 @@ async def keep_trying(
             if loop.time() + wait > give_up_at:
                 raise
             if failures == 1:
-                bound.error("job.write_failed", write=what, error=_describe(exc), retry_in=wait)
+                bound.error(
+                    "job.write_failed", write=what, error=_describe(exc), retry_in=round(wait, 3)
+                )
             await asyncio.sleep(wait)
             continue
         if failures:

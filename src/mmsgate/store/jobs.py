@@ -122,7 +122,7 @@ async def claim(
     async with db.write() as conn:
         if beat:
             await workers.beat(conn, worker, now)
-        if not db.is_sqlite:
+        if not db.is_sqlite and limit:
             await conn.execute(_INDEX_ORDER)
         look_abandoned, look_pending = _CLAIMS[not db.is_sqlite]
         for statement in (look_abandoned, look_pending) if abandoned else (look_pending,):
