@@ -138,6 +138,8 @@ class TestSettings:
             ("[[routes]]\nname = 'x'\nkind = 'simulator'\nprofile = 'nope'\n", "routes[0].profile"),
             ("worker_concurrency = 0\n", "worker_concurrency"),
             ("worker_lease_seconds = 0\n", "worker_lease_seconds"),
+            ("worker_stall_seconds = 0\n", "worker_stall_seconds: must be positive"),
+            ("worker_stall_seconds = 'soon'\n", "worker_stall_seconds: expected a number"),
             ("done_jobs_kept_days = -1\n", "done_jobs_kept_days"),
             ("done_jobs_kept_days = 'week'\n", "done_jobs_kept_days"),
             (
