@@ -178,13 +178,17 @@ async def _through_a_full_disk(
     refused = await client.post("/ep/v1/", content=send(key, "while full"))
     assert "<error-code>E503</error-code>" in refused.text, refused.text
     await until(lambda: _stalled(client), "/readyz says the worker is stalled")
-    assert "mmsgate_worker_stalled 1" in (await client.get("/metrics")).text
+    scraped = (await client.get("/metrics")).text
+    assert "mmsgate_worker_stalled 1" in scraped
+    assert re.search(r'mmsgate_worker_healthy\{worker="[^"]+"\} 0\.0', scraped), scraped
 
     free(filler)
     await until(lambda: _answers(client, "/readyz", 200), "/readyz ok once space is free")
     after = tracking_id(await client.post("/ep/v1/", content=send(key, "after")))
     await until(lambda: _state(client, key, after, "delivered"), "the new message delivered")
-    assert "mmsgate_worker_stalled 0" in (await client.get("/metrics")).text
+    scraped = (await client.get("/metrics")).text
+    assert "mmsgate_worker_stalled 0" in scraped
+    assert re.search(r'mmsgate_worker_healthy\{worker="[^"]+"\} 1\.0', scraped), scraped
 
 
 async def _answers(client: httpx.AsyncClient, path: str, status: int) -> bool:
