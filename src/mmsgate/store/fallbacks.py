@@ -7,6 +7,14 @@ that sends the SMS); the SMS's acceptance records its parts with the SMSC's ids 
 recipient to `sms_delivered` (N202) or `sms_failed` (E202), again in one transaction. Parts
 are found by (route, SMSC message id) from the database, so receipts that arrive after a
 reconnect or a restart still find their message.
+
+SMSC message ids are not unique over time: an SMSC that restarts its counter, or wraps it,
+gives a new SMS the id of an old one. So a receipt goes to the newest part with its id that
+still waits for one (no final stat, its SMS not ended), and never moves a part that is
+final. When no part waits, the receipt is either one the SMSC sends again (it missed our
+answer), acknowledged and changing nothing, or the receipt of a part whose submit was just
+answered and is not recorded yet, refused so that the SMSC offers it again: it is taken for
+the latter while any SMS job is running with parts not yet recorded.
 """
 
 from __future__ import annotations
@@ -211,16 +219,15 @@ async def apply_receipt(
 ) -> bool:
     """Apply a final receipt for one part; True when it moved the recipient on (N202 once
     every part is delivered, E202 when any part is not). Raises UnknownPart."""
-    part = await _part(db, route, message_id)
-    if part is None:
-        raise UnknownPart(f"{route}: no SMS part with id {message_id}")
-    if part.stat is None:
-        async with db.write() as conn:
-            await conn.execute(
-                sms_parts.update()
-                .where(sms_parts.c.id == part.id, sms_parts.c.stat.is_(None))
-                .values(stat=stat, error=error, updated_at=now)
-            )
+    part = await _receipt_part(db, route, message_id)
+    if not part.waiting:  # a repeat: it changes nothing, save finishing what the first began
+        return await conclude(db, part.tracking_id, now=now)
+    async with db.write() as conn:
+        await conn.execute(
+            sms_parts.update()
+            .where(sms_parts.c.id == part.id, sms_parts.c.stat.is_(None))
+            .values(stat=stat, error=error, updated_at=now)
+        )
     row = await for_sms(db, part.tracking_id)
     if row.state == S.FALLBACK.value:
         # The receipt beat the record of the submit (or came while the rest of a long SMS
@@ -256,12 +263,77 @@ async def conclude(db: Database, tracking_id: str, *, now: dt.datetime) -> bool:
     return False
 
 
-async def _part(db: Database, route: str, message_id: str) -> Any:
+# The states in which an SMS still waits for receipts.
+_WAITING = (S.FALLBACK.value, S.SMS_SUBMITTED.value)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Part:
+    """The part a receipt is for, and whether it still waits for one (else the receipt is
+    a repeat)."""
+
+    id: int
+    tracking_id: str
+    waiting: bool
+
+
+async def _receipt_part(db: Database, route: str, message_id: str) -> _Part:
+    """The newest part with this id still waiting for its receipt; else, for a repeat, the
+    newest part with it. Raises UnknownPart when the receipt may be for a part not yet
+    recorded."""
+    waiting = await _newest(db, route, message_id, waiting=True)
+    if waiting is not None:
+        return waiting
+    # Nothing waited when we looked, but a submit may have been recorded since: so first
+    # whether any SMS has parts still unrecorded, and only then the newest part, as it is
+    # now. A part recorded after the first look is then seen waiting, not taken for one
+    # that has its receipt; and a receipt that finds only final parts while no SMS has
+    # parts unrecorded cannot be for a part recorded after it came.
+    submitting = await _unrecorded_parts(db)
+    newest = await _newest(db, route, message_id, waiting=False)
+    if newest is None or (submitting and not newest.waiting):
+        raise UnknownPart(f"{route}: no SMS part waiting for a receipt with id {message_id}")
+    return newest
+
+
+async def _newest(db: Database, route: str, message_id: str, *, waiting: bool) -> _Part | None:
+    """The newest part with this id (only those still waiting, if `waiting`), or None."""
+    query = (
+        sa.select(sms_parts.c.id, sms_parts.c.tracking_id, sms_parts.c.stat, recipients.c.state)
+        .join(recipients, recipients.c.tracking_id == sms_parts.c.tracking_id)
+        .where(sms_parts.c.route == route, sms_parts.c.smsc_message_id == message_id)
+        .order_by(sms_parts.c.id.desc())
+        .limit(1)
+    )
+    if waiting:
+        query = query.where(sms_parts.c.stat.is_(None), recipients.c.state.in_(_WAITING))
     async with db.read() as conn:
-        query = sa.select(sms_parts).where(
-            sms_parts.c.route == route, sms_parts.c.smsc_message_id == message_id
+        row = (await conn.execute(query)).first()
+    if row is None:
+        return None
+    return _Part(row.id, row.tracking_id, row.stat is None and row.state in _WAITING)
+
+
+async def _unrecorded_parts(db: Database) -> bool:
+    """Whether an SMS job is running with parts the SMSC may have taken, not recorded yet."""
+    recorded = (
+        sa.select(sa.func.count())
+        .select_from(sms_parts)
+        .where(sms_parts.c.tracking_id == jobs.c.tracking_id)
+        .scalar_subquery()
+    )
+    query = (
+        sa.select(jobs.c.id)
+        .join(fallbacks, fallbacks.c.tracking_id == jobs.c.tracking_id)
+        .where(
+            jobs.c.kind == models.JobKind.FALLBACK_SMS.value,
+            jobs.c.state == models.JobState.RUNNING.value,
+            recorded < fallbacks.c.sms_parts,
         )
-        return (await conn.execute(query)).first()
+        .limit(1)
+    )
+    async with db.read() as conn:
+        return (await conn.execute(query)).first() is not None
 
 
 async def _stats(db: Database, tracking_id: str) -> list[tuple[int, str | None, str | None]]:
