@@ -22,13 +22,14 @@ from collections.abc import Sequence
 from xml.parsers import expat
 from xml.sax.saxutils import escape, quoteattr
 
-from mmsgate import xmlsafe
+from mmsgate import numbers, xmlsafe
 
 SOAP_NS = "http://schemas.xmlsoap.org/soap/envelope/"
 DEFAULT_NAMESPACE = "http://www.3gpp.org/ftp/Specs/archive/23_series/23.140/schema/REL-6-MM7-1-4"
 DEFAULT_VERSION = "6.8.0"
 # Status codes worth retrying (TS 23.140 §8.7.4; 3100 is Skycore's "throughput exceeded").
 TRANSIENT = frozenset({3000, 4000, 4005, 4006, 3100})
+STATUS_DIGITS = 9
 
 
 class Mm7FormatError(ValueError):
@@ -254,17 +255,18 @@ def encode_fault(
 
 
 def parse_xml(data: bytes) -> ET.Element:
-    """Parse XML with every DTD and entity refused; element names become `uri}local`."""
+    """Parse XML with every DTD and entity refused, in the encoding it declares; element
+    names become `uri}local`."""
     builder = ET.TreeBuilder()
     parser = xmlsafe.parser(namespace_separator="}")
     parser.StartElementHandler = builder.start
     parser.EndElementHandler = builder.end
     parser.CharacterDataHandler = builder.data
     try:
-        parser.Parse(data, True)
+        xmlsafe.parse(parser, data)
     except expat.ExpatError as exc:
         raise Mm7FormatError(f"not well-formed XML: {expat.ErrorString(exc.code)}") from None
-    except xmlsafe.Refused as exc:
+    except (xmlsafe.Refused, xmlsafe.Unreadable) as exc:
         raise Mm7FormatError(str(exc)) from None
     return builder.close()
 
@@ -314,24 +316,29 @@ def decode_response(content_type: str, body: bytes) -> Response:
     transaction_id = _text(envelope, "TransactionID")
     if local(element.tag) == "Fault":
         detail = _find(element, "Status")
-        code = _text(detail, "StatusCode") if detail is not None else None
+        code = _status_code(_text(detail, "StatusCode") if detail is not None else None)
         return Response(
             kind=local(element[-1][0].tag) if len(element) and len(element[-1]) else "Fault",
             transaction_id=transaction_id,
-            status_code=int(code) if code and code.isdigit() else 4000,
+            status_code=4000 if code is None else code,
             status_text=_text(detail, "StatusText") or _text(element, "faultstring") or "",
             fault=_text(element, "faultcode"),
         )
-    code = _text(element, "StatusCode")
-    if code is None or not code.isdigit():
+    code = _status_code(_text(element, "StatusCode"))
+    if code is None:
         raise Mm7FormatError(f"{local(element.tag)} without a numeric StatusCode")
     return Response(
         local(element.tag),
         transaction_id,
-        int(code),
+        code,
         _text(element, "StatusText") or "",
         message_id=_text(element, "MessageID"),
     )
+
+
+def _status_code(text: str | None) -> int | None:
+    """A StatusCode's value: four digits in TS 23.140 §8.4.2; ASCII digits only, bounded."""
+    return None if text is None else numbers.decimal(text, STATUS_DIGITS)
 
 
 def decode_request(content_type: str, body: bytes) -> Incoming:

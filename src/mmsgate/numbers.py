@@ -1,10 +1,24 @@
-"""Phone numbers in the form the Sinch API uses: international digits, no `+` or `00`."""
+"""Numbers as clients write them: phone numbers in the form the Sinch API uses (international
+digits, no `+` or `00`), and the decimal integers of ids, counts and durations.
+
+Only ASCII digits count. `str.isdigit` also takes `²` and `③`, and `int()` reads `٣١٠٦٢`
+(Arabic-Indic) as 31062; a value of thousands of digits makes `int()` raise (Python's
+int-string limit) or reaches the database as an integer it cannot store.
+"""
 
 from __future__ import annotations
 
 import re
 
 _DIGITS = re.compile(r"[1-9][0-9]{7,14}")
+
+
+def decimal(raw: str, max_digits: int) -> int | None:
+    """The value of `raw` when it is 1 to `max_digits` ASCII digits (leading zeros count as
+    digits, so the bound holds before any parsing); None otherwise."""
+    if not 0 < len(raw) <= max_digits or not raw.isascii() or not raw.isdigit():
+        return None
+    return int(raw)
 
 
 def normalize_msisdn(raw: str) -> str | None:

@@ -25,6 +25,7 @@ import structlog
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
+from mmsgate import numbers
 from mmsgate.api.actions import Services
 from mmsgate.store import fallbacks
 
@@ -32,6 +33,7 @@ log = structlog.get_logger(__name__)
 
 # Kannel's DLR type bits (gw/dlr.h) → the stat they mean, in the order they are tested.
 DLR_STAT = ((1, "DELIVRD"), (2, "UNDELIV"), (16, "REJECTD"))
+TYPE_DIGITS = 10  # the bits Kannel defines fit in two digits; a longer type is not Kannel's
 _STAT = re.compile(r"\bstat:([A-Za-z]+)", re.IGNORECASE)
 _ERR = re.compile(r"\berr:([0-9A-Fa-fx]+)|^NACK/(0x[0-9A-Fa-f]+)/", re.IGNORECASE)
 
@@ -45,9 +47,10 @@ async def dlr(svc: Services, request: Request) -> Response:
     if (refused := _unauthenticated(svc, params)) is not None:
         return refused
     route, part_id, kind = params.get("route"), params.get("id"), params.get("type", "")
-    if not route or not part_id or not (kind.isascii() and kind.isdecimal()):
+    bits = numbers.decimal(kind, TYPE_DIGITS)
+    if not route or not part_id or bits is None:
         return PlainTextResponse("route, id and a numeric type are required\n", 400)
-    stat = next((stat for bit, stat in DLR_STAT if int(kind) & bit), None)
+    stat = next((stat for bit, stat in DLR_STAT if bits & bit), None)
     if stat is None:
         return PlainTextResponse("noted (not final)\n")
     reply = params.get("reply", "")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 
-from mmsgate import codes, errors, models
+from mmsgate import codes, errors, models, numbers
 from mmsgate.api.sinch_xml import Node
 
 E = codes.ErrorCode
@@ -17,6 +17,8 @@ MAX_TEXT = 5000
 MAX_SUBJECT = 80
 MAX_NAME = 255
 MAX_DURATION = 60
+MAX_MMS_ID_DIGITS = 18  # every 18-digit id fits the databases' 64-bit integers
+SMALL_DIGITS = 9  # a duration, page or slide number: more digits than any valid one has
 _MEDIA_NAMES = {kind.value: kind for kind in models.MediaKind if kind is not models.MediaKind.TEXT}
 _FETCH_CODES = {
     models.MediaKind.IMAGE: E.IMAGE_FETCH,
@@ -216,13 +218,13 @@ def duration(node: Node, number: int) -> int | None:
     raw = node.value("duration")
     if raw is None or raw == "":
         return None
-    value = raw[:-1] if raw.lower().endswith("s") else raw
-    if not value.isdigit() or int(value) > MAX_DURATION:
+    value = numbers.decimal(raw[:-1] if raw.lower().endswith("s") else raw, SMALL_DIGITS)
+    if value is None or value > MAX_DURATION:
         raise errors.ApiError(
             E.BAD_DURATION,
             f"Invalid duration in slide {number}: '{raw}' (whole seconds, 0 to {MAX_DURATION})",
         )
-    return int(value)
+    return value
 
 
 def fallback(doc: Node) -> Fallback:
@@ -264,9 +266,10 @@ def mms_id(doc: Node) -> int:
     raw = doc.value("mms-id")
     if not raw:
         raise errors.ApiError(E.MMS_ID_REQUIRED, "mms-id is required")
-    if not raw.isdigit() or len(raw) > 18:
+    value = numbers.decimal(raw, MAX_MMS_ID_DIGITS)
+    if value is None:
         raise errors.ApiError(E.BAD_MMS_ID, f"Invalid mms-id '{raw}' / MMS don't exist")
-    return int(raw)
+    return value
 
 
 def save_mms(doc: Node) -> SaveMms:
@@ -295,21 +298,22 @@ def _data_children(doc: Node) -> list[Node]:
 def custom_texts(doc: Node) -> dict[int, str]:
     result: dict[int, str] = {}
     for node in doc.all("custom-text"):
-        value, number = node.first("value"), node.value("slide")
-        if value is None or number is None:
+        value, raw = node.first("value"), node.value("slide")
+        if value is None or raw is None:
             raise errors.ApiError(
                 E.INVALID_REQUEST, "Invalid custom-text: both <value> and <slide> are required"
             )
-        if not number.isdigit() or not 1 <= int(number) <= MAX_SLIDES:
+        number = numbers.decimal(raw, SMALL_DIGITS)
+        if number is None or not 1 <= number <= MAX_SLIDES:
             raise errors.ApiError(
-                E.INVALID_REQUEST, f"Invalid custom-text: slide '{number}' is not 1 to {MAX_SLIDES}"
+                E.INVALID_REQUEST, f"Invalid custom-text: slide '{raw}' is not 1 to {MAX_SLIDES}"
             )
         if len(value.text) > MAX_TEXT:
             raise errors.ApiError(
                 E.TEXT_TOO_LONG,
                 f"custom-text for slide {number} is longer than {MAX_TEXT} characters",
             )
-        result[int(number)] = value.text
+        result[number] = value.text
     return result
 
 
@@ -334,18 +338,21 @@ def get_mms_templates(doc: Node) -> GetMmsTemplates:
 def _positive(raw: str | None, default: int, code: E, field: str, most: int) -> int:
     if raw is None or raw == "":
         return default
-    if not raw.isdigit() or not 1 <= int(raw) <= most:
+    value = numbers.decimal(raw, SMALL_DIGITS)
+    if value is None or not 1 <= value <= most:
         raise errors.ApiError(code, f"Invalid {field} '{raw}': expected 1 to {most}")
-    return int(raw)
+    return value
 
 
 def parse_timestamp(raw: str) -> dt.datetime | None:
-    """An ISO 8601 date or date-time as aware UTC (a missing offset means UTC)."""
+    """An ISO 8601 date or date-time as aware UTC (a missing offset means UTC); None when it
+    is not one, or when its UTC instant falls outside years 1 to 9999
+    (`0001-01-01T00:00:00+01:00` is still year 0 in UTC)."""
     text = raw.strip().replace(" ", "T", 1)
     if text.endswith(("Z", "z")):
         text = text[:-1] + "+00:00"
     try:
         value = dt.datetime.fromisoformat(text)
-    except ValueError:
+        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+    except (ValueError, OverflowError):
         return None
-    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)

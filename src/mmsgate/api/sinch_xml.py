@@ -74,7 +74,8 @@ def normalize_name(tag: str) -> str:
 
 
 def parse(body: bytes, max_depth: int) -> Node:
-    """Parse a request document; E108 for anything that is not plain, well-formed XML.
+    """Parse a request document; E108 for anything that is not plain, well-formed XML in
+    an encoding it declares (or UTF-8), known to Python.
 
     expat is driven directly: a document type declaration stops the parse at once, before
     any entity is declared, so billion-laughs and XXE never expand; no external entity is
@@ -86,10 +87,10 @@ def parse(body: bytes, max_depth: int) -> Node:
     parser.EndElementHandler = builder.end
     parser.CharacterDataHandler = builder.data
     try:
-        parser.Parse(body, True)
+        xmlsafe.parse(parser, body)
     except expat.ExpatError as exc:
         raise _bad_xml(expat.ErrorString(exc.code)) from None
-    except xmlsafe.Refused as exc:
+    except (xmlsafe.Refused, xmlsafe.Unreadable) as exc:
         raise _bad_xml(str(exc)) from None
     root = builder.root
     if root is None or root.name != "request":
