@@ -114,6 +114,17 @@ async def test_numbers_take_ascii_digits_only(
     assert failure_code(response.content) == code, response.text
 
 
+@pytest.mark.parametrize("mms_id", ["2147483648", "9999999999", "999999999999999999"])
+@pytest.mark.parametrize("build", [send_saved, delete], ids=["sendSavedMMS", "deleteMMSID"])
+async def test_an_mms_id_beyond_any_template_id_is_e241(
+    gateway: Gateway, mms_id: str, build: Callable[[str, str], str]
+) -> None:
+    """An mms-id past the 32-bit range template ids have in the database names no template:
+    E241, on PostgreSQL too (which refuses such a number as a query parameter)."""
+    response = await gateway.xml(build(gateway.api_key, mms_id))
+    assert failure_code(response.content) == "E241", response.text
+
+
 @pytest.mark.parametrize(("code", "value", "build"), DATE_CASES, ids=ids(DATE_CASES))
 async def test_dates_at_the_calendar_edges_get_their_codes(
     gateway: Gateway, code: str, value: str, build: Build
@@ -180,7 +191,7 @@ async def test_an_unreadable_encoding_is_e108(gateway: Gateway, head: str) -> No
     assert failure_code(response.content) == "E108", response.text
 
 
-@pytest.mark.parametrize("mms_id", ["9999999999999999999", "%C2%B2", "%D9%A3", HUGE])
+@pytest.mark.parametrize("mms_id", ["9999999999999999999", "2147483648", "%C2%B2", "%D9%A3", HUGE])
 async def test_template_report_of_a_number_no_template_has_is_404(
     gateway: Gateway, mms_id: str
 ) -> None:

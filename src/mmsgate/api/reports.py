@@ -8,7 +8,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from mmsgate import codes, errors, models, numbers
+from mmsgate import codes, errors, models
 from mmsgate.api import request_log, requests, sinch_xml
 from mmsgate.api.actions import Services
 from mmsgate.media import prepare
@@ -29,7 +29,7 @@ async def template_report(svc: Services, request: Request) -> Response:
     if isinstance(account, JSONResponse):
         return account
     raw = request.path_params["mms_id"]
-    mms_id = numbers.decimal(raw, requests.MAX_MMS_ID_DIGITS)
+    mms_id = requests.template_id(raw)
     row = None if mms_id is None else await templates.report(svc.db, account.id, mms_id)
     if row is None:
         return JSONResponse({"error": f"no template with mms-id {raw}"}, 404)

@@ -17,7 +17,9 @@ MAX_TEXT = 5000
 MAX_SUBJECT = 80
 MAX_NAME = 255
 MAX_DURATION = 60
-MAX_MMS_ID_DIGITS = 18  # every 18-digit id fits the databases' 64-bit integers
+# Template ids are 32-bit integers in the database (store/schema.py): a larger one names
+# no template, and must not reach a query (PostgreSQL refuses it as a parameter).
+MAX_MMS_ID = 2**31 - 1
 SMALL_DIGITS = 9  # a duration, page or slide number: more digits than any valid one has
 _MEDIA_NAMES = {kind.value: kind for kind in models.MediaKind if kind is not models.MediaKind.TEXT}
 _FETCH_CODES = {
@@ -266,10 +268,16 @@ def mms_id(doc: Node) -> int:
     raw = doc.value("mms-id")
     if not raw:
         raise errors.ApiError(E.MMS_ID_REQUIRED, "mms-id is required")
-    value = numbers.decimal(raw, MAX_MMS_ID_DIGITS)
+    value = template_id(raw)
     if value is None:
         raise errors.ApiError(E.BAD_MMS_ID, f"Invalid mms-id '{raw}' / MMS don't exist")
     return value
+
+
+def template_id(raw: str) -> int | None:
+    """An mms-id as a template id; None when it is not one any template can have."""
+    value = numbers.decimal(raw, len(str(MAX_MMS_ID)))
+    return value if value is not None and value <= MAX_MMS_ID else None
 
 
 def save_mms(doc: Node) -> SaveMms:
