@@ -10,6 +10,7 @@ import pytest
 
 from mmsgate import mm7_codec as mm7
 from mmsgate.settings import Settings, SmsRoute
+from mmsgate.store import accounts
 from tests.api.helpers import failure_code, fields, send_saved, text_template
 from tests.conftest import Gateway
 
@@ -248,3 +249,25 @@ async def test_kannel_receipt_with_a_type_that_is_no_number_is_400(
     query = {"route": "kannel", "token": KANNEL.receipt_token(), "id": "x.1", "type": kind}
     response = await gateway.client.get("/kannel/dlr", params=query)
     assert response.status_code == 400
+
+
+async def test_a_service_id_longer_than_any_stored_is_e627(gateway: Gateway) -> None:
+    """An account without service-ids ignores the one sent, but one longer than mmsgate
+    stores (64 characters) is E627, not E503 (PostgreSQL refused it at the commit)."""
+    await accounts.update(gateway.services.db, "acme", service_ids=[])
+    gateway.services.guard._accounts.clear()
+    request = send_mms(gateway.api_key).replace("32113", "s" * 65)
+    assert failure_code((await gateway.xml(request)).content) == "E627"
+    fitting = send_mms(gateway.api_key).replace("32113", "s" * 64)
+    assert fields((await gateway.xml(fitting)).content)["status"] == "Success"
+
+
+async def test_mm7_mo_from_a_sender_too_long_to_store_is_an_address_fault(
+    gateway: Gateway,
+) -> None:
+    """A DeliverReq whose Sender is longer than mmsgate stores (32 characters) gets fault
+    2002 with HTTP 400, not a 500 from the database."""
+    content_type, body = mm7.encode_deliver("t-1", "9" * 40, "28444", [("text/plain", b"hi")])
+    answer = await gateway.mm7(body, content_type)
+    assert answer.status_code == 400, answer.text
+    assert mm7.decode_response("text/xml", answer.content).status_code == 2002

@@ -27,6 +27,7 @@ E = codes.ErrorCode
 ACCEPTED = "MMS request accepted and queued for delivery"
 LINK_LIFETIME = dt.timedelta(days=365)
 MMS_LIFETIME = dt.timedelta(days=3)
+MAX_SERVICE_ID = 64  # characters: messages.service_id (store/schema.py)
 OPERATOR_DIGITS = 9  # Sinch's operator ids have five (31002); a longer one names none
 
 
@@ -217,13 +218,7 @@ def check_delivery(settings: Settings, account: models.Account, d: requests.Deli
         raise errors.ApiError(
             E.BAD_FROM, f"Invalid shortcode: '{d.sender or ''}' is not a sender of this account"
         )
-    if account.service_ids and d.service_id not in account.service_ids:
-        raise errors.ApiError(
-            E.BAD_SERVICE_ID,
-            "service-id is required"
-            if d.service_id is None
-            else f"Invalid service-id '{d.service_id}'",
-        )
+    check_service_id(account, d.service_id)
     operator_id = check_operator(settings, d.operator_id)
     recipients = tuple(check_number(settings, raw, operator_id) for raw in d.to)
     plan = Plan(recipients, operator_id, d.to_is_list)
@@ -232,6 +227,19 @@ def check_delivery(settings: Settings, account: models.Account, d: requests.Deli
         assert first is not None
         raise first
     return plan
+
+
+def check_service_id(account: models.Account, service_id: str | None) -> None:
+    """E627 unless the service-id is one of the account's (when it has any); one longer
+    than the stored column (MAX_SERVICE_ID) is no account's, even when none are set."""
+    too_long = service_id is not None and len(service_id) > MAX_SERVICE_ID
+    if too_long or (account.service_ids and service_id not in account.service_ids):
+        raise errors.ApiError(
+            E.BAD_SERVICE_ID,
+            "service-id is required"
+            if service_id is None
+            else f"Invalid service-id '{service_id[:MAX_SERVICE_ID]}'",
+        )
 
 
 def check_operator(settings: Settings, raw: str | None) -> int | None:

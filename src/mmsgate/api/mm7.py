@@ -126,6 +126,8 @@ async def _mobile_originated(
     the number it was sent to, when a route the MMSC authenticated as serves that number."""
     sender = incoming.fields.get("Sender", "")
     recipient = incoming.fields.get("Recipients", "")
+    if len(sender) > mo.MAX_ADDRESS:
+        return _fault(incoming, 2002, f"Address Error: Sender over {mo.MAX_ADDRESS} characters")
     everyone = svc.settings.routes
     if not any(inbound.serves(everyone, route, recipient) for route in routes):
         names = ", ".join(r.name for r in routes)

@@ -12,6 +12,10 @@ from mmsgate.store.db import Database
 from mmsgate.store.deliveries import postback_job
 from mmsgate.store.schema import jobs, mo_messages
 
+# The longest sender address an MO message can be stored with: mo_messages.sender is a
+# String(32) (schema.py), and PostgreSQL refuses a longer value.
+MAX_ADDRESS = 32
+
 
 async def store(db: Database, row: dict[str, Any], postback: bytes, now: dt.datetime) -> None:
     async with db.write() as conn:
