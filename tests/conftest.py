@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import os
@@ -115,8 +116,10 @@ class Gateway:
         return await self.client.post("/mm7", content=body, headers=headers, **kwargs)
 
 
-@pytest.fixture
-async def gateway(settings: settings_mod.Settings) -> AsyncIterator[Gateway]:
+@contextlib.asynccontextmanager
+async def open_gateway(settings: settings_mod.Settings) -> AsyncIterator[Gateway]:
+    """The app in-process on a fresh database with the account `acme`, started and stopped
+    as a server would be."""
     db = Database(settings.db_url)
     await db.migrate()
     created = await accounts.create(db, "acme", senders=["28444", "12345"], service_ids=["32113"])
@@ -127,6 +130,12 @@ async def gateway(settings: settings_mod.Settings) -> AsyncIterator[Gateway]:
         transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50000))
         async with httpx.AsyncClient(transport=transport, base_url="http://mmsgate.test") as client:
             yield Gateway(client, services, created.api_key, created.account)
+
+
+@pytest.fixture
+async def gateway(settings: settings_mod.Settings) -> AsyncIterator[Gateway]:
+    async with open_gateway(settings) as opened:
+        yield opened
 
 
 @dataclasses.dataclass
