@@ -39,6 +39,8 @@ import typing
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from urllib.parse import urlsplit
 
+from mmsgate import numbers
+
 __all__ = [
     "ConnectFailed",
     "HttpClient",
@@ -50,6 +52,7 @@ __all__ = [
 ]
 
 MAX_HEAD = 64 * 1024
+CONTENT_LENGTH_DIGITS = 18  # far past any max_body; a longer one is refused unread
 _OWN_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "expect", "connection"})
 Resolver = Callable[[str, int], Awaitable[Sequence[str]]]
 
@@ -226,10 +229,9 @@ class _Connection(asyncio.Protocol):
     def _read_head(self, head: bytes) -> None:
         lines = head.decode("latin-1").split("\r\n")
         version, _, rest = lines[0].partition(" ")
-        code = rest[:3]
-        if not version.startswith("HTTP/1.") or not code.isdigit():
+        status = numbers.decimal(rest[:3], 3)  # ASCII only: latin-1 has `²` and `³`
+        if not version.startswith("HTTP/1.") or status is None:
             raise ProtocolError(f"not an HTTP/1.x status line: {lines[0][:80]!r}")
-        status = int(code)
         if 100 <= status < 200 and status != 101:
             return  # an interim answer (100 Continue, 103 Early Hints): the real one follows
         headers: dict[str, str] = {}
@@ -249,10 +251,11 @@ class _Connection(asyncio.Protocol):
         elif "chunked" in headers.get("transfer-encoding", "").lower():
             self.mode = "chunked"
         elif "content-length" in headers:
-            length = headers["content-length"].split(",")[0].strip()
-            if not length.isdigit():
-                raise ProtocolError(f"bad Content-Length {length!r}")
-            self.mode, self.remaining = "length", int(length)
+            raw = headers["content-length"].split(",")[0].strip()
+            length = numbers.decimal(raw, CONTENT_LENGTH_DIGITS)
+            if length is None:
+                raise ProtocolError(f"bad Content-Length {raw[:40]!r}")
+            self.mode, self.remaining = "length", length
             self._check_size(self.remaining)
         else:
             self.mode, self.keep_alive = "eof", False

@@ -153,6 +153,23 @@ async def test_garbage_answer_is_a_protocol_error() -> None:
             await http.post(server.url, b"")
 
 
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "HTTP/1.1 ²00 OK\r\nContent-Length: 0\r\n\r\n".encode("latin-1"),
+        "HTTP/1.1 200 OK\r\nContent-Length: ³\r\n\r\n".encode("latin-1"),
+        b"HTTP/1.1 200 OK\r\nContent-Length: " + b"9" * 5000 + b"\r\n\r\n",
+    ],
+    ids=["superscript-status", "superscript-length", "5000-digit-length"],
+)
+async def test_numbers_in_the_head_take_ascii_digits_only(answer: bytes) -> None:
+    """A status or Content-Length of non-ASCII digits or thousands of digits is a protocol
+    error, not a ValueError from int()."""
+    async with serving(answer) as server, client() as http:
+        with pytest.raises(http_client.ProtocolError):
+            await http.post(server.url, b"")
+
+
 # --- connections -------------------------------------------------------------------------------
 
 
