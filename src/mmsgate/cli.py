@@ -27,6 +27,7 @@ from mmsgate import (
     cli_postbacks,
     cli_preview,
     errors,
+    http_protocol,
     logs,
     models,
     routing,
@@ -223,12 +224,12 @@ def serve_processes(
         url=f"http://{cfg.host}:{cfg.port}",
         processes=workers,
     )
-    processes = uvicorn.Config(
+    processes = http_protocol.ServerConfig(
         "mmsgate.api.app:app_from_environment",
+        limits=api_limits(cfg),
         factory=True,
         workers=workers,
         loop="uvloop",
-        http="httptools",
         log_level="warning",
         log_config=None,  # uvicorn's lines go through mmsgate's log format
         access_log=False,
@@ -256,10 +257,10 @@ def serve_api(
     app = create_app(cfg, background=background)
     runtime.tune_gc()
     server = uvicorn.Server(
-        uvicorn.Config(
+        http_protocol.ServerConfig(
             app,
+            limits=api_limits(cfg),
             loop="uvloop",
-            http="httptools",
             log_level="warning" if log_level.lower() != "debug" else "debug",
             log_config=None,  # uvicorn's lines go through mmsgate's log format
             access_log=False,
@@ -269,6 +270,20 @@ def serve_api(
     server.run(sockets=[api_socket])
     if not server.started:  # the app's start-up failed (uvicorn logged why): say so by the exit
         raise typer.Exit(3)
+
+
+def api_limits(cfg: settings.Settings) -> http_protocol.ConnectionLimits:
+    """What one connection may take of the API server (`[api]` in the config file)."""
+    return http_protocol.ConnectionLimits(
+        read_timeout=cfg.api.read_timeout,
+        body_timeout=cfg.api.body_timeout,
+        max_per_client=cfg.api.max_connections_per_client,
+    )
+
+
+# The simulator's MMSC: timeouts like the API's, but no cap per address, as a worker (one
+# address) opens as many connections to it as it has submits in flight.
+SIM_LIMITS = http_protocol.ConnectionLimits()
 
 
 def build_worker(cfg: settings.Settings) -> Worker:
@@ -406,7 +421,9 @@ async def simulator_and_worker(
     smsc_port = await smsc.start(sock=sims.smpp)
     port = sims.mm7.getsockname()[1]
     server = uvicorn.Server(
-        uvicorn.Config(sim.app(), log_level="warning", log_config=None, access_log=False)
+        http_protocol.ServerConfig(
+            sim.app(), limits=SIM_LIMITS, log_level="warning", log_config=None, access_log=False
+        )
     )
     serving = asyncio.create_task(server.serve(sockets=[sims.mm7]), name="mmsgate-simulator")
     mmsc_url = f"http://127.0.0.1:{port}/mm7"
@@ -554,7 +571,9 @@ def carrier_sim(
             await smsc.start(sock=smpp_socket)
             at = f"{host}:{smpp_port}"
             say(log_format, f"simulated SMSC on {at} (SMPP)", "sim.smsc", address=at)
-        config = uvicorn.Config(sim.app(), log_level="warning", log_config=None, access_log=False)
+        config = http_protocol.ServerConfig(
+            sim.app(), limits=SIM_LIMITS, log_level="warning", log_config=None, access_log=False
+        )
         runtime.tune_gc()
         try:
             await uvicorn.Server(config).serve(sockets=[mm7_socket])

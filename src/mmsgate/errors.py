@@ -4,6 +4,7 @@
     ├── ConfigError          the configuration file or environment is invalid
     ├── StartupError         a command cannot start: database, data dir, port; says the fix
     ├── AccountError         an account change is refused (a sender another account owns …)
+    ├── BodyTooLarge         a request body is over its route's limit
     └── ApiError             a request is refused; carries its Sinch error code
         └── MediaError       a slide's media could not be fetched or is unusable
 
@@ -30,6 +31,14 @@ class StartupError(MmsgateError):
 
 class AccountError(MmsgateError):
     """An account cannot be created, changed or deleted as asked; the message says why."""
+
+
+class BodyTooLarge(MmsgateError):
+    """A request body is over `limit` bytes: declared so, or counted while it streamed in."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        super().__init__(f"the body is larger than {limit} bytes")
 
 
 class ApiError(MmsgateError):

@@ -55,6 +55,13 @@ class ApiSettings:
     max_xml_depth: int = 32
     max_recipients: int = 100
     account_cache_seconds: float = 2.0
+    # What a connection may take of the server (mmsgate/http_protocol.py): the request head
+    # within `read_timeout` seconds, the body without a pause longer than that and whole
+    # within `body_timeout`; at most `max_connections_per_client` open connections from one
+    # address per process (0: no cap).
+    read_timeout: float = 10.0
+    body_timeout: float = 60.0
+    max_connections_per_client: int = 100
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -406,6 +413,7 @@ def _from_table(
     )
     _check_routes(settings)
     _check_worker(settings)
+    _check_api(settings.api)
     if not 1 <= settings.port <= 65535:
         raise ConfigError(f"port {settings.port}: a port is 1 to 65535 (--port, or port =)")
     _check_metrics(settings)
@@ -422,6 +430,18 @@ def _check_metrics(settings: Settings) -> None:
         return
     if address[0] == settings.host or _WILDCARD.count(address[0]) + _WILDCARD.count(settings.host):
         raise ConfigError(f"metrics_listen: {settings.metrics_listen} is the API's own address")
+
+
+def _check_api(api: ApiSettings) -> None:
+    """Limits a server could not run with: a timeout that closes every connection at once,
+    a cap below zero."""
+    for key in ("read_timeout", "body_timeout"):
+        if getattr(api, key) <= 0:
+            raise ConfigError(f"api.{key}: must be a positive number of seconds")
+    if api.max_connections_per_client < 0:
+        raise ConfigError("api.max_connections_per_client: must be 0 (no cap) or more")
+    if api.max_body_bytes < 1:
+        raise ConfigError("api.max_body_bytes: must be 1 or more")
 
 
 def _check_worker(settings: Settings) -> None:

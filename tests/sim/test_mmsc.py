@@ -119,6 +119,28 @@ async def test_oversized_content_is_refused() -> None:
     assert (result.accepted, result.status_code) == (False, 2004)  # type: ignore[attr-defined]
 
 
+async def test_a_body_far_over_the_size_limit_is_refused_unread() -> None:
+    """A streamed submit body far over the simulated carrier's limit is refused with 2004
+    once it passes twice the limit and 1 MiB, without the rest being read."""
+    sim = SimulatedMmsc(None, max_bytes=100)
+    pulled = 0
+
+    async def endless() -> AsyncIterator[bytes]:
+        nonlocal pulled
+        while pulled < 64:  # 64 MiB, never all read
+            pulled += 1
+            yield b"x" * 1024 * 1024
+
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=sim.app()), base_url="http://sim"
+    ) as client:
+        response = await client.post(
+            "/mm7", content=endless(), headers={"content-type": "text/xml"}
+        )
+    assert mm7.decode_response("text/xml", response.content).status_code == 2004
+    assert pulled < 8
+
+
 async def test_corrupt_request_is_2007() -> None:
     """A body that is not MM7 gets a 2007 fault."""
     sim = SimulatedMmsc(None)

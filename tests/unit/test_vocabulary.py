@@ -142,6 +142,10 @@ class TestSettings:
             ("worker_stall_seconds = 'soon'\n", "worker_stall_seconds: expected a number"),
             ("done_jobs_kept_days = -1\n", "done_jobs_kept_days"),
             ("done_jobs_kept_days = 'week'\n", "done_jobs_kept_days"),
+            ("[api]\nread_timeout = 0\n", "api.read_timeout"),
+            ("[api]\nbody_timeout = -1\n", "api.body_timeout"),
+            ("[api]\nmax_connections_per_client = -1\n", "api.max_connections_per_client"),
+            ("[api]\nmax_connections_per_client = 'many'\n", "api.max_connections_per_client"),
             (
                 "[[sms_routes]]\nname = 'k'\nkind = 'kannel'\nurl = 'http://k/cgi-bin/sendsms'\n",
                 "sms_routes[0].password",

@@ -2,6 +2,11 @@
 
 Each action returns the response fields; errors are raised as ApiError and rendered by the
 endpoint. A send is answered `Success` only after the commit that holds it.
+
+A client that closes its connection before the answer stops its request (cancelled, nothing
+stored) until the action calls `http_server.committing()`, just before it hands its rows to
+the writer: from then on the request runs to its end, and a send is delivered even though
+its client never hears the `Success`.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import secrets
 import uuid
 from collections.abc import Callable
 
-from mmsgate import codes, errors, metrics, models, numbers, profiles, routing
+from mmsgate import codes, errors, http_server, metrics, models, numbers, profiles, routing
 from mmsgate.api import content as content_store
 from mmsgate.api import requests
 from mmsgate.api.guard import Guard
@@ -62,6 +67,7 @@ async def save_mms(
     )
     stored = await services.content.store(req.content)
     state = models.TemplateState.ENCODING if stored.has_av else models.TemplateState.READY
+    http_server.committing()  # from here on the request runs to its end (module docstring)
     mms_id = await services.writer.save_template(
         NewTemplate(
             account_id=account.id,
@@ -100,6 +106,7 @@ async def send_mms(
     send = new_send(
         account, models.Action.SEND_MMS, req.delivery, req.fallback, plan, expires_at, link_expires
     )
+    http_server.committing()
     mms_id = await services.writer.accept(
         dataclasses.replace(send, template=template, subject=req.content.subject)
     )
@@ -149,6 +156,7 @@ async def send_saved_mms(
             req.fallback.disabled if req.fallback.disabled is not None else info.disable_fallback
         ),
     )
+    http_server.committing()
     mms_id = await services.writer.accept(send)
     return sent_fields(plan, send, mms_id, with_from=True)
 
@@ -156,6 +164,7 @@ async def send_saved_mms(
 async def delete_mms_id(
     services: Services, account: models.Account, req: requests.DeleteMmsId
 ) -> list[Field]:
+    http_server.committing()
     if not await queries.delete_template(services.db, account.id, req.mms_id):
         raise errors.ApiError(E.BAD_MMS_ID, f"Invalid mms-id {req.mms_id} / MMS don't exist")
     services.content.forget(account.id, req.mms_id)

@@ -13,12 +13,12 @@ from typing import Any
 
 import structlog
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from mmsgate import codes, errors, logs, models, runtime
+from mmsgate import codes, errors, http_server, logs, models, runtime
 from mmsgate import settings as settings_mod
 from mmsgate.api import (
     actions,
@@ -44,6 +44,7 @@ from mmsgate.web import page, parts
 log = structlog.get_logger(__name__)
 XML = "application/xml; charset=utf-8"
 XML_PATHS = frozenset({"/ep/v1/", "/ep/v1"})
+CLIENT_GONE = "client gone"  # the request line's code when the client did not wait
 SEND_ACTIONS = {models.Action.SEND_MMS, models.Action.SEND_SAVED_MMS}
 
 Handler = Callable[
@@ -163,7 +164,7 @@ def create_app(
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
         ],
-        exception_handlers={Exception: internal_error},
+        exception_handlers={ClientDisconnect: client_disconnected, Exception: internal_error},
         lifespan=lifespan,
     )
     return MmsgateApp(svc, routes)
@@ -172,17 +173,26 @@ def create_app(
 class MmsgateApp:
     """The ASGI entry: POST /ep/v1/ is served directly (it is the hot path, and needs none of
     the routing and middleware layers); everything else goes to the Starlette routes. API
-    requests get their `api.request` log line around either."""
+    requests get their `api.request` log line around either. Every HTTP request is guarded
+    (mmsgate/http_server.py): an answer before the body is read closes the connection, and
+    a client that leaves before the commit stops its request."""
 
     def __init__(self, services: actions.Services, routes: Starlette) -> None:
         self.services = services
         self.routes = routes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and request_log.is_logged(scope["path"]):
-            await request_log.logged(self._serve, scope, receive, send)
+        if scope["type"] != "http":
+            await self.routes(scope, receive, send)
+        elif request_log.is_logged(scope["path"]):
+            await request_log.logged(self._guarded, scope, receive, send)
         else:
-            await self._serve(scope, receive, send)
+            await self._guarded(scope, receive, send)
+
+    async def _guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
+        left = await http_server.guard(self._serve, scope, receive, send)
+        if left is not None:
+            request_log.note(code=CLIENT_GONE, info=f"the client left {left.value}", status=499)
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] in XML_PATHS:
@@ -215,7 +225,7 @@ async def handle_xml(svc: actions.Services, scope: Scope, receive: Receive) -> b
     echo = _Echo()
     try:
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        body = await read_body(headers, receive, svc.settings.api.max_body_bytes)
+        body = await read_body(scope, receive, svc.settings.api.max_body_bytes)
         doc = sinch_xml.parse(
             xml_of(headers.get("content-type", ""), body), svc.settings.api.max_xml_depth
         )
@@ -229,6 +239,8 @@ async def handle_xml(svc: actions.Services, scope: Scope, receive: Receive) -> b
     except errors.ApiError as exc:
         request_log.note(code=exc.code.value, info=exc.info)
         return sinch_xml.failure(exc, echo.to)
+    except ClientDisconnect:
+        raise  # no one to answer: the guard around the app notes it
     except Exception as exc:  # the endpoint's error boundary: never a trace to the client
         log.exception("api.internal_error", error=repr(exc))
         request_log.note(code=codes.ErrorCode.INTERNAL.value)
@@ -237,34 +249,18 @@ async def handle_xml(svc: actions.Services, scope: Scope, receive: Receive) -> b
     return sinch_xml.render(fields)
 
 
-async def read_body(headers: dict[str, str], receive: Receive, limit: int) -> bytes:
-    """The request body, refused (E100) as soon as it passes `limit` bytes."""
-    declared = headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise _too_big(limit)
-    chunks, size, more = [], 0, True
-    while more:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise errors.ApiError(
-                codes.ErrorCode.INVALID_REQUEST, "Invalid request: client went away"
-            )
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise _too_big(limit)
-        chunks.append(chunk)
-        more = message.get("more_body", False)
-    body = b"".join(chunks)
+async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
+    """The request body, refused (E100) as soon as it is known to pass `limit` bytes."""
+    try:
+        body = await http_server.read_body(Request(scope, receive), limit)
+    except errors.BodyTooLarge:
+        raise errors.ApiError(
+            codes.ErrorCode.INVALID_REQUEST,
+            f"Invalid request: the body is larger than {limit} bytes",
+        ) from None
     if not body.strip():
         raise errors.ApiError(codes.ErrorCode.INVALID_REQUEST, "Invalid request: the body is empty")
     return body
-
-
-def _too_big(limit: int) -> errors.ApiError:
-    return errors.ApiError(
-        codes.ErrorCode.INVALID_REQUEST, f"Invalid request: the body is larger than {limit} bytes"
-    )
 
 
 def xml_of(content_type: str, body: bytes) -> bytes:
@@ -294,6 +290,11 @@ def _form_field(value: bytes) -> bytes:
             codes.ErrorCode.INVALID_REQUEST, "Invalid request: the form has no 'xml' field"
         )
     return value
+
+
+async def client_disconnected(_request: Request, _exc: Exception) -> Response:
+    """The client left while sending its body: nothing was done, and no one hears an answer."""
+    return Response(status_code=400)
 
 
 async def internal_error(request: Request, exc: Exception) -> Response:

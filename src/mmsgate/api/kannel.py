@@ -25,11 +25,12 @@ import structlog
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
-from mmsgate import numbers
+from mmsgate import errors, http_server, numbers
 from mmsgate.api.actions import Services
 from mmsgate.store import fallbacks
 
 log = structlog.get_logger(__name__)
+MAX_BODY = 64 * 1024  # a receipt is a few hundred bytes of form fields
 
 # Kannel's DLR type bits (gw/dlr.h) → the stat they mean, in the order they are tested.
 DLR_STAT = ((1, "DELIVRD"), (2, "UNDELIV"), (16, "REJECTD"))
@@ -42,8 +43,11 @@ async def dlr(svc: Services, request: Request) -> Response:
     params = dict(request.query_params)
     if request.method == "POST":
         # A urlencoded form, read here: Starlette's form parser needs python-multipart.
-        body = (await request.body()).decode("utf-8", "replace")
-        params.update(urllib.parse.parse_qsl(body))
+        try:
+            body = await http_server.read_body(request, MAX_BODY)
+        except errors.BodyTooLarge as exc:
+            return PlainTextResponse(f"{exc}\n", 413)
+        params.update(urllib.parse.parse_qsl(body.decode("utf-8", "replace")))
     if (refused := _unauthenticated(svc, params)) is not None:
         return refused
     route, part_id, kind = params.get("route"), params.get("id"), params.get("type", "")
@@ -59,6 +63,7 @@ async def dlr(svc: Services, request: Request) -> Response:
         stat = said.group(1).upper()[:7]  # names the failure; never turns one into a delivery
     found = _ERR.search(reply)
     error = (found.group(1) or found.group(2)) if found else None
+    http_server.committing()
     try:
         moved = await fallbacks.apply_receipt(svc.db, route, part_id, stat, error, now=svc.clock())
     except fallbacks.UnknownPart:

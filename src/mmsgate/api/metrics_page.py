@@ -29,7 +29,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from mmsgate import errors, routing
+from mmsgate import errors, http_protocol, routing
 from mmsgate.api.actions import Services
 from mmsgate.settings import Settings
 from mmsgate.store import jobs, route_health, workers
@@ -178,7 +178,15 @@ async def serving(
 ) -> AsyncIterator[None]:
     """Run `app` on `address` in this event loop until the block ends."""
     sock = _bound(address, share)
-    server = _Embedded(uvicorn.Config(app, log_config=None, access_log=False, lifespan="off"))
+    # Timeouts against slow clients, as on the API port; scrapers are few, so no cap.
+    config = http_protocol.ServerConfig(
+        app,
+        limits=http_protocol.ConnectionLimits(),
+        log_config=None,
+        access_log=False,
+        lifespan="off",
+    )
+    server = _Embedded(config)
     task = asyncio.create_task(server.serve(sockets=[sock]), name="mmsgate-metrics")
     try:
         yield

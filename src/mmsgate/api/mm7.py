@@ -28,7 +28,7 @@ import structlog
 from starlette.requests import Request
 from starlette.responses import Response
 
-from mmsgate import metrics, models, postback_xml
+from mmsgate import errors, http_server, metrics, models, postback_xml
 from mmsgate import mm7_codec as mm7
 from mmsgate.api import inbound, request_log
 from mmsgate.api.actions import Services
@@ -64,9 +64,10 @@ async def receive(svc: Services, request: Request) -> Response:
         request_log.note(code="4001", info="no route's credentials")
         headers = {"WWW-Authenticate": 'Basic realm="mmsgate mm7", charset="UTF-8"'}
         return Response(body, status_code=401, headers=headers, media_type=XML)
-    body = await request.body()
-    if len(body) > MAX_BODY:
-        return _fault(None, 2008, "Element not supported: body too large")
+    try:
+        body = await http_server.read_body(request, MAX_BODY)
+    except errors.BodyTooLarge:
+        return _fault(None, 2008, f"Element not supported: body larger than {MAX_BODY} bytes")
     try:
         incoming = mm7.decode_request(request.headers.get("content-type", "text/xml"), body)
     except mm7.Mm7FormatError as exc:
@@ -103,6 +104,7 @@ async def _report(svc: Services, incoming: mm7.Incoming, routes: tuple[Route, ..
         detail = incoming.fields.get("StatusText") or f"MMSC reported {status}"
         handset = incoming.fields.get("UACapabilities") or None
         move = Move(state, code, detail, handset=handset if code == "N102" else None, status=text)
+        http_server.committing()
         moved = await deliveries.advance(svc.db, row, move, now=svc.clock())
         metrics.RECEIPTS.labels(status, str(moved).lower()).inc()
         log.info("mm7.report", tracking_id=row.tracking_id, status=status, applied=moved)
@@ -137,6 +139,7 @@ async def _mobile_originated(
     )
     if not sender or owner is None:
         return _fault(incoming, 2002, f"Address Error: no account has {recipient!r}")
+    http_server.committing()  # the parts' blobs, then the MO and its postback
     parts = []
     for content_type, data in incoming.parts:
         if content_type.split(";", 1)[0] == "application/smil":

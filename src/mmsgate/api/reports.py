@@ -8,7 +8,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from mmsgate import codes, errors, models
+from mmsgate import codes, errors, http_server, models
 from mmsgate.api import request_log, requests, sinch_xml
 from mmsgate.api.actions import Services
 from mmsgate.media import prepare
@@ -41,8 +41,17 @@ async def preview(svc: Services, request: Request) -> Response:
     account = await _account(svc, request)
     if isinstance(account, JSONResponse):
         return account
+    limit = svc.settings.api.max_body_bytes
     try:
-        profiles = await preview_document(svc, account, await request.body())
+        body = await http_server.read_body(request, limit)
+    except errors.BodyTooLarge:
+        info = f"Invalid request: the body is larger than {limit} bytes"
+        request_log.note(code=codes.ErrorCode.INVALID_REQUEST.value, info=info)
+        return JSONResponse(
+            {"error-code": codes.ErrorCode.INVALID_REQUEST.value, "error-info": info}, 413
+        )
+    try:
+        profiles = await preview_document(svc, account, body)
     except errors.ApiError as exc:
         request_log.note(code=exc.code.value, info=exc.info)
         return JSONResponse({"error-code": exc.code.value, "error-info": exc.info}, 400)

@@ -34,6 +34,7 @@ class Note:
     code: str | None = None
     info: str | None = None
     tracking_ids: tuple[str, ...] = ()
+    status: int | None = None  # when no answer reached the client: 499, it left first
 
 
 _current: contextvars.ContextVar[Note | None] = contextvars.ContextVar(
@@ -48,6 +49,7 @@ def note(
     code: str | None = None,
     info: str | None = None,
     tracking_ids: tuple[str, ...] = (),
+    status: int | None = None,
 ) -> None:
     """Add to the current request's line; outside a logged request, nothing happens."""
     current = _current.get()
@@ -61,6 +63,8 @@ def note(
         current.code, current.info = code, info
     if tracking_ids:
         current.tracking_ids = tracking_ids
+    if status is not None:
+        current.status = status
 
 
 def is_logged(path: str) -> bool:
@@ -84,7 +88,8 @@ async def logged(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> No
         await app(scope, receive, sending)
     finally:
         _current.reset(token)
-        _write(scope, current, status, (time.perf_counter() - started) * 1000)
+        ms = (time.perf_counter() - started) * 1000
+        _write(scope, current, current.status or status, ms)
 
 
 def _write(scope: Scope, current: Note, status: int, ms: float) -> None:

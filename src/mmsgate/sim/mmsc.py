@@ -24,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from mmsgate import http_client
+from mmsgate import errors, http_client, http_server
 from mmsgate import mm7_codec as mm7
 
 log = structlog.get_logger(__name__)
@@ -43,6 +43,7 @@ OUTCOMES: dict[str, tuple[str, tuple[str, ...]]] = {
 DEFAULT = ("accept", ("Retrieved",))
 # The UAProf a simulated handset reports on retrieval; N102 carries it as `handset`.
 SIM_HANDSET = "http://uaprof.mmsgate.invalid/sim-phone-1.xml"
+MO_ORDER_MAX_BYTES = 64 * 1024  # POST /mo: a small JSON order
 
 
 @dataclasses.dataclass(slots=True)
@@ -63,7 +64,7 @@ class SimulatedMmsc:
     # The HTTP Basic pair presented on every report and DeliverReq, as a real MMSC does.
     report_auth: tuple[str, str] | None = None
 
-    def app(self) -> Starlette:
+    def app(self) -> http_server.Guarded:
         @contextlib.asynccontextmanager
         async def lifespan(_app: Starlette) -> AsyncIterator[None]:
             self.resume()
@@ -75,12 +76,14 @@ class SimulatedMmsc:
             if self.client is not None:
                 await self.client.aclose()
 
-        return Starlette(
-            routes=[
-                Route("/mm7", self.handle, methods=["POST"]),
-                Route("/mo", self.send_mo, methods=["POST"]),
-            ],
-            lifespan=lifespan,
+        return http_server.Guarded(
+            Starlette(
+                routes=[
+                    Route("/mm7", self.handle, methods=["POST"]),
+                    Route("/mo", self.send_mo, methods=["POST"]),
+                ],
+                lifespan=lifespan,
+            )
         )
 
     def resume(self) -> None:
@@ -108,8 +111,10 @@ class SimulatedMmsc:
         sends that MMS from a handset to the gateway as a DeliverReq, and answers with the
         gateway's MM7 status."""
         try:
-            order = json.loads(await request.body())
+            order = json.loads(await http_server.read_body(request, MO_ORDER_MAX_BYTES))
             sender, recipient = str(order["from"]), str(order["to"])
+        except errors.BodyTooLarge as exc:
+            return Response(json.dumps({"error": str(exc)}) + "\n", 413)
         except (ValueError, KeyError, TypeError):
             return Response('{"error": "expected JSON with from and to"}\n', 400)
         parts = [("text/plain; charset=utf-8", str(order.get("text") or "").encode("utf-8"))]
@@ -129,7 +134,13 @@ class SimulatedMmsc:
         return Response(json.dumps(reply) + "\n", media_type="application/json")
 
     async def handle(self, request: Request) -> Response:
-        body = await request.body()
+        # Room for content up to max_bytes in base64 with its MIME and SOAP around it; more is
+        # refused unread, as a real MMSC refuses an oversized submit (2004).
+        limit = self.max_bytes * 2 + 1024 * 1024
+        try:
+            body = await http_server.read_body(request, limit)
+        except errors.BodyTooLarge:
+            return fault(None, 2004, f"Multimedia content refused: body over {limit} bytes")
         try:
             incoming = mm7.decode_request(request.headers.get("content-type", ""), body)
         except mm7.Mm7FormatError as exc:
