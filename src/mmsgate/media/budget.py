@@ -57,10 +57,12 @@ class Layout:
         return self.frames * (self.width * self.height + FRAME_PIXELS)
 
 
-def check(data: bytes, size: tuple[int, int]) -> None:
-    """Raise OverBudget when `data`, whose header gives `size`, is too big to decode."""
-    layout = read_layout(data) or Layout(1, *size)
-    width, height = max(layout.width, size[0]), max(layout.height, size[1])
+def check(data: bytes, size: tuple[int, int]) -> Layout:
+    """The layout of `data`, whose decoder's header gives `size`; OverBudget when it is too
+    big to decode."""
+    found = read_layout(data) or Layout(1, *size)
+    width, height = max(found.width, size[0]), max(found.height, size[1])
+    layout = Layout(found.frames, width, height)
     if width * height > MAX_PIXELS:
         raise OverBudget(f"{width}x{height} is more than {MAX_PIXELS} pixels")
     if layout.work > WORK_PIXELS:
@@ -68,6 +70,7 @@ def check(data: bytes, size: tuple[int, int]) -> None:
             f"{layout.frames} frames of {width}x{height} are more than "
             f"{WORK_PIXELS} pixels to decode"
         )
+    return layout
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

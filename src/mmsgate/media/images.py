@@ -30,6 +30,7 @@ from mmsgate import errors
 from mmsgate.codes import ErrorCode
 from mmsgate.media import budget
 from mmsgate.media.budget import MAX_PIXELS
+from mmsgate.media.budget import TRANSCODE_CPU_SECONDS as CPU_SECONDS
 from mmsgate.profiles import CarrierProfile
 
 pillow_heif.register_heif_opener()
@@ -78,23 +79,22 @@ class ImageTooBig(errors.MmsgateError):
 
 
 def transcode_image(
-    data: bytes,
-    profile: CarrierProfile,
-    target_bytes: int,
-    cpu_seconds: float = budget.TRANSCODE_CPU_SECONDS,
+    data: bytes, profile: CarrierProfile, target_bytes: int, cpu_seconds: float = CPU_SECONDS
 ) -> ImageResult:
     """The image as one of `profile.image_types`, inside its box and `target_bytes`.
 
-    Raises MediaError E341 for an unreadable image, E331 past MAX_PIXELS or past the work
-    budget (both before decoding) or past `cpu_seconds`, and ImageTooBig when even the
-    smallest attempt is over `target_bytes`.
+    Raises MediaError E341 for an unreadable image, E331 past MAX_PIXELS or the work budget
+    (both before decoding) or past `cpu_seconds`, and ImageTooBig when even the smallest
+    attempt is over `target_bytes`.
     """
     limit = budget.CpuLimit(cpu_seconds)
     try:
         with _open(data) as image:
+            # The headers give the size and frames: refuse before decoding would spend them.
+            layout = budget.check(data, image.size)
             dropped: tuple[str, ...] = ("metadata",) if _has_metadata(image) else ()
             if image.format in _ANIMATED and getattr(image, "is_animated", False):
-                animated = _animated(image, budget.read_layout(data), profile, target_bytes, limit)
+                animated = _animated(image, layout.frames, profile, target_bytes, limit)
                 if animated is not None:
                     return dataclasses.replace(animated, dropped=dropped + animated.dropped)
                 image.seek(0)
@@ -116,12 +116,6 @@ def _open(data: bytes) -> ImageFile.ImageFile:
         image = Image.open(io.BytesIO(data), formats=_FORMATS)
     except PIL.UnidentifiedImageError:
         raise _corrupt("not a JPEG, PNG, GIF, WebP, BMP, TIFF or HEIC image") from None
-    try:
-        # The headers give the size and frames: refuse before decoding would spend them.
-        budget.check(data, image.size)
-    except budget.OverBudget:
-        image.close()
-        raise
     return image
 
 
@@ -385,16 +379,15 @@ class _Clip:
 
 def _animated(
     image: ImageFile.ImageFile,
-    layout: budget.Layout | None,
+    count: int,
     profile: CarrierProfile,
     target: int,
     limit: budget.CpuLimit,
 ) -> ImageResult | None:
-    """The mildest step's GIF that fits; None when none does, or GIF is not taken."""
+    """The mildest step's GIF of `count` frames that fits; None when none does, or GIF is
+    not taken."""
     if "image/gif" not in profile.image_types:
         return None
-    # The count from the container's structure: Pillow's n_frames walks a GIF in Python.
-    count = layout.frames if layout is not None else int(getattr(image, "n_frames", 1))
     clip = _read_clip(image, count, profile.gif_max_side, limit)
     # A step leaving one frame is no animation. Every step is smaller than the one before,
     # so a binary search finds the mildest that fits in at most four encodes.
