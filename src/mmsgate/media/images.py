@@ -1,6 +1,8 @@
 """Transcode one image, still or animated, to fit a carrier profile and a byte target.
 
-CPU work, synchronous and pure: `prepare` runs `transcode_image` in a worker thread.
+CPU work, synchronous and pure: `prepare` runs `transcode_image` in a worker thread. Its
+work is bounded before decoding (frames × canvas, see `budget`) and while it runs (CPU
+seconds, checked between frames and attempts).
 
     animated ──▶ GIF: fewer frames, then colours, then pixels ─────────▶ done
        │ still, or no GIF fits (the first frame then)
@@ -26,7 +28,9 @@ from PIL import ExifTags, Image, ImageCms, ImageFile, ImageOps, ImageSequence
 
 from mmsgate import errors
 from mmsgate.codes import ErrorCode
-from mmsgate.media.inspect import MAX_PIXELS
+from mmsgate.media import budget
+from mmsgate.media.budget import MAX_PIXELS
+from mmsgate.media.budget import TRANSCODE_CPU_SECONDS as CPU_SECONDS
 from mmsgate.profiles import CarrierProfile
 
 pillow_heif.register_heif_opener()
@@ -35,8 +39,6 @@ MIN_SIDE = 120  # stills are not shrunk below this shorter side: ImageTooBig ins
 MAX_FRAMES = 500  # longer animations are thinned on reading, durations summed
 # Kept frames x their pixels: ~100 MB of RGBA at most; more frames are thinned on reading.
 _FRAME_PIXELS = 25_000_000
-# Source frames x their pixels decoded: a few seconds of work. Past it, the first frame only.
-_DECODE_PIXELS = 200_000_000
 # Animated attempts, mildest first, as (keep every n-th frame, palette colours, scale): frame
 # rate goes first, colours next, size last.
 _ANIMATION_STEPS = (
@@ -76,22 +78,30 @@ class ImageTooBig(errors.MmsgateError):
     """The image cannot fit the byte target even at the smallest size and quality tried."""
 
 
-def transcode_image(data: bytes, profile: CarrierProfile, target_bytes: int) -> ImageResult:
+def transcode_image(
+    data: bytes, profile: CarrierProfile, target_bytes: int, cpu_seconds: float = CPU_SECONDS
+) -> ImageResult:
     """The image as one of `profile.image_types`, inside its box and `target_bytes`.
 
-    Raises MediaError E341 for an unreadable image, E331 past MAX_PIXELS (before decoding),
-    and ImageTooBig when even the smallest attempt is over `target_bytes`.
+    Raises MediaError E341 for an unreadable image, E331 past MAX_PIXELS or the work budget
+    (both before decoding) or past `cpu_seconds`, and ImageTooBig when even the smallest
+    attempt is over `target_bytes`.
     """
+    limit = budget.CpuLimit(cpu_seconds)
     try:
         with _open(data) as image:
+            # The headers give the size and frames: refuse before decoding would spend them.
+            layout = budget.check(data, image.size)
             dropped: tuple[str, ...] = ("metadata",) if _has_metadata(image) else ()
             if image.format in _ANIMATED and getattr(image, "is_animated", False):
-                animated = _animated(image, profile, target_bytes)
+                animated = _animated(image, layout.frames, profile, target_bytes, limit)
                 if animated is not None:
                     return dataclasses.replace(animated, dropped=dropped + animated.dropped)
                 image.seek(0)
                 dropped += ("animation",)
-            return _still(image, profile, target_bytes, dropped, len(data))
+            return _still(image, profile, target_bytes, dropped, len(data), limit)
+    except budget.OverBudget as exc:
+        raise _too_many_pixels(str(exc)) from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         # Pillow's own check, in open(), for sizes far past ours.
         raise _too_many_pixels(f"more than {MAX_PIXELS} pixels") from None
@@ -106,11 +116,6 @@ def _open(data: bytes) -> ImageFile.ImageFile:
         image = Image.open(io.BytesIO(data), formats=_FORMATS)
     except PIL.UnidentifiedImageError:
         raise _corrupt("not a JPEG, PNG, GIF, WebP, BMP, TIFF or HEIC image") from None
-    width, height = image.size
-    # The header gives the size: refuse before decoding would allocate it.
-    if width * height > MAX_PIXELS:
-        image.close()
-        raise _too_many_pixels(f"{width}x{height} is more than {MAX_PIXELS} pixels")
     return image
 
 
@@ -159,11 +164,12 @@ def _still(
     target: int,
     dropped: tuple[str, ...],
     source_bytes: int,
+    limit: budget.CpuLimit,
 ) -> ImageResult:
     source_format, source_sides = image.format or "", sorted(image.size)
     picture = _upright(image, profile)
     if _transparent(picture):
-        kept = _transparent_still(picture, source_format, profile, target, dropped)
+        kept = _transparent_still(picture, source_format, profile, target, dropped, limit)
         if kept is not None:
             return kept
         picture = _flattened(picture)
@@ -174,9 +180,8 @@ def _still(
         data = _png(picture) if "image/png" in profile.image_types else b""
         if data and len(data) <= target:
             return _result(data, "PNG", picture.size, None, dropped)
-    return _jpeg(
-        picture if picture.mode == "RGB" else picture.convert("RGB"), profile, target, dropped
-    )
+    rgb = picture if picture.mode == "RGB" else picture.convert("RGB")
+    return _jpeg(rgb, profile, target, dropped, limit)
 
 
 def _upright(image: ImageFile.ImageFile, profile: CarrierProfile) -> Image.Image:
@@ -248,6 +253,7 @@ def _transparent_still(
     profile: CarrierProfile,
     target: int,
     dropped: tuple[str, ...],
+    limit: budget.CpuLimit,
 ) -> ImageResult | None:
     """PNG, or GIF for a GIF or where PNG is not taken (legacy handsets): GIF's on/off
     transparency beats a white box. Smaller until it fits; None to flatten it to JPEG."""
@@ -260,6 +266,7 @@ def _transparent_still(
     # Below half the sides, the whole picture flattened on white shows more than a stamp.
     floor, current = max(MIN_SIDE, min(picture.size) // 2), picture
     for _ in range(_LOSSLESS_TRIES):
+        limit.check()
         data = _png(current) if kind == "PNG" else _gif([current], None, 256, None)
         if len(data) <= target:
             return _result(data, kind, current.size, None, dropped)
@@ -283,11 +290,16 @@ def _smaller(
 
 
 def _jpeg(
-    picture: Image.Image, profile: CarrierProfile, target: int, dropped: tuple[str, ...]
+    picture: Image.Image,
+    profile: CarrierProfile,
+    target: int,
+    dropped: tuple[str, ...],
+    limit: budget.CpuLimit,
 ) -> ImageResult:
     qualities = sorted(set(profile.jpeg_qualities), reverse=True)
     current, smallest = picture, 0
     for _ in range(_SHRINKS):
+        limit.check()
         found, smallest = _best_quality(current, qualities, target)
         if found is not None:
             return _result(found[0], "JPEG", current.size, found[1], dropped)
@@ -366,14 +378,17 @@ class _Clip:
 
 
 def _animated(
-    image: ImageFile.ImageFile, profile: CarrierProfile, target: int
+    image: ImageFile.ImageFile,
+    count: int,
+    profile: CarrierProfile,
+    target: int,
+    limit: budget.CpuLimit,
 ) -> ImageResult | None:
-    """The mildest step's GIF that fits; None when none does, or the clip is too long."""
-    count = int(getattr(image, "n_frames", 1))
-    too_long = count * image.width * image.height > _DECODE_PIXELS
-    if too_long or "image/gif" not in profile.image_types:
+    """The mildest step's GIF of `count` frames that fits; None when none does, or GIF is
+    not taken."""
+    if "image/gif" not in profile.image_types:
         return None
-    clip = _read_clip(image, count, profile.gif_max_side)
+    clip = _read_clip(image, count, profile.gif_max_side, limit)
     # A step leaving one frame is no animation. Every step is smaller than the one before,
     # so a binary search finds the mildest that fits in at most four encodes.
     steps = [s for s in _ANIMATION_STEPS if -(-len(clip.frames) // s[0]) >= 2]
@@ -384,6 +399,7 @@ def _animated(
         return found
     low, high = 1, len(steps) - 1
     while low <= high:
+        limit.check()
         middle = (low + high) // 2
         fits = _encoded_step(clip, steps[middle], target)
         if fits is None:
@@ -412,7 +428,9 @@ def _encoded_step(clip: _Clip, step: tuple[int, int, float], target: int) -> Ima
     return _result(data, "GIF", frames[0].size, None, losses)
 
 
-def _read_clip(image: ImageFile.ImageFile, count: int, max_side: int) -> _Clip:
+def _read_clip(
+    image: ImageFile.ImageFile, count: int, max_side: int, limit: budget.CpuLimit
+) -> _Clip:
     size = _fit(image.size, (max_side, max_side))
     # Too many frames for memory or sense: keep every n-th from the start, durations summed.
     every = max(-(-count // MAX_FRAMES), -(-count * size[0] * size[1] // _FRAME_PIXELS))
@@ -421,6 +439,7 @@ def _read_clip(image: ImageFile.ImageFile, count: int, max_side: int) -> _Clip:
     durations: list[int] = []
     try:
         for index, frame in enumerate(ImageSequence.Iterator(image)):
+            limit.check()
             frame.load()  # an animated WebP sets a frame's duration only once it is decoded
             # Viewers show a missing or zero delay as 100 ms; that figure keeps sums right.
             duration = int(frame.info.get("duration") or 100)

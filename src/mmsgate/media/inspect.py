@@ -1,8 +1,9 @@
 """Check what a fetch brought back: its real type, that it fits its slot, and that it decodes.
 
-CPU work, synchronous and pure: the caller runs `inspect` in a worker thread. Codes follow the
-API reference §6.3: E229 wrong kind for the slot, E629 type unknown, E331/E334 too big or too
-long, E341-E344 corrupt.
+CPU work, synchronous and pure: the caller runs `inspect` in a worker thread, never on the
+event loop. Codes follow the API reference §6.3: E229 wrong kind for the slot, E629 type
+unknown, E331/E334 too big or too long, E341-E344 corrupt. An image's work is bounded before
+it is decoded and while it is (see `budget`): past either bound it is E331, too big.
 
     resolve the type (sniffed, else declared) ─▶ check it against the slot ─▶ decode the kind
 """
@@ -26,13 +27,12 @@ from PIL import Image, ImageFile
 
 from mmsgate.codes import ErrorCode
 from mmsgate.errors import MediaError
+from mmsgate.media import budget
+from mmsgate.media.budget import MAX_PIXELS
 from mmsgate.media.kinds import noun, subject
 from mmsgate.media.sniff import KNOWN_TYPES, canonical_type, decode_text, sniff
 from mmsgate.models import MediaKind
 from mmsgate.settings import MediaSettings
-
-MAX_PIXELS = 50_000_000
-"""Images above this many pixels are refused before decoding (a 12 MP photo is far below)."""
 
 # Demuxing stops after this many packets of the main stream without a decoded frame, so a
 # file that parses but never decodes cannot keep a worker thread busy.
@@ -71,6 +71,7 @@ _FITS = {
     (MediaKind.PASSBOOK, "application/zip"): "application/vnd.apple.pkpass",
 }
 _TEXTUAL = frozenset({MediaKind.TEXT, MediaKind.VCARD, MediaKind.ICAL})
+_ANIMATED = frozenset({"GIF", "PNG", "WEBP"})
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -149,23 +150,25 @@ def _inspect_image(
 ) -> Inspected:
     if content_type == "image/heic" and not _heif_available():
         raise _unrecognized(slide, "HEIC images need pillow-heif, which is not installed")
+    limit = budget.CpuLimit(budget.INSPECT_CPU_SECONDS)
     try:
         with Image.open(io.BytesIO(data), formats=[_PILLOW_FORMATS[content_type]]) as image:
             width, height = image.size
-            # The header gives the size: refuse before decoding allocates width x height.
-            if width * height > MAX_PIXELS:
-                raise _too_many_pixels(slide, f"{width}x{height} is more than {MAX_PIXELS} pixels")
+            # The headers give the size and frames: refuse before decoding spends them.
+            budget.check(data, image.size)
             _decode_image(image)
-            duration_ms = _animation_ms(image)
+            duration_ms = _animation_ms(image, limit)
+    except budget.OverBudget as exc:
+        raise _too_big(slide, str(exc)) from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         # Pillow's own bomb check fires in open() for sizes far beyond ours.
-        raise _too_many_pixels(slide, f"more than {MAX_PIXELS} pixels") from None
+        raise _too_big(slide, f"more than {MAX_PIXELS} pixels") from None
     except _PILLOW_ERRORS:
         raise _corrupt(ErrorCode.IMAGE_CORRUPT, "Image file", slide) from None
     return Inspected(content_type, width=width, height=height, duration_ms=duration_ms)
 
 
-def _too_many_pixels(slide: int, detail: str) -> MediaError:
+def _too_big(slide: int, detail: str) -> MediaError:
     return MediaError(ErrorCode.IMAGE_TOO_BIG, f"Image in slide {slide} is too big: {detail}")
 
 
@@ -178,13 +181,17 @@ def _decode_image(image: ImageFile.ImageFile) -> None:
     image.load()
 
 
-def _animation_ms(image: ImageFile.ImageFile) -> int | None:
-    """The total duration of an animated GIF or WebP; None for a still image."""
+def _animation_ms(image: ImageFile.ImageFile, limit: budget.CpuLimit) -> int | None:
+    """The total duration of an animated GIF, PNG or WebP; None for a still image. Seeking
+    decodes the frames, so a broken later frame is refused too; `limit` bounds the time."""
+    if image.format not in _ANIMATED:
+        return None  # a TIFF's or an MPO's further pages are no animation
     frames = int(getattr(image, "n_frames", 1))
     if frames <= 1:
         return None
     total = 0
     for index in range(frames):
+        limit.check()
         image.seek(index)
         total += int(image.info.get("duration", 0))
     image.seek(0)
