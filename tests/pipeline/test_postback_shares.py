@@ -18,6 +18,7 @@ import pytest
 import sqlalchemy as sa
 
 from mmsgate import models
+from mmsgate.errors import AccountError
 from mmsgate.pipeline import postbacks
 from mmsgate.pipeline.deps import Deps
 from mmsgate.pipeline.shares import PostbackShares
@@ -255,13 +256,11 @@ async def test_a_stored_url_no_postback_can_reach_fails_at_once(db: Database, ur
 async def test_a_url_no_postback_can_reach_is_refused_when_set(db: Database, url: str) -> None:
     """Creating an account, or updating one, with a postback URL that is not http(s) is
     refused with the reason; the account keeps its URL."""
-    from mmsgate.errors import AccountError
-
     with pytest.raises(AccountError, match="http:// or https://"):
         await accounts.create(db, "a", senders=["1111"], postback_url=url)
     assert await accounts.by_name(db, "a") is None
     await accounts.create(db, "a", senders=["1111"], postback_url="https://example.com/h")
-    with pytest.raises(AccountError, match="not an http or https URL|has no host"):
+    with pytest.raises(AccountError, match=r"not an http or https URL|has no host"):
         await accounts.update(db, "a", postback_url=url)
     found = await accounts.by_name(db, "a")
     assert found is not None
