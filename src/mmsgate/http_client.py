@@ -243,6 +243,8 @@ class _Connection(asyncio.Protocol):
             self.body += self.buffer[:take]
             del self.buffer[:take]
             self.remaining -= take
+            if self.remaining or len(self.body) > self.max_body:
+                self._check_size(0)  # with `truncate`: cut once the cap is reached
             if not self.remaining:
                 self._done()
         elif self.mode == "chunked":
@@ -318,11 +320,15 @@ class _Connection(asyncio.Protocol):
             self.body += self.buffer[: self.remaining - 2]
             del self.buffer[: self.remaining]
             self.remaining = 0
+            self._check_size(0)
 
     def _check_size(self, coming: int) -> None:
-        if len(self.body) + coming > self.max_body:
-            if self.truncate:
+        """Refuse a body that is (or is announced) over the cap; with `truncate`, end it
+        instead once the cap is reached."""
+        if self.truncate:
+            if len(self.body) >= self.max_body:
                 raise _Cut
+        elif len(self.body) + coming > self.max_body:
             raise ProtocolError(f"response body over {self.max_body} bytes")
 
 
