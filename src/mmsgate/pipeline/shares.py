@@ -71,11 +71,6 @@ class PostbackShares:
         total = max(1, concurrency // 2)
         return cls(max(1, min(per_host, total // 4)), total)
 
-    def limit(self, host: Host) -> int:
-        """POSTs the host may have in flight now."""
-        state = self.hosts.get(host)
-        return self.per_host if state is None else int(state.limit)
-
     async def admit(self, host: Host) -> float | None:
         """None: the caller may POST now, and must call `done` after. Otherwise the seconds
         after which the job should be tried again, holding no slot meanwhile."""
