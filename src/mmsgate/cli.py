@@ -54,6 +54,7 @@ from mmsgate.cli_support import (
 )
 from mmsgate.pipeline import deliver, encode, fallback, postbacks
 from mmsgate.pipeline.deps import Deps
+from mmsgate.pipeline.shares import PostbackShares
 from mmsgate.pipeline.worker import RetryPolicy, Worker
 from mmsgate.store import accounts, startup
 from mmsgate.store.blobs import FileBlobStore
@@ -298,6 +299,8 @@ def build_worker(cfg: settings.Settings) -> Worker:
         routes=cfg.routes,
         carriers=carriers_for(cfg),
         route_gates={r.name: asyncio.Semaphore(r.concurrency) for r in cfg.routes if r.concurrency},
+        postback_timeout=cfg.postbacks.timeout,
+        postback_shares=PostbackShares.for_worker(cfg.worker_concurrency, cfg.postbacks.per_host),
         sms_routes=sms_routes,
         public_url=cfg.public_url,
     )

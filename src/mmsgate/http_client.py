@@ -24,6 +24,9 @@ those paths need, on asyncio protocols:
 - `resolve`: an optional hook that names the addresses a new connection may use (the
   postback address guard), so the address checked is the address connected to.
 - a cap on response bodies: a hostile server cannot make the gateway buffer without limit.
+  With `truncate_body`, a longer body is cut at the cap instead of failing the request (the
+  connection is then closed), and a timeout after the status line still returns it: for
+  answers judged by their status alone, such as a customer's to a postback.
 
 Not here: redirects, cookies, compression, proxies. Every failure is an `HttpError`.
 """
@@ -49,6 +52,7 @@ __all__ = [
     "Response",
     "Timeout",
     "basic_auth",
+    "url_problem",
 ]
 
 MAX_HEAD = 64 * 1024
@@ -98,16 +102,32 @@ class _Target:
     host_header: str
 
 
+def url_problem(url: str) -> str | None:
+    """Why this client can never request `url` (not http or https, no host, a bad port), or
+    None when it can."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return "has a bad port or host"
+    if parts.scheme.lower() not in ("http", "https"):
+        return "is not an http or https URL"
+    if not parts.hostname:
+        return "has no host"
+    if port == 0:
+        return "has a bad port or host"
+    return None
+
+
 def _target(url: str) -> _Target:
+    problem = url_problem(url)
+    if problem is not None:
+        raise HttpError(f"{url} {problem}")
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
-    if scheme not in ("http", "https") or not parts.hostname:
-        raise HttpError(f"not an http(s) URL: {url}")
     default = 443 if scheme == "https" else 80
-    try:
-        port = parts.port or default
-    except ValueError:
-        raise HttpError(f"bad port in {url}") from None
+    port = parts.port or default
+    assert parts.hostname is not None
     host = parts.hostname
     shown = f"[{host}]" if ":" in host else host
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
@@ -124,6 +144,7 @@ class _Connection(asyncio.Protocol):
         self.waiter: asyncio.Future[Response] | None = None
         self.head_request = False
         self.max_body = 0
+        self.truncate = False
         self.timer: asyncio.TimerHandle | None = None
         self._reset()
 
@@ -146,6 +167,10 @@ class _Connection(asyncio.Protocol):
         self.buffer += data
         try:
             self._parse()
+        except _Cut:  # enough of the body: answer with what is in, drop the connection
+            del self.body[self.max_body :]
+            self.keep_alive = False
+            self._done()
         except ProtocolError as exc:
             self._fail(exc)
 
@@ -166,17 +191,21 @@ class _Connection(asyncio.Protocol):
 
     # the exchange -------------------------------------------------------------------------
     def send(
-        self, data: bytes, *, head: bool, max_body: int, timeout: float
+        self, data: bytes, *, head: bool, max_body: int, truncate: bool, timeout: float
     ) -> Awaitable[Response]:
         assert self.transport is not None
         loop = asyncio.get_running_loop()
         self.waiter = loop.create_future()
-        self.head_request, self.max_body = head, max_body
+        self.head_request, self.max_body, self.truncate = head, max_body, truncate
         self.timer = loop.call_later(timeout, self._timed_out, timeout)
         self.transport.write(data)
         return self.waiter
 
     def _timed_out(self, timeout: float) -> None:
+        if self.truncate and self.mode:  # the status line is in: that is the answer
+            self.keep_alive = False
+            self._done()
+            return
         self._fail(Timeout(f"no complete response within {timeout:g} s"))
 
     def _fail(self, exc: HttpError) -> None:
@@ -217,6 +246,8 @@ class _Connection(asyncio.Protocol):
             self.body += self.buffer[:take]
             del self.buffer[:take]
             self.remaining -= take
+            if self.remaining or len(self.body) > self.max_body:
+                self._check_size(0)  # with `truncate`: cut once the cap is reached
             if not self.remaining:
                 self._done()
         elif self.mode == "chunked":
@@ -292,10 +323,20 @@ class _Connection(asyncio.Protocol):
             self.body += self.buffer[: self.remaining - 2]
             del self.buffer[: self.remaining]
             self.remaining = 0
+            self._check_size(0)
 
     def _check_size(self, coming: int) -> None:
-        if len(self.body) + coming > self.max_body:
+        """Refuse a body that is (or is announced) over the cap; with `truncate`, end it
+        instead once the cap is reached."""
+        if self.truncate:
+            if len(self.body) >= self.max_body:
+                raise _Cut
+        elif len(self.body) + coming > self.max_body:
             raise ProtocolError(f"response body over {self.max_body} bytes")
+
+
+class _Cut(Exception):
+    """The body reached the cap of a request that takes a truncated body."""
 
 
 class _Pool:
@@ -329,6 +370,7 @@ class HttpClient:
         connect_timeout: float = 5.0,
         max_connections: int = 16,
         max_body: int = 16 * 1024 * 1024,
+        truncate_body: bool = False,
         keepalive: float = 5.0,
         ssl_context: ssl.SSLContext | None = None,
         resolve: Resolver | None = None,
@@ -336,6 +378,7 @@ class HttpClient:
     ) -> None:
         self.timeout, self.connect_timeout = timeout, connect_timeout
         self.max_connections, self.max_body = max_connections, max_body
+        self.truncate_body = truncate_body
         self.keepalive = keepalive
         self._ssl = ssl_context
         self._resolve = resolve
@@ -380,6 +423,7 @@ class HttpClient:
                     data,
                     head=method == "HEAD",
                     max_body=self.max_body,
+                    truncate=self.truncate_body,
                     timeout=self.timeout,
                 )
             except BaseException:

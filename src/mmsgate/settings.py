@@ -38,13 +38,28 @@ class MediaSettings:
     connect_timeout: float = 5.0
     total_timeout: float = 30.0
     max_redirects: int = 5
-    max_concurrent_fetches: int = 16
+    # Fetches in flight per API process: in all, for one account, to one media host. The two
+    # shares keep one account's hanging media server from making other accounts' sends wait.
+    max_concurrent_fetches: int = 64
+    max_fetches_per_account: int = 8
+    max_fetches_per_host: int = 8
     image_max_bytes: int = 3000 * KIB
     gif_max_bytes: int = 1024 * KIB
     audio_max_bytes: int = 10000 * KIB
     video_max_bytes: int = 50000 * KIB
     object_max_bytes: int = 2048 * KIB
     text_max_chars: int = 5000
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PostbackSettings:
+    """How a worker posts to the customers' postback URLs."""
+
+    timeout: float = 10.0  # seconds for the whole exchange, connecting included
+    # POSTs in flight to one host per worker at most (halved at each timeout, back one by
+    # one as it answers; never over an eighth of the worker's slots); all postbacks together
+    # take at most half of them.
+    per_host: int = 16
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -184,6 +199,7 @@ class Settings:
     log_format: LogFormat = LogFormat.CONSOLE
     media: MediaSettings = MediaSettings()
     api: ApiSettings = ApiSettings()
+    postbacks: PostbackSettings = PostbackSettings()
     routes: tuple[Route, ...] = ()
     sms_routes: tuple[SmsRoute, ...] = ()
     profiles: Mapping[str, CarrierProfile] = dataclasses.field(
@@ -371,7 +387,7 @@ def _from_table(
     table: dict[str, Any], env: Mapping[str, str], overrides: dict[str, Any]
 ) -> Settings:
     top: dict[str, Any] = {}
-    sections = {"media": MediaSettings, "api": ApiSettings}
+    sections = {"media": MediaSettings, "api": ApiSettings, "postbacks": PostbackSettings}
     for key, value in table.items():
         if key in sections:
             if not isinstance(value, dict):
@@ -414,6 +430,7 @@ def _from_table(
     _check_routes(settings)
     _check_worker(settings)
     _check_api(settings.api)
+    _check_shares(settings)
     if not 1 <= settings.port <= 65535:
         raise ConfigError(f"port {settings.port}: a port is 1 to 65535 (--port, or port =)")
     _check_metrics(settings)
@@ -456,6 +473,18 @@ def _check_worker(settings: Settings) -> None:
         raise ConfigError("worker_stall_seconds: must be positive")
     if settings.done_jobs_kept_days < 0:
         raise ConfigError("done_jobs_kept_days: must be 0 (keep all) or more")
+
+
+def _check_shares(settings: Settings) -> None:
+    """Limits that would stop fetches or postbacks altogether."""
+    media, postbacks = settings.media, settings.postbacks
+    for key in ("max_concurrent_fetches", "max_fetches_per_account", "max_fetches_per_host"):
+        if getattr(media, key) < 1:
+            raise ConfigError(f"media.{key}: must be 1 or more")
+    if postbacks.per_host < 1:
+        raise ConfigError("postbacks.per_host: must be 1 or more")
+    if postbacks.timeout <= 0:
+        raise ConfigError("postbacks.timeout: must be positive")
 
 
 def _apply_env(settings: Settings, env: Mapping[str, str]) -> Settings:

@@ -141,6 +141,21 @@ def test_sender_of_another_account_is_refused(data_dir: Path) -> None:
     assert invoke("accounts", "update", "shop", "--sender", "28444", "--sender", "6")[0] == 0
 
 
+@pytest.mark.parametrize("url", ["file:///etc/passwd", "ftp://example.com/hook", "https://"])
+def test_a_postback_url_no_postback_can_reach_is_refused(data_dir: Path, url: str) -> None:
+    """--postback-url that is not http(s) with a host is refused on create and on update,
+    saying so; nothing is created and the URL already set stays."""
+    code, output = invoke("accounts", "create", "shop", "--sender", "1", "--postback-url", url)
+    assert code == 1
+    assert "http:// or https://" in output
+    assert json_of("accounts", "list") == []
+    create("shop", "--sender", "1", "--postback-url", "https://example.com/hook")
+    code, output = invoke("accounts", "update", "shop", "--postback-url", url)
+    assert code == 1
+    assert "http:// or https://" in output
+    assert show("shop")["postback_url"] == "https://example.com/hook"
+
+
 def test_update_with_nothing_to_change_says_so(data_dir: Path) -> None:
     """`accounts update NAME` without an option says there is nothing to change (exit 2)."""
     create("shop", "--sender", "1")

@@ -146,6 +146,32 @@ async def test_oversized_answer_is_refused() -> None:
             await http.post(server.url, b"")
 
 
+async def test_truncated_body_is_cut_at_the_cap_and_the_connection_dropped() -> None:
+    """With truncate_body, a body over max_body comes back cut at the cap (not an error),
+    and its connection is not reused: the rest of the body is never read."""
+    async with (
+        serving(ok(b"x" * 2000), ok(b"small")) as server,
+        client(max_body=1000, truncate_body=True) as http,
+    ):
+        response = await http.post(server.url, b"")
+        assert (response.status, len(response.body)) == (200, 1000)
+        assert (await http.post(server.url, b"")).body == b"small"
+    assert server.connections == 2
+
+
+async def test_truncated_body_stalling_after_the_status_line_is_an_answer() -> None:
+    """With truncate_body, a server that sends its status line and then stalls is answered
+    at the timeout with that status; without it, that is a Timeout."""
+    stall = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nab"
+    async with serving(stall) as server:
+        async with client(timeout=0.2, truncate_body=True) as http:
+            response = await http.post(server.url, b"")
+            assert (response.status, response.body) == (200, b"ab")
+        async with client(timeout=0.2) as http:
+            with pytest.raises(http_client.Timeout):
+                await http.post(server.url, b"")
+
+
 async def test_garbage_answer_is_a_protocol_error() -> None:
     """Bytes that are not HTTP/1.x fail the request."""
     async with serving(b"SSH-2.0-OpenSSH\r\n\r\n") as server, client() as http:

@@ -65,7 +65,7 @@ async def save_mms(
     link_expires = (
         link_expiration(req.fallback.link_expiration, now) if req.fallback.link_expiration else None
     )
-    stored = await services.content.store(req.content)
+    stored = await services.content.store(req.content, account.id)
     state = models.TemplateState.ENCODING if stored.has_av else models.TemplateState.READY
     http_server.committing()  # from here on the request runs to its end (module docstring)
     mms_id = await services.writer.save_template(
@@ -93,7 +93,7 @@ async def send_mms(
     plan = check_delivery(services.settings, account, req.delivery)
     check_fallback_text(account, req.fallback, None)
     expires_at, link_expires = expirations(req.delivery, req.fallback, now, account)
-    stored = await services.content.store(req.content)
+    stored = await services.content.store(req.content, account.id)
     template = NewTemplate(
         account_id=account.id,
         kind="inline",

@@ -95,7 +95,7 @@ async def _slides_of(
         raise errors.ApiError(
             codes.ErrorCode.INVALID_REQUEST, f"Nothing to preview for {action.value}"
         )
-    checked, data = await svc.content.check(requests.content(doc))
+    checked, data = await svc.content.check(requests.content(doc), account.id)
 
     async def load(key: str) -> bytes:
         return data[key]

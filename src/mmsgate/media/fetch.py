@@ -6,16 +6,22 @@ connection goes to a checked address rather than through a second lookup, so DNS
 cannot swap it; redirects are followed by hand and each hop is checked again; the byte cap is
 enforced while streaming; connect and total timeouts bound every fetch.
 
+Fetches share the connections fairly: at most `max_fetches_per_account` in flight for one
+account and `max_fetches_per_host` to one media host (of `max_concurrent_fetches` in all), so
+an account whose media server hangs waits on its own fetches only. A fetch waiting for its
+share counts against its total timeout: the request that made it still ends in time.
+
     fetch_all ─▶ Fetcher.fetch ─▶ resolve + check ─▶ GET (per hop) ─▶ capped read ─▶ Fetched
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import ipaddress
 import socket
 import zlib
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Sequence
 from typing import Protocol
 
 import anyio
@@ -123,6 +129,27 @@ def shown(url: httpx.URL | str) -> str:
     return text if len(text) <= _MAX_URL_IN_TEXT else text[: _MAX_URL_IN_TEXT - 1] + "…"
 
 
+class _Shares:
+    """A semaphore per key (an account, a host), made when first needed and dropped once no
+    fetch holds or waits for it, so idle keys cost nothing."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.gates: dict[Hashable, tuple[anyio.Semaphore, list[int]]] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: Hashable) -> AsyncIterator[None]:
+        gate, users = self.gates.setdefault(key, (anyio.Semaphore(self.size), [0]))
+        users[0] += 1
+        try:
+            async with gate:
+                yield
+        finally:
+            users[0] -= 1
+            if not users[0]:
+                del self.gates[key]
+
+
 class Fetcher:
     """Fetches media URLs through one shared HTTP/1.1 client; close it with `aclose`."""
 
@@ -137,6 +164,8 @@ class Fetcher:
         self._settings = settings
         self._cache = cache
         self._resolve = resolver or resolve_host
+        self._accounts = _Shares(settings.max_fetches_per_account)
+        self._hosts = _Shares(settings.max_fetches_per_host)
         limits = httpx.Limits(
             max_connections=settings.max_concurrent_fetches,
             max_keepalive_connections=settings.max_concurrent_fetches,
@@ -161,14 +190,17 @@ class Fetcher:
         """Close the pooled connections."""
         await self._client.aclose()
 
-    async def fetch(self, ref: MediaRef, slide: int) -> Fetched:
-        """Fetch `ref` for 1-based `slide`, or raise the MediaError a Sinch client expects."""
+    async def fetch(self, ref: MediaRef, slide: int, account: int | None = None) -> Fetched:
+        """Fetch `ref` for 1-based `slide`, or raise the MediaError a Sinch client expects;
+        within `account`'s share of the fetches when one is named."""
         slot = _Slot(ref, slide)
         cached = await self._cache.lookup(ref.url) if self._cache is not None else None
         total = self._settings.total_timeout
+        share = self._accounts.hold(account) if account is not None else contextlib.nullcontext()
         try:
             with anyio.fail_after(total):
-                fetched = await self._follow(slot, cached)
+                async with share:
+                    fetched = await self._follow(slot, cached)
         except (TimeoutError, httpx.TimeoutException):
             raise slot.failed(f"{shown(ref.url)} could not be fetched within {total:g} s") from None
         except httpx.TransportError:
@@ -181,13 +213,14 @@ class Fetcher:
     async def _follow(self, slot: _Slot, cached: CachedCopy | None) -> Fetched:
         url = _checked_url(slot, slot.ref.url, None)
         for _ in range(self._settings.max_redirects + 1):
-            response = await self._send(slot, url, cached)
-            try:
-                location = response.headers.get("location")
-                if response.status_code not in _REDIRECTS or not location:
-                    return await self._receive(slot, url, response, cached)
-            finally:
-                await response.aclose()
+            async with self._hosts.hold((url.scheme, url.host, url.port)):  # each hop, its host's
+                response = await self._send(slot, url, cached)
+                try:
+                    location = response.headers.get("location")
+                    if response.status_code not in _REDIRECTS or not location:
+                        return await self._receive(slot, url, response, cached)
+                finally:
+                    await response.aclose()
             url = _checked_url(slot, location, url)
         raise slot.failed(
             f"more than {self._settings.max_redirects} redirects from {shown(slot.ref.url)}"
@@ -342,8 +375,10 @@ async def _read_capped(
     return bytes(body)
 
 
-async def fetch_all(fetcher: Fetcher, refs: Sequence[tuple[int, MediaRef]]) -> list[Fetched]:
-    """Fetch `(slide, ref)` pairs concurrently; results keep their order.
+async def fetch_all(
+    fetcher: Fetcher, refs: Sequence[tuple[int, MediaRef]], *, account: int | None = None
+) -> list[Fetched]:
+    """Fetch `(slide, ref)` pairs concurrently, for `account`; results keep their order.
 
     When several fail, the error raised is that of the earliest (slide, position), so a
     request gets the same answer however the fetches race. Once one fails, the fetches after
@@ -358,7 +393,7 @@ async def fetch_all(fetcher: Fetcher, refs: Sequence[tuple[int, MediaRef]]) -> l
         slide, ref = refs[index]
         with scopes[index]:
             try:
-                results[index] = await fetcher.fetch(ref, slide)
+                results[index] = await fetcher.fetch(ref, slide, account)
             except MediaError as exc:
                 failures[rank] = exc
                 for later in order[rank + 1 :]:

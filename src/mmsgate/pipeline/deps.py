@@ -13,6 +13,7 @@ import httpx
 
 from mmsgate.carriers.base import Carrier, SmsConnector
 from mmsgate.pipeline.health import RouteWatch
+from mmsgate.pipeline.shares import PostbackShares
 from mmsgate.profiles import PROFILES, CarrierProfile
 from mmsgate.settings import Route, SmsRoute
 from mmsgate.store.blobs import BlobStore
@@ -29,6 +30,7 @@ class Deps:
     profiles: Sequence[CarrierProfile] = ()
     allow_private_networks: bool = False
     postback_window: dt.timedelta = dt.timedelta(hours=24)
+    postback_timeout: float = 10.0  # seconds a customer has to answer a postback
     clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
     routes: Sequence[Route] = ()
     carriers: Mapping[str, Carrier] = dataclasses.field(default_factory=dict)
@@ -41,10 +43,8 @@ class Deps:
     prepared: dict[tuple[Any, ...], Any] = dataclasses.field(default_factory=dict)
     # Submits in flight per route in this worker (a route's `concurrency`).
     route_gates: Mapping[str, asyncio.Semaphore] = dataclasses.field(default_factory=dict)
-    # Postback POSTs in flight at once (see carriers.mm7.IN_FLIGHT for why few is faster).
-    postback_slots: asyncio.Semaphore = dataclasses.field(
-        default_factory=lambda: asyncio.Semaphore(16)
-    )
+    # Postback POSTs in flight, per customer host and in all: a slow host holds few slots.
+    postback_shares: PostbackShares = dataclasses.field(default_factory=PostbackShares)
     # Each route's health as this worker last saw it (written to the database on change).
     health: RouteWatch = dataclasses.field(default_factory=RouteWatch)
 

@@ -1,17 +1,25 @@
 """Postbacks: one signed POST per event to the account's postback URL, retried until it is
 taken (any 2xx) or the retry window closes, then left dead in the queue for replay.
 
+The status line decides: a 2xx is taken whatever follows it, and only the first few KB of
+the body are read (a receiver's long answer, or one that never ends, is no failure). A URL
+that no POST can reach (not http or https) fails the postback at once: retrying cannot help.
+Each host gets its share of the worker's slots (`shares`), so a slow receiver delays only
+its own account's postbacks.
+
 Each POST carries `X-Mmsgate-Timestamp` and `X-Mmsgate-Signature: v1=<hex>`, the
 HMAC-SHA256 of `timestamp + "." + body` under the account's postback secret. Sinch signs
 nothing; clients that ignore the headers are unaffected.
 
-The POSTs go through `mmsgate.http_client` (keep-alive to each customer, 10 s timeout). The
+The POSTs go through `mmsgate.http_client` (keep-alive to each customer, 10 s timeout by
+default). The
 address guard runs when a connection is opened, on the addresses that connection then uses:
 no DNS lookup per postback, and no gap between the address checked and the one connected to.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import hmac
 import time
@@ -24,6 +32,7 @@ import structlog
 from mmsgate import http_client, metrics
 from mmsgate.media import fetch
 from mmsgate.pipeline.deps import Deps
+from mmsgate.pipeline.shares import Host
 from mmsgate.pipeline.worker import Outcome
 from mmsgate.postback_xml import template_postback
 from mmsgate.store import accounts
@@ -32,8 +41,8 @@ from mmsgate.store.deliveries import postback_job
 from mmsgate.store.jobs import Job
 
 log = structlog.get_logger(__name__)
-TIMEOUT = 10.0
-POSTS_IN_FLIGHT = 16  # connections per customer host and worker
+POSTS_IN_FLIGHT = 64  # connections per customer host and worker; `shares` admits fewer
+ANSWER_READ = 8 * 1024  # bytes of a customer's answer read; the rest is never waited for
 # An account's postback URL and secret are read once a second at most: a change takes effect
 # for postbacks sent from a second after it on.
 TARGET_TTL = 1.0
@@ -56,18 +65,25 @@ async def send_postback(job: Job, deps: Deps) -> Outcome:
     if not url:
         log.info("postback.no_url", job_id=job.id)
         return Outcome()
+    account_id = int(payload["account_id"])
+    unusable = http_client.url_problem(url)
+    if unusable is not None:  # old data: URLs are checked when they are set
+        metrics.POSTBACKS.labels("failed").inc()
+        log.error("postback.gave_up", job_id=job.id, account_id=account_id, error=unusable)
+        return Outcome.failed(f"postback URL {url} {unusable}")
+    host = _host(url)
+    wait = await deps.postback_shares.admit(host)
+    if wait is not None:
+        return Outcome.later(dt.timedelta(seconds=wait))
     body = str(payload["body"]).encode("utf-8")
-    problem = await _refused(url, deps.allow_private_networks)
-    if problem is None:
-        problem = await _post(
-            deps, url, secret, body, str(payload.get("content_type", "application/xml"))
-        )
+    problem = await _timed_post(
+        deps, host, url, secret, body, str(payload.get("content_type", "application/xml"))
+    )
     if problem is None:
         metrics.POSTBACKS.labels("delivered").inc()
         log.info("postback.delivered", job_id=job.id, attempt=job.attempts)
         return Outcome()
     metrics.POSTBACKS.labels("failed").inc()
-    account_id = int(payload["account_id"])
     if deps.clock() - job.created_at > deps.postback_window:
         log.error("postback.gave_up", job_id=job.id, account_id=account_id, error=problem)
         return Outcome.failed(f"gave up after {deps.postback_window}: {problem}")
@@ -77,7 +93,30 @@ async def send_postback(job: Job, deps: Deps) -> Outcome:
     return Outcome.retry(problem)
 
 
-async def _post(deps: Deps, url: str, secret: str, body: bytes, content_type: str) -> str | None:
+def _host(url: str) -> Host:
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    return scheme, (parts.hostname or ""), parts.port or (443 if scheme == "https" else 80)
+
+
+async def _timed_post(
+    deps: Deps, host: Host, url: str, secret: str, body: bytes, content_type: str
+) -> str | None:
+    """`_post` within the host's share, telling the share how long it took and whether the
+    host let it time out."""
+    started, timed_out = time.monotonic(), False
+    try:
+        problem, timed_out = await _post(deps, url, secret, body, content_type)
+        return problem
+    finally:
+        seconds = time.monotonic() - started
+        deps.postback_shares.done(host, seconds, timed_out=timed_out)
+
+
+async def _post(
+    deps: Deps, url: str, secret: str, body: bytes, content_type: str
+) -> tuple[str | None, bool]:
+    """What went wrong (None: the customer took it), and whether the host was too slow."""
     timestamp = int(deps.clock().timestamp())
     headers = {
         "Content-Type": content_type,
@@ -87,20 +126,13 @@ async def _post(deps: Deps, url: str, secret: str, body: bytes, content_type: st
     try:
         response = await _sender(deps).client.post(url, body, headers)
     except Refused as exc:
-        return f"postback URL {url} {exc}"
+        return f"postback URL {url} {exc}", False
     except http_client.HttpError as exc:
-        return f"{type(exc).__name__} posting to {url}: {exc}"
+        slow = isinstance(exc, http_client.Timeout)
+        return f"{type(exc).__name__} posting to {url}: {exc}", slow
     if 200 <= response.status < 300:
-        return None
-    return f"HTTP {response.status} from {url}"
-
-
-async def _refused(url: str, allow_private: bool) -> str | None:
-    """Why the URL may not be posted to at all (not http or https)."""
-    parsed = urlsplit(url)
-    if parsed.scheme.lower() not in ("http", "https") or not parsed.hostname:
-        return f"postback URL {url} is not http(s)"
-    return None
+        return None, False
+    return f"HTTP {response.status} from {url}", False
 
 
 class Refused(http_client.HttpError):
@@ -122,12 +154,14 @@ class _Sender:
     """What one worker's postbacks share: keep-alive connections to the customers, and each
     account's postback URL and secret, read again when older than TARGET_TTL seconds."""
 
-    def __init__(self, allow_private_networks: bool) -> None:
+    def __init__(self, allow_private_networks: bool, timeout: float) -> None:
         self.client = http_client.HttpClient(
-            timeout=TIMEOUT,
-            connect_timeout=TIMEOUT,
+            timeout=timeout,
+            connect_timeout=timeout,
             max_connections=POSTS_IN_FLIGHT,
-            max_body=4 * 1024 * 1024,  # a customer's answer is read and dropped
+            # Only the status line counts: a long (or endless) answer is cut short, unread.
+            max_body=ANSWER_READ,
+            truncate_body=True,
             resolve=None if allow_private_networks else _public_addresses,
         )
         self.targets: dict[int, tuple[float, tuple[str | None, str] | None]] = {}
@@ -150,5 +184,5 @@ _senders: weakref.WeakKeyDictionary[httpx.AsyncClient, _Sender] = weakref.WeakKe
 def _sender(deps: Deps) -> _Sender:
     sender = _senders.get(deps.http)
     if sender is None:
-        sender = _senders[deps.http] = _Sender(deps.allow_private_networks)
+        sender = _senders[deps.http] = _Sender(deps.allow_private_networks, deps.postback_timeout)
     return sender

@@ -36,12 +36,15 @@ T = TypeVar("T")
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Outcome:
-    """What a step says happened: done, try again later (`retry_after`), or give up."""
+    """What a step says happened: done, try again later (`retry_after`), or give up; or
+    `deferred`: not tried at all (its turn was not there), due again after `retry_after`
+    without counting an attempt."""
 
     done: bool = True
     retry_after: dt.timedelta | None = None
     error: str | None = None
     give_up: bool = False
+    deferred: bool = False
 
     @classmethod
     def retry(cls, error: str, after: dt.timedelta | None = None) -> Outcome:
@@ -50,6 +53,10 @@ class Outcome:
     @classmethod
     def failed(cls, error: str) -> Outcome:
         return cls(done=False, error=error, give_up=True)
+
+    @classmethod
+    def later(cls, after: dt.timedelta) -> Outcome:
+        return cls(done=False, retry_after=after, deferred=True)
 
 
 def _describe(exc: BaseException) -> str:
@@ -376,6 +383,10 @@ class Worker:
         if outcome.done:
             await jobs.complete(self.db, job, self.name, now)
             bound.debug("job.done")
+        elif outcome.deferred:
+            at = now + (outcome.retry_after or dt.timedelta())
+            await jobs.defer(self.db, job, self.name, at=at, now=now)
+            bound.debug("job.deferred", at=at.isoformat())
         elif outcome.give_up or job.attempts >= policy.max_attempts:
             await jobs.bury(self.db, job, self.name, error=outcome.error or "failed", now=now)
             bound.warning("job.dead", error=outcome.error)

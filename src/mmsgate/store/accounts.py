@@ -16,7 +16,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from mmsgate import models
+from mmsgate import http_client, models
 from mmsgate.errors import AccountError
 from mmsgate.store.db import Database
 from mmsgate.store.schema import (
@@ -86,7 +86,9 @@ async def create(
     mms_expiry_hours: int | None = None,
 ) -> NewAccount | None:
     """Create an account; None when the name is taken. AccountError when another account
-    has one of the senders already (a sender must name one account)."""
+    has one of the senders already (a sender must name one account), or the postback URL is
+    not one a postback can be sent to."""
+    _check_postback_url(postback_url)
     api_key, secret = new_api_key(), secrets.token_hex(32)
     values = {
         "name": name,
@@ -164,10 +166,12 @@ async def rotate_key(db: Database, name: str) -> str | None:
 
 async def update(db: Database, name: str, **changes: Any) -> models.Account | None:
     """Change account settings (columns of the accounts table); None if no such account.
-    AccountError when new senders include one another account has."""
+    AccountError when new senders include one another account has, or the new postback URL
+    is not one a postback can be sent to."""
     unknown = set(changes) - {c.name for c in accounts.columns}
     if unknown or {"id", "key_hash", "name"} & set(changes):
         raise ValueError(f"cannot update account fields: {sorted(unknown or changes)}")
+    _check_postback_url(changes.get("postback_url"))
     async with db.write() as conn:
         row = (await conn.execute(sa.select(accounts).where(accounts.c.name == name))).first()
         if row is None:
@@ -178,6 +182,14 @@ async def update(db: Database, name: str, **changes: Any) -> models.Account | No
             await conn.execute(accounts.update().where(accounts.c.id == row.id).values(**changes))
         row = (await conn.execute(sa.select(accounts).where(accounts.c.id == row.id))).one()
     return _row_to_account(row)
+
+
+def _check_postback_url(url: str | None) -> None:
+    """AccountError for a postback URL no postback could reach (`file://`, no host…); an
+    empty one means no postbacks."""
+    problem = http_client.url_problem(url) if url else None
+    if problem is not None:
+        raise AccountError(f"postback URL {url!r} {problem}: give an http:// or https:// URL")
 
 
 async def _refuse_owned_senders(conn: Any, senders: list[str], own_id: int | None) -> None:

@@ -246,6 +246,21 @@ async def retry(
     )
 
 
+async def defer(db: Database, job: Job, worker: str, *, at: dt.datetime, now: dt.datetime) -> bool:
+    """Put a job back, due at `at`, as if this claim had not happened: the attempt it counted
+    is taken back, as the step did not try (its turn had not come)."""
+    return await _finish(
+        db,
+        job,
+        worker,
+        state=models.JobState.PENDING.value,
+        run_at=at,
+        attempts=jobs.c.attempts - 1,
+        locked_by=None,
+        updated_at=now,
+    )
+
+
 async def bury(db: Database, job: Job, worker: str, *, error: str, now: dt.datetime) -> bool:
     return await _finish(
         db, job, worker, state=models.JobState.DEAD.value, last_error=error[:2000], updated_at=now
