@@ -20,7 +20,7 @@ import secrets
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from xml.parsers import expat
-from xml.sax.saxutils import escape, quoteattr
+from xml.sax.saxutils import quoteattr
 
 from mmsgate import numbers, xmlsafe
 
@@ -195,7 +195,7 @@ def _submit_body(s: Submit) -> list[str]:
 
 
 def _el(name: str, value: str | None) -> str:
-    return f"<{name}>{escape(value or '')}</{name}>"
+    return f"<{name}>{xmlsafe.text(value or '')}</{name}>"
 
 
 def _envelope(namespace: str, transaction_id: str, kind: str, children: list[str]) -> bytes:
@@ -204,7 +204,7 @@ def _envelope(namespace: str, transaction_id: str, kind: str, children: list[str
         '<?xml version="1.0" encoding="UTF-8"?>'
         f'<env:Envelope xmlns:env="{SOAP_NS}"><env:Header>'
         f'<mm7:TransactionID xmlns:mm7={quoteattr(namespace)} env:mustUnderstand="1">'
-        f"{escape(transaction_id)}</mm7:TransactionID></env:Header>"
+        f"{xmlsafe.text(transaction_id)}</mm7:TransactionID></env:Header>"
         f"<env:Body><{kind} xmlns={quoteattr(namespace)}>{body}</{kind}></env:Body></env:Envelope>"
     ).encode()
 
@@ -248,7 +248,7 @@ def encode_fault(
     return (
         head
         + f"<env:Body><env:Fault><faultcode>{faultcode}</faultcode>"
-        f"<faultstring>{escape(text)}</faultstring><detail>".encode()
+        f"<faultstring>{xmlsafe.text(text)}</faultstring><detail>".encode()
         + inner
         + b"</detail></env:Fault></env:Body></env:Envelope>"
     )

@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from xml.sax.saxutils import escape
 
-from mmsgate import models
+from mmsgate import models, xmlsafe
 
 # The `status` text that goes with each code in Sinch's XML postbacks (API reference §7.1).
 STATUS_TEXT = {
@@ -89,7 +88,7 @@ def mo_postback(
         ("message-subject", subject or ""),
     ]
     body = _document(fields).decode().removesuffix("</postback>\n")
-    content = "".join(f"        <file>{escape(url)}</file>\n" for url in files)
+    content = "".join(f"        <file>{xmlsafe.text(url)}</file>\n" for url in files)
     return (body + f"    <content>\n{content}    </content>\n</postback>\n").encode()
 
 
@@ -110,7 +109,9 @@ def template_postback(
 def _document(fields: list[tuple[str, object | None]]) -> bytes:
     lines = ["<postback>"]
     lines += [
-        f"    <{tag}>{escape(str(value))}</{tag}>" for tag, value in fields if value is not None
+        f"    <{tag}>{xmlsafe.text(str(value))}</{tag}>"
+        for tag, value in fields
+        if value is not None
     ]
     lines.append("</postback>")
     return ("\n".join(lines) + "\n").encode("utf-8")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import codecs
 import re
 from xml.parsers import expat
+from xml.sax.saxutils import escape as _escape
 
 
 class Refused(ValueError):
@@ -94,3 +95,14 @@ def _decoded(data: bytes, encoding: str) -> str:
         raise Unreadable(f"unknown encoding '{encoding[:40]}'") from None
     except ValueError as exc:  # UnicodeError, or a codec refusing what it was given
         raise Unreadable(f"the document is not {encoding[:40]}: {str(exc)[:120]}") from None
+
+
+# Characters XML 1.0 cannot carry at all, escaped or not (§2.2 Char): C0 controls but tab,
+# LF and CR; lone surrogates; U+FFFE and U+FFFF.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def text(value: str) -> str:
+    """`value` as XML character data: escaped, and each character XML cannot carry (an
+    echoed NUL from a client's input) replaced by U+FFFD, so an answer is always XML."""
+    return _escape(_NOT_XML.sub("\ufffd", value))

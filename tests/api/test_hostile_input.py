@@ -182,10 +182,13 @@ async def test_a_declared_encoding_python_knows_is_read(gateway: Gateway, encodi
         '<?xml version="1.0" encoding=""?>',
         '<?xml version="1.0" encoding="Shift_JIS"?>\x81',
         '<?xml version="1.0" encoding="utf-32"?>',
+        '<?xml version="1.0" encoding="\x00Shift_JIS"?>',  # echoed back: must stay XML
+        '<?xml version="1.0" encoding="bo\x01gus"?>',
     ],
 )
 async def test_an_unreadable_encoding_is_e108(gateway: Gateway, head: str) -> None:
-    """An encoding Python does not know, or bytes not in the one declared, are E108."""
+    """An encoding Python does not know, or bytes not in the one declared, are E108, in an
+    answer that is XML even when the name holds characters XML cannot carry."""
     body = (head + text_template(gateway.api_key)).encode("latin-1")
     response = await gateway.xml(body)
     assert response.status_code == 200

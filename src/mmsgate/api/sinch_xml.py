@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from xml.parsers import expat
-from xml.sax.saxutils import escape
 
 from mmsgate import codes, errors, xmlsafe
 
@@ -156,7 +155,7 @@ def render(fields: Sequence[Field]) -> bytes:
 def _render_into(lines: list[str], fields: Sequence[Field], indent: str) -> None:
     for name, value in fields:
         if isinstance(value, str):
-            lines.append(f"{indent}<{name}>{escape(value)}</{name}>")
+            lines.append(f"{indent}<{name}>{xmlsafe.text(value)}</{name}>")
         else:
             lines.append(f"{indent}<{name}>")
             _render_into(lines, value, indent + "    ")
