@@ -15,6 +15,7 @@ import datetime as dt
 import email.message
 import email.parser
 import email.policy
+import enum
 import re
 import secrets
 import xml.etree.ElementTree as ET
@@ -80,9 +81,74 @@ class Response:
         return self.status_code in TRANSIENT
 
 
+class Operation(enum.Enum):
+    """The requests mmsgate reads, by their element names (TS 23.140 §8)."""
+
+    SUBMIT = "SubmitReq"
+    DELIVERY_REPORT = "DeliveryReportReq"
+    READ_REPLY = "ReadReplyReq"
+    DELIVER = "DeliverReq"
+
+    @property
+    def answer(self) -> str:
+        """The name of the response that acknowledges this request."""
+        return self.value.removesuffix("Req") + "Rsp"
+
+
+class MMStatus(enum.StrEnum):
+    """A DeliveryReportReq's MMStatus values (TS 23.140 §8.4.2), as written."""
+
+    RETRIEVED = "Retrieved"
+    FORWARDED = "Forwarded"
+    EXPIRED = "Expired"
+    REJECTED = "Rejected"
+    UNRECOGNISED = "Unrecognised"
+    NOT_SUPPORTED = "NotSupported"
+    DEFERRED = "Deferred"
+    INDETERMINATE = "Indeterminate"
+
+    @classmethod
+    def read(cls, text: str) -> MMStatus | None:
+        """The status `text` names, however spaced or cased (`Not Supported`); None if none."""
+        wanted = text.replace(" ", "").lower()
+        return next((s for s in cls if s.value.lower() == wanted), None)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DeliveryReport:
+    """A DeliveryReportReq: the MessageID it is about and what became of it ("" if absent)."""
+
+    message_id: str
+    status_name: str  # MMStatus as the MMSC wrote it
+    status: MMStatus | None  # None for a value TS 23.140 does not list
+    status_text: str | None
+    handset: str | None  # the UAProf of the handset that retrieved it
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Deliver:
+    """A DeliverReq (MO): from whom, to which number ("" if absent), and its subject."""
+
+    sender: str
+    recipient: str
+    subject: str | None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SubmitRequest:
+    """A SubmitReq as an MMSC reads it (the simulator): its version, first recipient and
+    the reference to its content part ("" when absent)."""
+
+    version: str
+    recipient: str
+    content_href: str
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Incoming:
-    """A request from an MMSC: DeliveryReportReq, ReadReplyReq or DeliverReq."""
+    """A request from an MMSC: DeliveryReportReq, ReadReplyReq or DeliverReq (or, for the
+    simulator, a SubmitReq). `kind` is its name as sent; `fields` the codec's raw reading,
+    which the typed views below translate."""
 
     kind: str
     transaction_id: str | None
@@ -90,6 +156,36 @@ class Incoming:
     namespace: str | None
     fields: dict[str, str]
     parts: tuple[tuple[str, bytes], ...] = ()
+
+    @property
+    def operation(self) -> Operation | None:
+        return next((op for op in Operation if op.value == self.kind), None)
+
+    @property
+    def report(self) -> DeliveryReport:
+        status = self.fields.get("MMStatus", "")
+        return DeliveryReport(
+            message_id=self.fields.get("MessageID", ""),
+            status_name=status,
+            status=MMStatus.read(status),
+            status_text=self.fields.get("StatusText") or None,
+            handset=self.fields.get("UACapabilities") or None,
+        )
+
+    @property
+    def deliver(self) -> Deliver:
+        f = self.fields
+        return Deliver(f.get("Sender", ""), f.get("Recipients", ""), f.get("Subject"))
+
+    @property
+    def submit(self) -> SubmitRequest:
+        f = self.fields
+        return SubmitRequest(f.get("MM7Version", ""), f.get("Recipients", ""), f.get("Content", ""))
+
+    @property
+    def answer_namespace(self) -> str:
+        """The namespace answers to this request are written in: the request's own."""
+        return self.namespace.lstrip("{") if self.namespace else DEFAULT_NAMESPACE
 
 
 def encode_submit(submit: Submit, boundary: str | None = None) -> tuple[str, bytes]:
@@ -227,6 +323,58 @@ def encode_response(
     if message_id is not None:
         children.append(_el("MessageID", message_id))
     return _envelope(namespace, transaction_id or "", kind, children)
+
+
+def encode_answer(incoming: Incoming) -> bytes:
+    """The success response to a request, in its namespace and version."""
+    op = incoming.operation
+    kind = op.answer if op is not None else incoming.kind.removesuffix("Req") + "Rsp"
+    return encode_response(
+        kind,
+        incoming.transaction_id,
+        version=incoming.version or DEFAULT_VERSION,
+        namespace=incoming.answer_namespace,
+    )
+
+
+def encode_fault_to(incoming: Incoming | None, code: int, text: str) -> bytes:
+    """A fault answering `incoming` (None: a request unread), in its namespace and version."""
+    if incoming is None:
+        return encode_fault(None, code, text)
+    return encode_fault(
+        incoming.transaction_id,
+        code,
+        text,
+        version=incoming.version or DEFAULT_VERSION,
+        namespace=incoming.answer_namespace,
+    )
+
+
+def encode_delivery_report(
+    message_id: str, number: str, status: str, handset: str | None, transaction_id: str
+) -> bytes:
+    """A DeliveryReportReq as MMSCs send them (recipient in Recipient/Number); `handset`,
+    the retrieving handset's UAProf, goes in UACapabilities (TS 23.140 Rel-6)."""
+    now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    children = [
+        f"<MM7Version>{DEFAULT_VERSION}</MM7Version>",
+        f"<MessageID>{message_id}</MessageID>",
+        f"<Recipient><Number>{number}</Number></Recipient>",
+        "<Sender><ShortCode>sim</ShortCode></Sender>",
+        f"<Date>{now}</Date>",
+        f"<MMStatus>{status}</MMStatus>",
+    ]
+    if handset is not None:
+        children.append(f'<UACapabilities UAProf="{handset}" TimeStamp="{now}"/>')
+    ns = DEFAULT_NAMESPACE
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>'
+        f'<env:Envelope xmlns:env="{SOAP_NS}"><env:Header>'
+        f'<mm7:TransactionID xmlns:mm7="{ns}" env:mustUnderstand="1">{transaction_id}'
+        f'</mm7:TransactionID></env:Header><env:Body><DeliveryReportReq xmlns="{ns}">'
+        + "".join(children)
+        + "</DeliveryReportReq></env:Body></env:Envelope>"
+    ).encode("utf-8")
 
 
 def encode_fault(

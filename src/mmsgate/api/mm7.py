@@ -42,15 +42,16 @@ MAX_BODY = 8 * 1024 * 1024
 XML = "text/xml; charset=utf-8"
 UNKNOWN_WAITS = (0.05, 0.1, 0.2)  # seconds between looks for a MessageID not yet recorded
 
-# MMStatus values (TS 23.140 §8.4.2) → the recipient's state, Sinch code and status text.
+M = mm7.MMStatus
+# A report's status (TS 23.140 §8.4.2) → the recipient's state, Sinch code and status text.
 # Deferred, Indeterminate and the like say nothing final: the recipient stays submitted.
-REPORTED: dict[str, tuple[models.RecipientState, str, str]] = {
-    "retrieved": (S.DELIVERED, "N102", "Message Sent/Delivered"),
-    "forwarded": (S.DELIVERED, "N102", "Message Sent/Delivered"),
-    "expired": (S.EXPIRED, "N103", "Message Sent/Expired"),
-    "rejected": (S.REJECTED, "E102", "Message Sent/Rejected"),
-    "unrecognised": (S.FAILED, "E102", "Message Sent/Failed"),
-    "notsupported": (S.FAILED, "E102", "Message Sent/Not Supported"),
+REPORTED: dict[mm7.MMStatus, tuple[models.RecipientState, str, str]] = {
+    M.RETRIEVED: (S.DELIVERED, "N102", "Message Sent/Delivered"),
+    M.FORWARDED: (S.DELIVERED, "N102", "Message Sent/Delivered"),
+    M.EXPIRED: (S.EXPIRED, "N103", "Message Sent/Expired"),
+    M.REJECTED: (S.REJECTED, "E102", "Message Sent/Rejected"),
+    M.UNRECOGNISED: (S.FAILED, "E102", "Message Sent/Failed"),
+    M.NOT_SUPPORTED: (S.FAILED, "E102", "Message Sent/Not Supported"),
 }
 
 
@@ -73,18 +74,19 @@ async def receive(svc: Services, request: Request) -> Response:
     except mm7.Mm7FormatError as exc:
         return _fault(None, 2007, f"Message format corrupt: {exc}")
     request_log.note(action=incoming.kind)
-    if incoming.kind == "DeliveryReportReq":
+    operation = incoming.operation
+    if operation is mm7.Operation.DELIVERY_REPORT:
         return await _report(svc, incoming, routes)
-    if incoming.kind == "ReadReplyReq":
-        return _answer("ReadReplyRsp", incoming)
-    if incoming.kind == "DeliverReq":
+    if operation is mm7.Operation.READ_REPLY:
+        return _answer(incoming)
+    if operation is mm7.Operation.DELIVER:
         return await _mobile_originated(svc, incoming, routes)
     return _fault(incoming, 4003, f"Unsupported operation {incoming.kind}")
 
 
 async def _report(svc: Services, incoming: mm7.Incoming, routes: tuple[Route, ...]) -> Response:
-    message_id = incoming.fields.get("MessageID")
-    status = incoming.fields.get("MMStatus", "")
+    report = incoming.report
+    message_id, status = report.message_id, report.status_name
     if not message_id or not status:
         return _fault(incoming, 4004, "MessageID and MMStatus are required")
     row = await _submitted_over(svc, message_id, routes)
@@ -98,17 +100,17 @@ async def _report(svc: Services, incoming: mm7.Incoming, routes: tuple[Route, ..
         log.info("mm7.report_unmatched", message_id=message_id, status=status)
         return _fault(incoming, 3000, f"MessageID {message_id} not known yet", retry=True)
     request_log.note(tracking_ids=(row.tracking_id,))
-    outcome = REPORTED.get(status.replace(" ", "").lower())
+    outcome = REPORTED.get(report.status) if report.status is not None else None
     if outcome is not None:
         state, code, text = outcome
-        detail = incoming.fields.get("StatusText") or f"MMSC reported {status}"
-        handset = incoming.fields.get("UACapabilities") or None
+        detail = report.status_text or f"MMSC reported {status}"
+        handset = report.handset
         move = Move(state, code, detail, handset=handset if code == "N102" else None, status=text)
         http_server.committing()
         moved = await deliveries.advance(svc.db, row, move, now=svc.clock())
         metrics.RECEIPTS.labels(status, str(moved).lower()).inc()
         log.info("mm7.report", tracking_id=row.tracking_id, status=status, applied=moved)
-    return _answer("DeliveryReportRsp", incoming)
+    return _answer(incoming)
 
 
 async def _submitted_over(svc: Services, message_id: str, routes: tuple[Route, ...]) -> Any:
@@ -126,8 +128,8 @@ async def _mobile_originated(
 ) -> Response:
     """Store an MO message's parts and queue its N401 postback to the account that owns
     the number it was sent to, when a route the MMSC authenticated as serves that number."""
-    sender = incoming.fields.get("Sender", "")
-    recipient = incoming.fields.get("Recipients", "")
+    deliver = incoming.deliver
+    sender, recipient = deliver.sender, deliver.recipient
     if len(sender) > mo.MAX_ADDRESS:
         return _fault(incoming, 2002, f"Address Error: Sender over {mo.MAX_ADDRESS} characters")
     everyone = svc.settings.routes
@@ -151,7 +153,7 @@ async def _mobile_originated(
     token = secrets.token_urlsafe(24)  # 192 random bits
     base = svc.settings.public_url
     files = [f"{base}/media/{token}/{n}" for n in range(1, len(parts) + 1)]
-    subject = incoming.fields.get("Subject")
+    subject = deliver.subject
     body = postback_xml.mo_postback(tracking_id, sender, recipient, now, subject, files)
     row = {
         "tracking_id": tracking_id,
@@ -166,17 +168,11 @@ async def _mobile_originated(
     await mo.store(svc.db, row, body, now)
     log.info("mm7.mo_received", tracking_id=tracking_id, parts=len(parts))
     request_log.note(account=owner.name, tracking_ids=(tracking_id,))
-    return _answer("DeliverRsp", incoming)
+    return _answer(incoming)
 
 
-def _answer(kind: str, incoming: mm7.Incoming) -> Response:
-    body = mm7.encode_response(
-        kind,
-        incoming.transaction_id,
-        version=incoming.version or mm7.DEFAULT_VERSION,
-        namespace=_namespace(incoming),
-    )
-    return Response(body, media_type=XML)
+def _answer(incoming: mm7.Incoming) -> Response:
+    return Response(mm7.encode_answer(incoming), media_type=XML)
 
 
 def _digits(numbers: tuple[str, ...]) -> set[str]:
@@ -186,18 +182,6 @@ def _digits(numbers: tuple[str, ...]) -> set[str]:
 def _fault(incoming: mm7.Incoming | None, code: int, text: str, *, retry: bool = False) -> Response:
     """A fault in the request's namespace and version: HTTP 500 when a resend may succeed,
     400 when none can (module docstring)."""
-    body = mm7.encode_fault(
-        incoming.transaction_id if incoming else None,
-        code,
-        text,
-        version=(incoming.version if incoming else None) or mm7.DEFAULT_VERSION,
-        namespace=_namespace(incoming),
-    )
+    body = mm7.encode_fault_to(incoming, code, text)
     request_log.note(code=str(code), info=text)  # the MM7 status code (TS 23.140 §8.4.2)
     return Response(body, status_code=500 if retry else 400, media_type=XML)
-
-
-def _namespace(incoming: mm7.Incoming | None) -> str:
-    if incoming is None or not incoming.namespace:
-        return mm7.DEFAULT_NAMESPACE
-    return incoming.namespace.lstrip("{")

@@ -10,7 +10,6 @@ import base64
 import collections
 import contextlib
 import dataclasses
-import datetime as dt
 import io
 import json
 import secrets
@@ -30,17 +29,18 @@ from mmsgate import mm7_codec as mm7
 log = structlog.get_logger(__name__)
 
 # last four digits → (what the MMSC answers, the reports it sends afterwards)
+M = mm7.MMStatus
 OUTCOMES: dict[str, tuple[str, tuple[str, ...]]] = {
     "0002": ("address-error", ()),
-    "0003": ("accept", ("Expired",)),
-    "0004": ("accept", ("Retrieved", "Forwarded", "Retrieved")),
+    "0003": ("accept", (M.EXPIRED,)),
+    "0004": ("accept", (M.RETRIEVED, M.FORWARDED, M.RETRIEVED)),
     "0005": ("not-mms-capable", ()),
     "0006": ("accept", ()),
-    "0007": ("busy-twice", ("Retrieved",)),
+    "0007": ("busy-twice", (M.RETRIEVED,)),
     "0008": ("not-mms-capable", ()),
-    "0009": ("accept", ("Rejected",)),
+    "0009": ("accept", (M.REJECTED,)),
 }
-DEFAULT = ("accept", ("Retrieved",))
+DEFAULT = ("accept", (M.RETRIEVED,))
 # The UAProf a simulated handset reports on retrieval; N102 carries it as `handset`.
 SIM_HANDSET = "http://uaprof.mmsgate.invalid/sim-phone-1.xml"
 MO_ORDER_MAX_BYTES = 64 * 1024  # POST /mo: a small JSON order
@@ -145,7 +145,7 @@ class SimulatedMmsc:
             incoming = mm7.decode_request(request.headers.get("content-type", ""), body)
         except mm7.Mm7FormatError as exc:
             return fault(None, 2007, f"Message format corrupt: {exc}")
-        if incoming.kind != "SubmitReq":
+        if incoming.operation is not mm7.Operation.SUBMIT:
             return fault(incoming.transaction_id, 4003, f"Unsupported operation {incoming.kind}")
         problem = self.check(incoming)
         if problem is not None:
@@ -154,10 +154,10 @@ class SimulatedMmsc:
 
     def check(self, incoming: mm7.Incoming) -> tuple[int, str] | None:
         """Structure and size, as a strict MMSC checks them (TS 23.140 status codes)."""
-        fields = incoming.fields
-        if not fields.get("MM7Version") or not fields.get("Recipients"):
+        submit = incoming.submit
+        if not submit.version or not submit.recipient:
             return 4004, "Validation error: MM7Version and Recipients are required"
-        if not fields.get("Content", "").startswith("cid:") or not incoming.parts:
+        if not submit.content_href.startswith("cid:") or not incoming.parts:
             return 4004, "Validation error: Content href resolves to no attachment"
         size = sum(len(data) for _, data in incoming.parts)
         if size > self.max_bytes:
@@ -165,7 +165,7 @@ class SimulatedMmsc:
         return None
 
     def answer(self, incoming: mm7.Incoming) -> Response:
-        number = incoming.fields["Recipients"]
+        number = incoming.submit.recipient
         behaviour, reports = OUTCOMES.get(number[-4:], DEFAULT)
         self.submits[number] += 1
         if behaviour == "address-error":
@@ -182,7 +182,9 @@ class SimulatedMmsc:
             key = f"{message_id}/{n}"
             self._note({"key": key, "id": message_id, "number": number, "status": status})
             self.schedule(message_id, number, status, key)
-        body = mm7.encode_response("SubmitRsp", incoming.transaction_id, message_id=message_id)
+        body = mm7.encode_response(
+            mm7.Operation.SUBMIT.answer, incoming.transaction_id, message_id=message_id
+        )
         return Response(body, media_type="text/xml; charset=utf-8")
 
     def headers(self, content_type: str = "text/xml") -> dict[str, str]:
@@ -229,27 +231,11 @@ def _photo() -> bytes:
 
 
 def delivery_report(message_id: str, number: str, status: str) -> bytes:
-    """A DeliveryReportReq as MMSCs send them (recipient in Recipient/Number)."""
-    now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-    children = [
-        "<MM7Version>6.8.0</MM7Version>",
-        f"<MessageID>{message_id}</MessageID>",
-        f"<Recipient><Number>{number}</Number></Recipient>",
-        "<Sender><ShortCode>sim</ShortCode></Sender>",
-        f"<Date>{now}</Date>",
-        f"<MMStatus>{status}</MMStatus>",
-    ]
-    if status == "Retrieved":  # the handset that fetched it, as MMSCs tell (TS 23.140 Rel-6)
-        children.append(f'<UACapabilities UAProf="{SIM_HANDSET}" TimeStamp="{now}"/>')
-    ns = mm7.DEFAULT_NAMESPACE
-    return (
-        '<?xml version="1.0" encoding="UTF-8"?>'
-        f'<env:Envelope xmlns:env="{mm7.SOAP_NS}"><env:Header>'
-        f'<mm7:TransactionID xmlns:mm7="{ns}" env:mustUnderstand="1">dr-{secrets.token_hex(6)}'
-        f'</mm7:TransactionID></env:Header><env:Body><DeliveryReportReq xmlns="{ns}">'
-        + "".join(children)
-        + "</DeliveryReportReq></env:Body></env:Envelope>"
-    ).encode("utf-8")
+    """A DeliveryReportReq as MMSCs send them, naming the handset when it was retrieved."""
+    handset = SIM_HANDSET if status == mm7.MMStatus.RETRIEVED else None
+    return mm7.encode_delivery_report(
+        message_id, number, status, handset, f"dr-{secrets.token_hex(6)}"
+    )
 
 
 def fault(transaction_id: str | None, code: int, text: str) -> Response:
