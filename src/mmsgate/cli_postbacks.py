@@ -12,6 +12,7 @@ from rich.table import Table
 
 from mmsgate.api.requests import parse_timestamp
 from mmsgate.cli_support import ConfigOpt, DataDirOpt, fail, load_settings, out, with_db
+from mmsgate.pipeline import postbacks
 from mmsgate.store import accounts
 from mmsgate.store import jobs as jobs_store
 from mmsgate.store.db import Database
@@ -75,8 +76,15 @@ def _postback_json(row: Any) -> dict[str, Any]:
         "attempts": row.attempts,
         "created_at": row.created_at.isoformat(),
         "last_error": row.last_error,
-        "body": (row.payload or {}).get("body"),
+        "body": _body(row.payload or {}),
     }
+
+
+def _body(payload: dict[str, Any]) -> str | None:
+    """The body the postback sends (its event rendered, or as an earlier version stored it)."""
+    if "event" not in payload and "body" not in payload:
+        return None
+    return postbacks.body_of(payload)[0].decode("utf-8")
 
 
 @postbacks_app.command("replay")

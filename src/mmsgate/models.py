@@ -180,6 +180,73 @@ class TemplateInfo:
     disable_fallback: bool | None = None
 
 
+class PostbackKind(enum.Enum):
+    """What a postback tells: an MT recipient's fate (N101…E202), a saveMMS outcome (N003,
+    E002…E004), or a message received (N401)."""
+
+    DELIVERY = "delivery"
+    TEMPLATE = "template"
+    MO = "mo"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PostbackEvent:
+    """One event an account is told of by postback. Queued as data (`to_data`) and rendered
+    in the account's format when it is sent, so the queue holds no wire format."""
+
+    kind: PostbackKind
+    account_id: int
+    code: str
+    at: dt.datetime | None = None
+    tracking_id: str | None = None
+    mms_id: int | None = None
+    sender: str | None = None
+    to: str | None = None
+    sent_as: str | None = None
+    status: str | None = None  # overrides the code's usual status text
+    operator_id: int | None = None
+    handset: str | None = None
+    details: str | None = None
+    failed: MediaKind | None = None  # the kind of the part a saveMMS could not prepare
+    failed_url: str | None = None
+    subject: str | None = None
+    files: tuple[str, ...] = ()  # an MO's content URLs
+
+    def to_data(self) -> dict[str, object]:
+        """The event as JSON-able data (fields with no value left out)."""
+        data: dict[str, object] = {"kind": self.kind.value}
+        for name in _EVENT_PLAIN:
+            value = getattr(self, name)
+            if value is not None:
+                data[name] = value
+        if self.at is not None:
+            data["at"] = self.at.isoformat()
+        if self.failed is not None:
+            data["failed"] = self.failed.value
+        if self.files:
+            data["files"] = list(self.files)
+        return data
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, object]) -> PostbackEvent:
+        """The event `to_data` wrote."""
+        plain = {name: data[name] for name in _EVENT_PLAIN if name in data}
+        at, failed, files = data.get("at"), data.get("failed"), data.get("files")
+        return cls(
+            kind=PostbackKind(data["kind"]),
+            at=dt.datetime.fromisoformat(at) if isinstance(at, str) else None,
+            failed=MediaKind(failed) if failed is not None else None,
+            files=tuple(str(f) for f in files) if isinstance(files, list) else (),
+            **plain,  # type: ignore[arg-type]
+        )
+
+
+_EVENT_PLAIN = tuple(
+    f.name
+    for f in dataclasses.fields(PostbackEvent)
+    if f.name not in ("kind", "at", "failed", "files")
+)
+
 MERGE_TAG = re.compile(r"\{\$([A-Za-z0-9_\-]+)(?:\|([^}]*))?\}")
 
 

@@ -1,7 +1,7 @@
 """Sinch's postback bodies (XML, lower-case tags): the MT delivery events (N101, N102, N103,
 E101, E102, and the fallback SMS's N202/E202) and the saveMMS outcome (N003, E002/E003/E004).
 Tags in Sinch's order (API reference §8.1); optional ones are left out when there is nothing
-to say."""
+to say. `render` writes a queued PostbackEvent."""
 
 from __future__ import annotations
 
@@ -115,3 +115,37 @@ def _document(fields: list[tuple[str, object | None]]) -> bytes:
     ]
     lines.append("</postback>")
     return ("\n".join(lines) + "\n").encode("utf-8")
+
+
+def render(event: models.PostbackEvent) -> bytes:
+    """The XML body of a queued postback event."""
+    at = event.at if event.at is not None else dt.datetime.fromtimestamp(0, dt.UTC)
+    if event.kind is models.PostbackKind.TEMPLATE:
+        failed = None
+        if event.failed is not None and event.failed_url is not None:
+            failed = (event.failed, event.failed_url)
+        return template_postback(event.code, event.mms_id or 0, failed)
+    if event.kind is models.PostbackKind.MO:
+        return mo_postback(
+            event.tracking_id or "",
+            event.sender or "",
+            event.to or "",
+            at,
+            event.subject,
+            list(event.files),
+            event.operator_id,
+        )
+    delivery = Delivery(
+        code=event.code,
+        tracking_id=event.tracking_id or "",
+        mms_id=event.mms_id or 0,
+        sender=event.sender or "",
+        to=event.to or "",
+        at=at,
+        sent_as=event.sent_as,
+        status=event.status,
+        operator_id=event.operator_id,
+        handset=event.handset,
+        details=event.details,
+    )
+    return delivery_postback(delivery)

@@ -9,6 +9,7 @@ import sqlalchemy as sa
 
 from mmsgate import mm7_codec as mm7
 from mmsgate import models
+from mmsgate.pipeline.postbacks import body_of
 from mmsgate.settings import Route
 from mmsgate.sim.mmsc import delivery_report
 from mmsgate.store.schema import jobs, mo_messages, recipients
@@ -110,8 +111,8 @@ async def test_mo_numbers_in_any_form_are_posted_as_digits(
     assert mm7.decode_response("text/xml", answer.content).status_code == 1000
     async with gateway.services.db.read() as conn:
         [payload] = (await conn.scalars(sa.select(jobs.c.payload))).all()
-    assert "<from>17745550100</from>" in payload["body"]
-    assert "<to>28444</to>" in payload["body"]
+    assert "<from>17745550100</from>" in body_of(payload)[0].decode()
+    assert "<to>28444</to>" in body_of(payload)[0].decode()
 
 
 async def test_faults_mirror_the_request_and_say_if_a_resend_can_help(gateway: Gateway) -> None:

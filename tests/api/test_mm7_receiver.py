@@ -12,6 +12,7 @@ import sqlalchemy as sa
 
 from mmsgate import mm7_codec as mm7
 from mmsgate import models
+from mmsgate.pipeline.postbacks import body_of
 from mmsgate.sim.mmsc import SIM_HANDSET, delivery_report
 from mmsgate.store import deliveries
 from mmsgate.store.schema import jobs, recipient_events
@@ -61,7 +62,7 @@ async def postback_codes(gateway: Gateway) -> list[str]:
                 sa.select(jobs.c.payload).where(jobs.c.kind == models.JobKind.POSTBACK.value)
             )
         ).all()
-    return [row.payload["body"].split("<code>")[1].split("<")[0] for row in rows]
+    return [body_of(row.payload)[0].decode().split("<code>")[1].split("<")[0] for row in rows]
 
 
 async def report(gateway: Gateway, message_id: str, status: str) -> mm7.Response:
@@ -84,8 +85,10 @@ async def test_retrieved_delivers_once_whatever_follows(
         body = await conn.scalar(
             sa.select(jobs.c.payload).where(jobs.c.kind == models.JobKind.POSTBACK.value)
         )
+    # queued as the event, rendered only when sent
+    assert ("body" not in body, body["event"]["code"]) == (True, "N102")
     # the handset's UAProf from the report's UACapabilities
-    assert f"<handset>{SIM_HANDSET}</handset>" in body["body"]
+    assert f"<handset>{SIM_HANDSET}</handset>" in body_of(body)[0].decode()
     status = await gateway.client.get(
         f"/v1/messages/{tracking_id}", headers={"x-api-key": gateway.api_key}
     )
@@ -175,9 +178,10 @@ async def test_move_never_goes_back(gateway: Gateway, media_server: MediaServer)
     assert await deliveries.move(
         db, tracking_id, deliveries.Move(S.DELIVERED), postback=None, now=now
     )
+    event = models.PostbackEvent(models.PostbackKind.DELIVERY, gateway.account.id, "E102")
     for back in (S.QUEUED, S.SUBMITTED, S.DELIVERED, S.FAILED):
         assert not await deliveries.move(
-            db, tracking_id, deliveries.Move(back), postback=(gateway.account.id, b"<x/>"), now=now
+            db, tracking_id, deliveries.Move(back), postback=event, now=now
         )
     assert await postback_codes(gateway) == []
 
@@ -216,7 +220,7 @@ async def test_an_mo_message_is_stored_posted_and_served(gateway: Gateway) -> No
                 sa.select(jobs.c.payload).where(jobs.c.kind == models.JobKind.POSTBACK.value)
             )
         ).all()
-    text = payload["body"]
+    text = body_of(payload)[0].decode()
     assert "<origin>MMS_MO</origin>" in text
     assert "<code>N401</code>" in text
     assert "<from>17745550100</from>" in text
@@ -264,7 +268,7 @@ async def test_an_mo_text_part_is_served_with_its_charset(
                 sa.select(jobs.c.payload).where(jobs.c.kind == models.JobKind.POSTBACK.value)
             )
         ).all()
-    [url] = re.findall(r"<file>([^<]+)</file>", payload["body"])
+    [url] = re.findall(r"<file>([^<]+)</file>", body_of(payload)[0].decode())
     part = await gateway.client.get("/" + url.split("/", 3)[3])
     assert part.status_code == 200
     assert part.content == data

@@ -18,6 +18,7 @@ from mmsgate.carriers.base import SubmitResult
 from mmsgate.mm7_codec import Submit
 from mmsgate.pipeline import deliver
 from mmsgate.pipeline.deps import Deps
+from mmsgate.pipeline.postbacks import body_of
 from mmsgate.pipeline.worker import Worker
 from mmsgate.profiles import PROFILES
 from mmsgate.settings import Route
@@ -84,7 +85,7 @@ async def outcome(db: Database, tracking_id: str) -> tuple[str, list[str], str]:
         job = await conn.scalar(
             sa.select(jobs.c.state).where(jobs.c.kind == models.JobKind.DELIVER.value)
         )
-    codes = [b["body"].split("<code>")[1].split("<")[0] for b in bodies]
+    codes = [body_of(b)[0].decode().split("<code>")[1].split("<")[0] for b in bodies]
     return str(state), codes, str(job)
 
 

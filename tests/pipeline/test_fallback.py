@@ -17,6 +17,7 @@ from mmsgate.carriers.base import SmsReceipt, SmsResult, SmsSubmit, SubmitResult
 from mmsgate.carriers.smpp import SmppConnector
 from mmsgate.pipeline import deliver, fallback
 from mmsgate.pipeline.deps import Deps
+from mmsgate.pipeline.postbacks import body_of
 from mmsgate.pipeline.worker import Worker
 from mmsgate.profiles import PROFILES
 from mmsgate.settings import SmsRoute
@@ -124,13 +125,13 @@ async def state_and_codes(gateway: Gateway, tracking_id: str) -> tuple[str, list
                 .order_by(jobs.c.id)
             )
         )
-    return str(state), [b["body"].split("<code>")[1].split("<")[0] for b in bodies]
+    return str(state), [body_of(b)[0].decode().split("<code>")[1].split("<")[0] for b in bodies]
 
 
 async def postbacks(gateway: Gateway) -> list[str]:
     async with gateway.services.db.read() as conn:
         return [
-            p["body"]
+            body_of(p)[0].decode()
             for p in await conn.scalars(
                 sa.select(jobs.c.payload)
                 .where(jobs.c.kind == models.JobKind.POSTBACK.value)

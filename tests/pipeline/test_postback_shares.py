@@ -140,7 +140,9 @@ async def account_with_jobs(db: Database, name: str, sender: str, url: str, coun
     assert created is not None
     account_id = created.account.id
     rows = [
-        postbacks.postback_job(account_id, b"<postback>%d</postback>" % i, now())
+        postbacks.postback_job(
+            models.PostbackEvent(models.PostbackKind.TEMPLATE, account_id, "N003", mms_id=i), now()
+        )
         for i in range(count)
     ]
     async with db.write() as conn:
@@ -196,7 +198,9 @@ async def test_a_hanging_receiver_does_not_delay_another_accounts_postbacks(db: 
             await fine.until(lambda: len(fine.bodies) == 5)
             assert slow.given_up == 0
             assert 1 <= slow.most_open <= worker.deps.postback_shares.per_host
-        assert sorted(fine.bodies) == [b"<postback>%d</postback>" % i for i in range(5)]
+        assert sorted(fine.bodies) == sorted(
+            postbacks.template_postback("N003", i) for i in range(5)
+        )
 
 
 async def test_a_timing_out_receiver_gets_fewer_concurrent_postbacks(db: Database) -> None:

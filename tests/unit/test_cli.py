@@ -98,24 +98,30 @@ def test_postbacks_list_and_replay(data_dir: Path) -> None:
     import asyncio
     import datetime as dt
 
-    from mmsgate import settings
-    from mmsgate.pipeline.postbacks import postback_job
+    from mmsgate import models, settings
+    from mmsgate.pipeline.postbacks import postback_job, template_postback
     from mmsgate.store.db import Database
+    from mmsgate.store.jobs import new_job
     from mmsgate.store.schema import jobs
 
     created = json.loads(invoke("accounts", "create", "shop", "--sender", "1", "--json")[1])
     then = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
 
+    n003 = models.PostbackEvent(models.PostbackKind.TEMPLATE, created["id"], "N003", mms_id=5)
+    # and one as earlier versions queued them (the body rendered): listed and sent as stored
+    payload = {"account_id": created["id"], "body": "<ok/>", "content_type": "application/xml"}
+    earlier = new_job(models.JobKind.POSTBACK, then, payload=payload)
+
     async def add_dead() -> None:
         db = Database(settings.load(env={"MMSGATE_DATA_DIR": str(data_dir)}).db_url)
         row = {
-            **postback_job(created["id"], b"<postback/>", then),
+            **postback_job(n003, then),
             "state": "dead",
             "last_error": "HTTP 500",
         }
         async with db.write() as conn:
             await conn.execute(jobs.insert().values(row))
-            await conn.execute(jobs.insert().values(postback_job(created["id"], b"<ok/>", then)))
+            await conn.execute(jobs.insert().values(earlier))
         await db.close()
 
     asyncio.run(add_dead())
@@ -123,7 +129,7 @@ def test_postbacks_list_and_replay(data_dir: Path) -> None:
     assert code == 0
     listed = json.loads(output)
     assert [(p["state"], p["body"], p["last_error"]) for p in listed] == [
-        ("dead", "<postback/>", "HTTP 500")
+        ("dead", template_postback("N003", 5).decode(), "HTTP 500")
     ]
     assert invoke("postbacks", "replay", "--since", "2026-04-01")[1].startswith("0 postbacks")
     code, output = invoke("postbacks", "replay", "--since", "2026-02-01", "--account", "shop")

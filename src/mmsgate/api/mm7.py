@@ -28,7 +28,7 @@ import structlog
 from starlette.requests import Request
 from starlette.responses import Response
 
-from mmsgate import errors, http_server, metrics, models, postback_xml
+from mmsgate import errors, http_server, metrics, models
 from mmsgate import mm7_codec as mm7
 from mmsgate.api import inbound, request_log
 from mmsgate.api.actions import Services
@@ -154,7 +154,17 @@ async def _mobile_originated(
     base = svc.settings.public_url
     files = [f"{base}/media/{token}/{n}" for n in range(1, len(parts) + 1)]
     subject = deliver.subject
-    body = postback_xml.mo_postback(tracking_id, sender, recipient, now, subject, files)
+    postback = models.PostbackEvent(
+        models.PostbackKind.MO,
+        owner.id,
+        "N401",
+        at=now,
+        tracking_id=tracking_id,
+        sender=sender,
+        to=recipient,
+        subject=subject,
+        files=tuple(files),
+    )
     row = {
         "tracking_id": tracking_id,
         "account_id": owner.id,
@@ -165,7 +175,7 @@ async def _mobile_originated(
         "parts": parts,
         "received_at": now,
     }
-    await mo.store(svc.db, row, body, now)
+    await mo.store(svc.db, row, postback, now)
     log.info("mm7.mo_received", tracking_id=tracking_id, parts=len(parts))
     request_log.note(account=owner.name, tracking_ids=(tracking_id,))
     return _answer(incoming)

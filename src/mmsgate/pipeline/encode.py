@@ -18,6 +18,7 @@ from mmsgate.store.db import Database
 from mmsgate.store.jobs import Job
 
 log = structlog.get_logger(__name__)
+T = models.PostbackKind.TEMPLATE
 
 
 class StoreCache:
@@ -55,22 +56,24 @@ async def encode_template(job: Job, deps: Deps) -> Outcome:
         code = prepare.failure_code(failed.kind)
         metrics.TEMPLATES.labels("failed").inc()
         log.warning("template.encoding_failed", template_id=row.id, code=code, error=str(failed))
-        body = postbacks.template_postback(code, row.id, (failed.kind, failed.url))
+        event = models.PostbackEvent(
+            T, row.account_id, code, mms_id=row.id, failed=failed.kind, failed_url=failed.url
+        )
         await templates.finish_encoding(
             deps.db,
             row.id,
             models.TemplateState.FAILED,
             reports,
-            postbacks.postback_job(row.account_id, body, deps.clock()),
+            postbacks.postback_job(event, deps.clock()),
         )
         return Outcome()
-    body = postbacks.template_postback("N003", row.id)
+    event = models.PostbackEvent(T, row.account_id, "N003", mms_id=row.id)
     await templates.finish_encoding(
         deps.db,
         row.id,
         models.TemplateState.READY,
         reports,
-        postbacks.postback_job(row.account_id, body, deps.clock()),
+        postbacks.postback_job(event, deps.clock()),
     )
     metrics.TEMPLATES.labels("ready").inc()
     log.info("template.ready", template_id=row.id, profiles=list(reports))

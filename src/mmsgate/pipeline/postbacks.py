@@ -7,6 +7,10 @@ that no POST can reach (not http or https) fails the postback at once: retrying 
 Each host gets its share of the worker's slots (`shares`), so a slow receiver delays only
 its own account's postbacks.
 
+A job holds its event as data (models.PostbackEvent), rendered when it is sent in the
+account's format (Sinch XML, postback_xml, the only one so far); a job queued by an earlier
+version holds the rendered body, which is sent as it is.
+
 Each POST carries `X-Mmsgate-Timestamp` and `X-Mmsgate-Signature: v1=<hex>`, the
 HMAC-SHA256 of `timestamp + "." + body` under the account's postback secret. Sinch signs
 nothing; clients that ignore the headers are unaffected.
@@ -24,6 +28,8 @@ import hashlib
 import hmac
 import time
 import weakref
+from collections.abc import Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -31,10 +37,11 @@ import structlog
 
 from mmsgate import http_client, metrics
 from mmsgate.media import fetch
+from mmsgate.models import PostbackEvent
 from mmsgate.pipeline.deps import Deps
 from mmsgate.pipeline.shares import Host
 from mmsgate.pipeline.worker import Outcome
-from mmsgate.postback_xml import template_postback
+from mmsgate.postback_xml import render, template_postback
 from mmsgate.store import accounts
 from mmsgate.store.db import Database
 from mmsgate.store.deliveries import postback_job
@@ -48,7 +55,8 @@ ANSWER_READ = 8 * 1024  # bytes of a customer's answer read; the rest is never w
 TARGET_TTL = 1.0
 SIGNATURE_HEADER = "X-Mmsgate-Signature"
 TIMESTAMP_HEADER = "X-Mmsgate-Timestamp"
-__all__ = ["postback_job", "send_postback", "signature", "template_postback"]
+__all__ = ["body_of", "postback_job", "send_postback", "signature", "template_postback"]
+XML = "application/xml"
 
 
 def signature(secret: str, timestamp: int, body: bytes) -> str:
@@ -57,8 +65,16 @@ def signature(secret: str, timestamp: int, body: bytes) -> str:
     return "v1=" + hmac.new(secret.encode("utf-8"), message, hashlib.sha256).hexdigest()
 
 
+def body_of(payload: Mapping[str, Any]) -> tuple[bytes, str]:
+    """The bytes a postback job sends and their Content-Type: its event rendered, or the
+    body an earlier version stored."""
+    if "event" in payload:
+        return render(PostbackEvent.from_data(payload["event"])), XML
+    return str(payload["body"]).encode("utf-8"), str(payload.get("content_type", XML))
+
+
 async def send_postback(job: Job, deps: Deps) -> Outcome:
-    """Step for JobKind.POSTBACK: POST the stored body, signed; retry until accepted."""
+    """Step for JobKind.POSTBACK: POST the event's body, signed; retry until accepted."""
     payload = job.payload or {}
     target = await _sender(deps).target(deps.db, int(payload["account_id"]))
     url, secret = target if target is not None else (None, "")
@@ -75,10 +91,8 @@ async def send_postback(job: Job, deps: Deps) -> Outcome:
     wait = await deps.postback_shares.admit(host)
     if wait is not None:
         return Outcome.later(dt.timedelta(seconds=wait))
-    body = str(payload["body"]).encode("utf-8")
-    problem = await _timed_post(
-        deps, host, url, secret, body, str(payload.get("content_type", "application/xml"))
-    )
+    body, content_type = body_of(payload)
+    problem = await _timed_post(deps, host, url, secret, body, content_type)
     if problem is None:
         metrics.POSTBACKS.labels("delivered").inc()
         log.info("postback.delivered", job_id=job.id, attempt=job.attempts)

@@ -17,7 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from mmsgate import metrics, models, postback_xml
+from mmsgate import metrics, models
 from mmsgate.store import hot
 from mmsgate.store.db import Database
 from mmsgate.store.hot import Hot
@@ -231,12 +231,12 @@ async def move(
     tracking_id: str,
     to: Move,
     *,
-    postback: tuple[int, bytes] | None,
+    postback: models.PostbackEvent | None,
     now: dt.datetime,
     also: Also | None = None,
 ) -> bool:
     """Move the recipient to `to` if that goes forward: state, event, the postback
-    (account id, body) and `also`'s writes in one transaction. False, and nothing written,
+    and `also`'s writes in one transaction. False, and nothing written,
     otherwise."""
     values: dict[str, Any] = {
         "key": tracking_id,
@@ -251,7 +251,7 @@ async def move(
         "at": now,
     }
 
-    job = postback_job(*postback, now) if postback is not None else None
+    job = postback_job(postback, now) if postback is not None else None
 
     async def work(conn: AsyncConnection) -> bool:
         if conn.dialect.name == "postgresql":
@@ -284,29 +284,27 @@ async def advance(
     when the SMS goes); False when it had already moved past it."""
     if to.code is None:
         return await move(db, row.tracking_id, to, postback=None, now=now, also=also)
-    body = postback_xml.delivery_postback(
-        postback_xml.Delivery(
-            code=to.code or "",
-            tracking_id=row.tracking_id,
-            mms_id=row.template_id,
-            sender=row.sender,
-            to=row.msisdn,
-            at=now,
-            sent_as=to.sent_as or "MMS",
-            status=to.status,
-            operator_id=row.operator_id,
-            handset=to.handset,
-            details=to.detail,
-        )
+    event = models.PostbackEvent(
+        models.PostbackKind.DELIVERY,
+        row.account_id,
+        to.code,
+        at=now,
+        tracking_id=row.tracking_id,
+        mms_id=row.template_id,
+        sender=row.sender,
+        to=row.msisdn,
+        sent_as=to.sent_as or "MMS",
+        status=to.status,
+        operator_id=row.operator_id,
+        handset=to.handset,
+        details=to.detail,
     )
-    return await move(db, row.tracking_id, to, postback=(row.account_id, body), now=now, also=also)
+    return await move(db, row.tracking_id, to, postback=event, now=now, also=also)
 
 
-def postback_job(account_id: int, body: bytes, now: dt.datetime) -> dict[str, Any]:
-    """A postback job row, inserted in the same transaction as the change it reports."""
-    payload = {
-        "account_id": account_id,
-        "body": body.decode("utf-8"),
-        "content_type": "application/xml",
-    }
+def postback_job(event: models.PostbackEvent, now: dt.datetime) -> dict[str, Any]:
+    """A postback job row, inserted in the same transaction as the change it reports. It
+    holds the event as data; the sender renders it in the account's format. (Jobs queued
+    by earlier versions hold a rendered `body` and `content_type` instead.)"""
+    payload = {"account_id": event.account_id, "event": event.to_data()}
     return new_job(models.JobKind.POSTBACK, now, payload=payload)

@@ -8,6 +8,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from mmsgate import models
 from mmsgate.store.db import Database
 from mmsgate.store.deliveries import postback_job
 from mmsgate.store.schema import jobs, mo_messages
@@ -17,10 +18,12 @@ from mmsgate.store.schema import jobs, mo_messages
 MAX_ADDRESS = 32
 
 
-async def store(db: Database, row: dict[str, Any], postback: bytes, now: dt.datetime) -> None:
+async def store(
+    db: Database, row: dict[str, Any], postback: models.PostbackEvent, now: dt.datetime
+) -> None:
     async with db.write() as conn:
         await conn.execute(mo_messages.insert().values(row))
-        await conn.execute(jobs.insert().values(postback_job(row["account_id"], postback, now)))
+        await conn.execute(jobs.insert().values(postback_job(postback, now)))
 
 
 async def by_token(db: Database, token: str) -> Any:
