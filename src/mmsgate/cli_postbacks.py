@@ -15,6 +15,7 @@ from mmsgate.cli_support import ConfigOpt, DataDirOpt, fail, load_settings, out,
 from mmsgate.store import accounts
 from mmsgate.store import jobs as jobs_store
 from mmsgate.store.db import Database
+from mmsgate.store.startup import Schema
 
 postbacks_app = typer.Typer(help="Inspect and replay postbacks.", no_args_is_help=True)
 
@@ -50,7 +51,7 @@ def postbacks_list(
             db, await _account_id(db, account), failed_only=failed, since=None, limit=limit
         )
 
-    rows = with_db(cfg, go)
+    rows = with_db(cfg, go, schema=Schema.READY)
     if as_json:
         print(json.dumps([_postback_json(r) for r in rows]))
         return
@@ -96,4 +97,4 @@ def postbacks_replay(
         now = dt.datetime.now(dt.UTC)
         return await jobs_store.replay_postbacks(db, await _account_id(db, account), start, now)
 
-    out.print(f"{with_db(cfg, go)} postbacks queued again")
+    out.print(f"{with_db(cfg, go, schema=Schema.READY)} postbacks queued again")
