@@ -16,6 +16,7 @@ from mmsgate import errors, models
 from mmsgate.cli_support import ConfigOpt, DataDirOpt, fail, load_settings, out, with_db
 from mmsgate.store import accounts
 from mmsgate.store.db import Database
+from mmsgate.store.startup import Schema
 
 T = TypeVar("T")
 accounts_app = typer.Typer(help="Create and manage API accounts.", no_args_is_help=True)
@@ -51,7 +52,7 @@ ExpiryOpt = Annotated[
 def _run(cfg: Any, work: Callable[[Database], Awaitable[T]]) -> T:
     """`with_db`, a refused change (AccountError) ending the command with its reason."""
     try:
-        return with_db(cfg, work)
+        return with_db(cfg, work, schema=Schema.READY)
     except errors.AccountError as exc:
         fail(str(exc))
 
@@ -185,7 +186,7 @@ def accounts_list(
 ) -> None:
     """List accounts with their settings (keys are never shown: only their hashes are stored)."""
     cfg = load_settings(config, data_dir)
-    found = with_db(cfg, accounts.list_all)
+    found = with_db(cfg, accounts.list_all, schema=Schema.READY)
     if as_json:
         print(json.dumps([account_json(a) for a in found]))
         return
@@ -216,7 +217,7 @@ def accounts_show(
     async def go(db: Database) -> tuple[models.Account | None, str | None]:
         return await accounts.by_name(db, name), await accounts.postback_secret(db, name)
 
-    found, secret = with_db(cfg, go)
+    found, secret = with_db(cfg, go, schema=Schema.READY)
     if found is None:
         fail(f"no account named {name!r}")
     shown = account_json(found, secret)
@@ -250,7 +251,7 @@ def _rotate(
     cfg: Any, name: str, rotate: Callable[[Database, str], Awaitable[str | None]], what: str
 ) -> None:
     """Replace one credential of the account and print the new one (shown only here)."""
-    value = with_db(cfg, lambda db: rotate(db, name))
+    value = with_db(cfg, lambda db: rotate(db, name), schema=Schema.READY)
     if value is None:
         fail(f"no account named {name!r}")
     out.print(f"new {what} for {name}: [bold green]{value}[/bold green]")
@@ -319,7 +320,7 @@ def accounts_delete(
 ) -> None:
     """Delete an account with its templates, messages, received MO and pending jobs."""
     cfg = load_settings(config, data_dir)
-    result = with_db(cfg, lambda db: accounts.delete(db, name, force=force))
+    result = with_db(cfg, lambda db: accounts.delete(db, name, force=force), schema=Schema.READY)
     if not result.found:
         fail(f"no account named {name!r}")
     if not result.deleted:

@@ -16,6 +16,7 @@ from mmsgate.pipeline import postbacks
 from mmsgate.store import accounts
 from mmsgate.store import jobs as jobs_store
 from mmsgate.store.db import Database
+from mmsgate.store.startup import Schema
 
 postbacks_app = typer.Typer(help="Inspect and replay postbacks.", no_args_is_help=True)
 
@@ -51,7 +52,7 @@ def postbacks_list(
             db, await _account_id(db, account), failed_only=failed, since=None, limit=limit
         )
 
-    rows = with_db(cfg, go)
+    rows = with_db(cfg, go, schema=Schema.READY)
     if as_json:
         print(json.dumps([_postback_json(r) for r in rows]))
         return
@@ -104,4 +105,4 @@ def postbacks_replay(
         now = dt.datetime.now(dt.UTC)
         return await jobs_store.replay_postbacks(db, await _account_id(db, account), start, now)
 
-    out.print(f"{with_db(cfg, go)} postbacks queued again")
+    out.print(f"{with_db(cfg, go, schema=Schema.READY)} postbacks queued again")

@@ -12,6 +12,7 @@ from mmsgate import codes, errors
 from mmsgate.cli_support import ConfigOpt, DataDirOpt, err, load_settings, out, with_db
 from mmsgate.store import accounts
 from mmsgate.store.db import Database
+from mmsgate.store.startup import Schema
 
 
 def preview(
@@ -50,7 +51,7 @@ def preview(
             await svc.content.aclose()
 
     try:
-        profiles = with_db(cfg, go)
+        profiles = with_db(cfg, go, schema=Schema.READY)
     except errors.ApiError as exc:
         err.print(f"[red]{exc.code.value}:[/red] {exc.info}")
         raise typer.Exit(1) from None

@@ -82,18 +82,30 @@ def load_settings(
 
 
 def with_db(
-    cfg: settings.Settings, work: Callable[[Database], Awaitable[T]], *, migrating: bool = False
+    cfg: settings.Settings, work: Callable[[Database], Awaitable[T]], *, schema: startup.Schema
 ) -> T:
-    """Open the database, run `work`, close it. The embedded SQLite is migrated on the way;
-    PostgreSQL must answer and be migrated already (unless this is `migrate` itself)."""
+    """Open the database, set up its schema as the command asks (`startup.Schema`), run
+    `work`, close it."""
+
+    async def go(db: Database) -> T:
+        await startup.set_up(db, schema)
+        return await work(db)
+
+    return _opened(cfg, go)
+
+
+def set_up_schema(cfg: settings.Settings, schema: startup.Schema) -> list[str]:
+    """Only the schema's set-up, for a command that then builds the system; the revisions
+    applied."""
+    return _opened(cfg, lambda db: startup.set_up(db, schema))
+
+
+def _opened(cfg: settings.Settings, work: Callable[[Database], Awaitable[T]]) -> T:
+    """Open the database, run `work`, close it; a StartupError ends the command."""
 
     async def go() -> T:
         db = Database(cfg.db_url)
         try:
-            if db.is_sqlite and not migrating:
-                await startup.migrate(db)
-            elif not migrating:
-                await startup.check_database(db)
             return await work(db)
         finally:
             await db.close()

@@ -4,6 +4,7 @@ the data dir can be written. Each failure is a StartupError whose message says t
 from __future__ import annotations
 
 import asyncio
+import enum
 import os
 import uuid
 from pathlib import Path
@@ -17,6 +18,23 @@ from mmsgate.store.db import Database
 # A host that drops packets is reported well before a user gives up (see also the
 # PostgreSQL engine's own connect timeout, `db.CONNECT_SECONDS`).
 CONNECT_SECONDS = 12.0
+
+
+class Schema(enum.Enum):
+    """What a command asks of the schema before its work (`set_up`)."""
+
+    MIGRATE = "migrate"  # apply every revision not applied yet, on either backend
+    # The embedded SQLite is brought up to date (it is this process's own, so nobody else
+    # would run `mmsgate migrate` for it); PostgreSQL must be at the newest revision already.
+    READY = "ready"
+
+
+async def set_up(db: Database, schema: Schema) -> list[str]:
+    """Set up the schema as `schema` asks; the revisions applied."""
+    if schema is Schema.MIGRATE or db.is_sqlite:
+        return await migrate(db)
+    await check_database(db)
+    return []
 
 
 async def check_database(db: Database) -> None:
