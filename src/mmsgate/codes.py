@@ -43,6 +43,7 @@ class ErrorCode(enum.Enum):
     CONTENT_NOT_ALLOWED = ("E229", "Content not allowed")
     BAD_DURATION = ("E230", "Invalid slide duration")
     BAD_MMS_ID = ("E241", "Invalid mms-id / MMS don't exist")
+    UNKNOWN_TRACKING_ID = ("E242", "Invalid tracking-id / message doesn't exist")
     NAME_REQUIRED = ("E311", "Invalid MMS name / name is required")
     NO_SLIDES = ("E312", "At least one slide is required")
     EMPTY_SLIDE = ("E313", "Slide is empty")

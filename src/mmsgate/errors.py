@@ -1,14 +1,38 @@
-"""Every exception mmsgate raises on purpose, under one root.
+"""Every exception mmsgate raises, under one root.
 
     MmsgateError
-    ├── ConfigError          the configuration file or environment is invalid
-    ├── StartupError         a command cannot start: database, data dir, port; says the fix
-    ├── AccountError         an account change is refused (a sender another account owns …)
-    ├── BodyTooLarge         a request body is over its route's limit
-    └── ApiError             a request is refused; carries its Sinch error code
-        └── MediaError       a slide's media could not be fetched or is unusable
+    ├── ConfigError              the configuration file or environment is invalid
+    ├── StartupError             a command cannot start: database, data dir, port; says the fix
+    ├── AccountError             an account change is refused (a sender another account owns …)
+    ├── BodyTooLarge             a request body is over its route's limit
+    ├── ApiError                 a request is refused; carries its Sinch error code
+    │   ├── Unauthenticated      no API key, or one no account has
+    │   ├── NotFound             what the request names does not exist (for its account)
+    │   └── MediaError           a slide's media could not be fetched or is unusable
+    ├── media.images.ImageTooBig     an image cannot reach its byte target
+    ├── media.av.AvTooBig            audio or video cannot reach its byte target
+    ├── media.budget.OverBudget      an image would cost more pixels/work than allowed
+    ├── media.prepare.PartFailed     a part cannot be transcoded at all (names part and kind)
+    ├── xmlsafe.Refused (ValueError)       the XML declares a DTD or an entity
+    ├── xmlsafe.Unreadable (ValueError)    the XML's encoding is unknown or wrong
+    ├── mm7_codec.Mm7FormatError (ValueError)  bytes that are not a usable MM7 message
+    ├── http_client.HttpError    a request got no usable HTTP response
+    │   ├── ConnectFailed        refused, unreachable, TLS failed
+    │   ├── Timeout              no connection or answer in time
+    │   ├── ProtocolError        closed early, or an answer that is not HTTP/1.x
+    │   └── pipeline.postbacks.Refused   the postback host resolves to a forbidden address
+    ├── store.fallbacks.UnknownPart (LookupError)  a receipt names no SMS part we sent
+    ├── carriers.smpp_pdu.PduError   bytes that are not an SMPP PDU
+    └── private to their module, never seen outside it: carriers.smpp's _NotSent,
+        _Unanswered, _NotBound, _Refused; http_client's _Cut
 
-An ApiError becomes a `Failure` response in exactly one place: the API's error handler.
+Where a class also has a stdlib base, callers that catch that base keep working.
+
+Errors become answers at the edges, once per kind of answer: on `POST /ep/v1/` an ApiError
+is a Sinch `Failure` (api/app.py); on the `/v1` JSON routes every error is
+`{"error-code", "error-info"}` (api/json_errors.py); `/mm7` answers SOAP faults
+(api/mm7.py), `/kannel/dlr` plain text (api/kannel.py); the commands print the message
+and exit non-zero (cli_support.py).
 """
 
 from __future__ import annotations
@@ -48,6 +72,14 @@ class ApiError(MmsgateError):
         self.code = code
         self.info = info or code.text
         super().__init__(f"{code.value}: {self.info}")
+
+
+class Unauthenticated(ApiError):
+    """The request carries no API key, or one that belongs to no account."""
+
+
+class NotFound(ApiError):
+    """What the request names does not exist, or belongs to another account."""
 
 
 class MediaError(ApiError):

@@ -42,7 +42,7 @@ import typing
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from urllib.parse import urlsplit
 
-from mmsgate import numbers
+from mmsgate import errors, numbers
 
 __all__ = [
     "ConnectFailed",
@@ -61,7 +61,7 @@ _OWN_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "expect
 Resolver = Callable[[str, int], Awaitable[Sequence[str]]]
 
 
-class HttpError(Exception):
+class HttpError(errors.MmsgateError):
     """The request got no usable HTTP response."""
 
 
@@ -335,7 +335,7 @@ class _Connection(asyncio.Protocol):
             raise ProtocolError(f"response body over {self.max_body} bytes")
 
 
-class _Cut(Exception):
+class _Cut(errors.MmsgateError):
     """The body reached the cap of a request that takes a truncated body."""
 
 

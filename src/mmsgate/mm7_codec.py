@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from xml.parsers import expat
 from xml.sax.saxutils import quoteattr
 
-from mmsgate import numbers, xmlsafe
+from mmsgate import errors, numbers, xmlsafe
 
 SOAP_NS = "http://schemas.xmlsoap.org/soap/envelope/"
 DEFAULT_NAMESPACE = "http://www.3gpp.org/ftp/Specs/archive/23_series/23.140/schema/REL-6-MM7-1-4"
@@ -33,7 +33,7 @@ TRANSIENT = frozenset({3000, 4000, 4005, 4006, 3100})
 STATUS_DIGITS = 9
 
 
-class Mm7FormatError(ValueError):
+class Mm7FormatError(errors.MmsgateError, ValueError):
     """Bytes that are not a usable MM7 message."""
 
 

@@ -18,12 +18,14 @@ import re
 from xml.parsers import expat
 from xml.sax.saxutils import escape as _escape
 
+from mmsgate import errors
 
-class Refused(ValueError):
+
+class Refused(errors.MmsgateError, ValueError):
     """The document declares a DTD or an entity."""
 
 
-class Unreadable(ValueError):
+class Unreadable(errors.MmsgateError, ValueError):
     """The document names an encoding Python does not know, or is not in the one it names."""
 
 

@@ -205,7 +205,7 @@ async def test_template_report_of_a_number_no_template_has_is_404(
         f"/v1/templates/{mms_id}", headers={"x-api-key": gateway.api_key}
     )
     assert response.status_code == 404
-    assert "error" in response.json()
+    assert response.json()["error-code"] == "E241"
 
 
 def read_reply(encoding: str) -> bytes:

@@ -33,7 +33,7 @@ async def test_every_api_route_gets_one_line(gateway: Gateway) -> None:
         "acme",
         404,
     )
-    assert template["code"] == "HTTP 404"
+    assert template["code"] == "E241"
     assert (preview["action"], preview["code"], preview["status"]) == ("preview", "E104", 401)
     assert (dlr["action"], dlr["code"]) == ("kannelReceipt", "HTTP 401")  # no route token
     assert all(isinstance(line["ms"], float) for line in (template, preview, dlr))

@@ -1,4 +1,6 @@
-"""The ASGI application: routes, the one error handler, and start-up/shut-down of parts."""
+"""The ASGI application: routes, the `POST /ep/v1/` error boundary (an error becomes a Sinch
+`Failure`), and start-up/shut-down of parts. The `/v1` JSON routes answer their errors in
+api/json_errors.py; any other route's unexpected error is a logged 500."""
 
 from __future__ import annotations
 
@@ -34,6 +36,7 @@ from mmsgate.api import (
 )
 from mmsgate.api.content import ContentStore, DbFetchCache
 from mmsgate.api.guard import Guard
+from mmsgate.api.json_errors import answered
 from mmsgate.media.fetch import Fetcher
 from mmsgate.settings import Settings
 from mmsgate.store.blobs import FileBlobStore
@@ -153,9 +156,9 @@ def create_app(
 
     routes = Starlette(
         routes=[
-            Route("/v1/messages/{tracking_id}", status_endpoint, methods=["GET"]),
-            Route("/v1/templates/{mms_id}", template_endpoint, methods=["GET"]),
-            Route("/v1/preview", preview_endpoint, methods=["POST"]),
+            Route("/v1/messages/{tracking_id}", answered(status_endpoint), methods=["GET"]),
+            Route("/v1/templates/{mms_id}", answered(template_endpoint), methods=["GET"]),
+            Route("/v1/preview", answered(preview_endpoint), methods=["POST"]),
             Route("/mm7", mm7_endpoint, methods=["POST"]),
             Route("/m/{token}", page_endpoint, methods=["GET", "HEAD"]),
             Route("/media/{token}/{n}", media_endpoint, methods=["GET", "HEAD"]),
@@ -298,6 +301,7 @@ async def client_disconnected(_request: Request, _exc: Exception) -> Response:
 
 
 async def internal_error(request: Request, exc: Exception) -> Response:
-    """Anything unexpected: logged with its trace, answered without one."""
+    """Anything unexpected outside `/ep/v1/` and `/v1`: logged with its trace, answered
+    without one."""
     log.exception("api.internal_error", path=request.url.path, error=repr(exc))
     return JSONResponse({"error": "internal error"}, status_code=500)

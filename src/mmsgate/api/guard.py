@@ -60,7 +60,9 @@ class Guard:
 
     async def authenticate(self, api_key: str | None) -> models.Account:
         if not api_key:
-            raise errors.ApiError(E.BAD_API_KEY, "Authentication failed: <api-key> is required")
+            raise errors.Unauthenticated(
+                E.BAD_API_KEY, "Authentication failed: <api-key> is required"
+            )
         now = self._clock()
         cached = self._accounts.get(api_key)
         if cached is not None and cached[1] > now:
@@ -69,7 +71,7 @@ class Guard:
         account = await accounts.by_key(self._db, api_key)
         if account is None:
             self._accounts.pop(api_key, None)
-            raise errors.ApiError(E.BAD_API_KEY)
+            raise errors.Unauthenticated(E.BAD_API_KEY)
         if len(self._accounts) > 10_000:
             self._accounts.clear()
         self._accounts[api_key] = (account, now + self._cache_seconds)

@@ -9,56 +9,28 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from mmsgate import codes, errors, http_server, models
-from mmsgate.api import request_log, requests, sinch_xml
+from mmsgate.api import requests, sinch_xml
 from mmsgate.api.actions import Services
 from mmsgate.media import prepare
 from mmsgate.store import queries, templates
 
 
-async def _account(svc: Services, request: Request) -> models.Account | JSONResponse:
-    try:
-        return await svc.guard.authenticate(request.headers.get("x-api-key"))
-    except errors.ApiError as exc:
-        request_log.note(code=exc.code.value, info=exc.info)
-        return JSONResponse({"error-code": exc.code.value, "error-info": exc.info}, 401)
-
-
 async def template_report(svc: Services, request: Request) -> Response:
     """The template's encoding state and, per carrier profile, the transcode report."""
-    account = await _account(svc, request)
-    if isinstance(account, JSONResponse):
-        return account
+    account = await svc.guard.authenticate(request.headers.get("x-api-key"))
     raw = request.path_params["mms_id"]
     mms_id = requests.template_id(raw)
     row = None if mms_id is None else await templates.report(svc.db, account.id, mms_id)
     if row is None:
-        return JSONResponse({"error": f"no template with mms-id {raw}"}, 404)
+        raise errors.NotFound(codes.ErrorCode.BAD_MMS_ID, f"no template with mms-id {raw}")
     return JSONResponse({"mms-id": raw, "state": row.state, "profiles": row.reports or {}})
 
 
 async def preview(svc: Services, request: Request) -> Response:
     """Prepare a sendMMS/saveMMS/sendSavedMMS request for every profile in use; keep nothing."""
-    account = await _account(svc, request)
-    if isinstance(account, JSONResponse):
-        return account
-    limit = svc.settings.api.max_body_bytes
-    try:
-        body = await http_server.read_body(request, limit)
-    except errors.BodyTooLarge:
-        info = f"Invalid request: the body is larger than {limit} bytes"
-        request_log.note(code=codes.ErrorCode.INVALID_REQUEST.value, info=info)
-        return JSONResponse(
-            {"error-code": codes.ErrorCode.INVALID_REQUEST.value, "error-info": info}, 413
-        )
-    try:
-        profiles = await preview_document(svc, account, body)
-    except errors.ApiError as exc:
-        request_log.note(code=exc.code.value, info=exc.info)
-        return JSONResponse({"error-code": exc.code.value, "error-info": exc.info}, 400)
-    except prepare.PartFailed as exc:
-        code = prepare.failure_code(exc.kind)
-        request_log.note(code=code, info=str(exc))
-        return JSONResponse({"error-code": code, "error-info": str(exc)}, 400)
+    account = await svc.guard.authenticate(request.headers.get("x-api-key"))
+    body = await http_server.read_body(request, svc.settings.api.max_body_bytes)
+    profiles = await preview_document(svc, account, body)
     return JSONResponse({"state": "preview", "profiles": profiles})
 
 

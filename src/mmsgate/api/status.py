@@ -8,8 +8,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from mmsgate import errors
-from mmsgate.api import request_log
+from mmsgate import codes, errors
 from mmsgate.api.actions import Services
 from mmsgate.store import queries
 
@@ -20,15 +19,13 @@ def _iso(value: dt.datetime | None) -> str | None:
 
 async def message_status(svc: Services, request: Request) -> Response:
     """Answer JSON for the caller's own tracking-id; another account's is a 404 like a miss."""
-    try:
-        account = await svc.guard.authenticate(request.headers.get("x-api-key"))
-    except errors.ApiError as exc:
-        request_log.note(code=exc.code.value, info=exc.info)
-        return JSONResponse({"error-code": exc.code.value, "error-info": exc.info}, 401)
+    account = await svc.guard.authenticate(request.headers.get("x-api-key"))
     tracking_id = request.path_params["tracking_id"]
     found = await queries.recipient_status(svc.db, account.id, tracking_id)
     if found is None:
-        return JSONResponse({"error": f"no message with tracking-id {tracking_id}"}, 404)
+        raise errors.NotFound(
+            codes.ErrorCode.UNKNOWN_TRACKING_ID, f"no message with tracking-id {tracking_id}"
+        )
     return JSONResponse(render(found, svc.settings.public_url))
 
 

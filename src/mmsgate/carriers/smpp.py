@@ -47,6 +47,7 @@ import random
 import smpp34
 import structlog
 
+from mmsgate import errors
 from mmsgate.carriers import smpp_pdu as wire
 from mmsgate.carriers.base import ReceiptSink, SmsReceipt, SmsResult, SmsSubmit
 from mmsgate.carriers.smpp_receipt import is_receipt, read_receipt, submit_id
@@ -60,15 +61,15 @@ RECEIPT_ON_FINAL = 0x01  # registered_delivery: a receipt on final success or fa
 RECEIPTS_AT_ONCE = 64  # receipts handed to the sink concurrently before reading pauses
 
 
-class _NotSent(Exception):
+class _NotSent(errors.MmsgateError):
     """The session ended before the PDU was written: it may go out on the next bind."""
 
 
-class _Unanswered(Exception):
+class _Unanswered(errors.MmsgateError):
     """The PDU was written but no answer came (connection lost, or timeout)."""
 
 
-class _NotBound(Exception):
+class _NotBound(errors.MmsgateError):
     """No bind within the submit's wait, or the connector is closing."""
 
 
@@ -453,7 +454,7 @@ class SmppConnector:
         session.send(wire.DELIVER_SM | wire.RESPONSE, status, seq, b"\x00")
 
 
-class _Refused(Exception):
+class _Refused(errors.MmsgateError):
     """The SMSC answered the bind with an error status."""
 
 

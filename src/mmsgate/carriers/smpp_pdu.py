@@ -12,6 +12,8 @@ import asyncio
 import dataclasses
 import struct
 
+from mmsgate import errors
+
 # SMPP 3.4 §5.1.2 command_id values; a response is its request's id with bit 31 set.
 RESPONSE = 0x80000000
 GENERIC_NACK = 0x80000000
@@ -74,7 +76,7 @@ HEADER = struct.Struct(">IIII")
 MAX_PDU = 70_000  # a message_payload TLV holds up to 64 KB; anything larger is garbage
 
 
-class PduError(Exception):
+class PduError(errors.MmsgateError):
     """Bytes that are not an SMPP PDU (bad length); the connection cannot be trusted after."""
 
 

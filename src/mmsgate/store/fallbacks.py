@@ -26,7 +26,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from mmsgate import models
+from mmsgate import errors, models
 from mmsgate.store.db import Database
 from mmsgate.store.deliveries import Move, advance
 from mmsgate.store.jobs import new_job
@@ -194,7 +194,7 @@ async def failed(db: Database, row: Any, detail: str, *, now: dt.datetime) -> bo
     return await advance(db, row, move, now=now)
 
 
-class UnknownPart(LookupError):
+class UnknownPart(errors.MmsgateError, LookupError):
     """A receipt names no SMS part we sent (yet): the SMSC should send it again later."""
 
 

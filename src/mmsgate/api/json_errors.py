@@ -1,0 +1,66 @@
+"""The one place an error becomes an answer on the `/v1` JSON routes.
+
+Every refusal there is `{"error-code": …, "error-info": …}`, the names and codes the Sinch
+API uses; the HTTP status says the kind: 401 without a valid key, 404 for what does not
+exist (or is another account's), 413 for a body over its limit, 400 for any other refusal,
+500 (E503, logged with its trace, answered without it) for anything unexpected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import structlog
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response
+
+from mmsgate import codes, errors
+from mmsgate.api import request_log
+from mmsgate.media import prepare
+
+log = structlog.get_logger(__name__)
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+# By kind of refusal, most specific first: the first class the error is an instance of wins.
+STATUSES: tuple[tuple[type[errors.MmsgateError], int], ...] = (
+    (errors.Unauthenticated, 401),
+    (errors.NotFound, 404),
+    (errors.BodyTooLarge, 413),
+    (errors.ApiError, 400),
+    (prepare.PartFailed, 400),
+)
+
+
+def answered(endpoint: Endpoint) -> Endpoint:
+    """`endpoint` with every error it raises answered in the `/v1` shape."""
+
+    async def guarded(request: Request) -> Response:
+        try:
+            return await endpoint(request)
+        except ClientDisconnect:
+            raise  # no one to answer: the app's guard notes it
+        except Exception as exc:  # the /v1 routes' error boundary: never a trace to the client
+            response = answer(exc)
+            if response.status_code == 500:  # unexpected: the trace goes to the log only
+                log.exception("api.internal_error", path=request.url.path, error=repr(exc))
+            return response
+
+    return guarded
+
+
+def answer(exc: Exception) -> JSONResponse:
+    """The JSON answer to `exc`, noted on the request's log line."""
+    code, info = _code_and_info(exc)
+    status = next((s for kind, s in STATUSES if isinstance(exc, kind)), 500)
+    request_log.note(code=code, info=info)
+    return JSONResponse({"error-code": code, "error-info": info}, status)
+
+
+def _code_and_info(exc: Exception) -> tuple[str, str]:
+    if isinstance(exc, errors.ApiError):
+        return exc.code.value, exc.info
+    if isinstance(exc, errors.BodyTooLarge):
+        return codes.ErrorCode.INVALID_REQUEST.value, f"Invalid request: {exc}"
+    if isinstance(exc, prepare.PartFailed):
+        return prepare.failure_code(exc.kind), str(exc)
+    return codes.ErrorCode.INTERNAL.value, codes.ErrorCode.INTERNAL.text
