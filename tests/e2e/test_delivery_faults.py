@@ -22,6 +22,7 @@ import pytest
 import sqlalchemy as sa
 
 from mmsgate import settings as settings_mod
+from mmsgate.pipeline.postbacks import body_of
 from mmsgate.store import schema
 from mmsgate.store.db import Database
 from tests.e2e.test_kill9 import cli, wait_healthy
@@ -178,9 +179,10 @@ async def assert_each_state_once(db_url: str, accepted: list[str]) -> None:
         history[tracking_id].append(state)
     for tracking_id in accepted:
         assert history[tracking_id] == ["queued", "submitted", "delivered"]
+    bodies = [body_of(p)[0].decode() for p in payloads]
     queued = collections.Counter(
-        (re.search(r"<tracking-id>([^<]+)<", p["body"]).group(1),  # type: ignore[union-attr]
-         re.search(r"<code>(\w+)<", p["body"]).group(1))  # type: ignore[union-attr]
-        for p in payloads if "<tracking-id>" in p["body"]
+        (re.search(r"<tracking-id>([^<]+)<", b).group(1),  # type: ignore[union-attr]
+         re.search(r"<code>(\w+)<", b).group(1))  # type: ignore[union-attr]
+        for b in bodies if "<tracking-id>" in b
     )  # fmt: skip
     assert all(queued[(t, c)] == 1 for t in accepted for c in ("N101", "N102"))
