@@ -25,7 +25,7 @@ def preview(
     data_dir: DataDirOpt = None,
 ) -> None:
     """Dry run: what each carrier profile would get for a request; stores and sends nothing."""
-    from mmsgate.api import reports, sinch_xml
+    from mmsgate.api import reports, requests, sinch_xml
     from mmsgate.api.app import build_services
     from mmsgate.media.prepare import PartFailed, failure_code
 
@@ -45,7 +45,7 @@ def preview(
                     raise errors.ApiError(codes.ErrorCode.BAD_API_KEY, f"no account {account!r}")
             else:
                 doc = sinch_xml.parse(body, cfg.api.max_xml_depth)
-                who = await svc.guard.authenticate(doc.value("api-key"))
+                who = await svc.guard.authenticate(requests.api_key(doc))
             return await reports.preview_document(svc, who, body)
         finally:
             await svc.content.aclose()

@@ -1,7 +1,8 @@
-"""The five Sinch XML actions: validate, fetch media, store in one commit, answer.
+"""The five Sinch API actions: validate, fetch media, store in one commit, answer.
 
-Each action returns the response fields; errors are raised as ApiError and rendered by the
-endpoint. A send is answered `Success` only after the commit that holds it.
+Each action returns its result as a value (api/results.py) and raises a refusal as
+errors.ApiError with its Sinch code; the endpoint renders either (api/sinch_xml.py).
+A send is answered `Success` only after the commit that holds it.
 
 A client that closes its connection before the answer stops its request (cancelled, nothing
 stored) until the action calls `http_server.committing()`, just before it hands its rows to
@@ -19,9 +20,8 @@ from collections.abc import Callable
 
 from mmsgate import codes, errors, http_server, metrics, models, numbers, profiles, routing
 from mmsgate.api import content as content_store
-from mmsgate.api import requests
+from mmsgate.api import requests, results
 from mmsgate.api.guard import Guard
-from mmsgate.api.sinch_xml import Field
 from mmsgate.settings import Settings
 from mmsgate.store import queries
 from mmsgate.store.blobs import BlobStore
@@ -29,7 +29,6 @@ from mmsgate.store.db import Database
 from mmsgate.store.writer import NewSend, NewTemplate, Writer
 
 E = codes.ErrorCode
-ACCEPTED = "MMS request accepted and queued for delivery"
 LINK_LIFETIME = dt.timedelta(days=365)
 MMS_LIFETIME = dt.timedelta(days=3)
 MAX_SERVICE_ID = 64  # characters: messages.service_id (store/schema.py)
@@ -60,7 +59,7 @@ class Recipient:
 
 async def save_mms(
     services: Services, account: models.Account, req: requests.SaveMms
-) -> list[Field]:
+) -> results.Saved:
     now = services.clock()
     link_expires = (
         link_expiration(req.fallback.link_expiration, now) if req.fallback.link_expiration else None
@@ -83,12 +82,12 @@ async def save_mms(
             link_expires_at=link_expires,
         )
     )
-    return [("status", "Success"), ("mms-id", str(mms_id))]
+    return results.Saved(mms_id)
 
 
 async def send_mms(
     services: Services, account: models.Account, req: requests.SendMms
-) -> list[Field]:
+) -> results.Sent:
     now = services.clock()
     plan = check_delivery(services.settings, account, req.delivery)
     check_fallback_text(account, req.fallback, None)
@@ -110,12 +109,12 @@ async def send_mms(
     mms_id = await services.writer.accept(
         dataclasses.replace(send, template=template, subject=req.content.subject)
     )
-    return sent_fields(plan, send, mms_id, with_from=False)
+    return sent(plan, send, mms_id, with_from=False)
 
 
 async def send_saved_mms(
     services: Services, account: models.Account, req: requests.SendSavedMms
-) -> list[Field]:
+) -> results.Sent:
     now = services.clock()
     plan = check_delivery(services.settings, account, req.delivery)
     info = await services.content.template(account.id, req.mms_id)
@@ -158,47 +157,26 @@ async def send_saved_mms(
     )
     http_server.committing()
     mms_id = await services.writer.accept(send)
-    return sent_fields(plan, send, mms_id, with_from=True)
+    return sent(plan, send, mms_id, with_from=True)
 
 
 async def delete_mms_id(
     services: Services, account: models.Account, req: requests.DeleteMmsId
-) -> list[Field]:
+) -> results.Deleted:
     http_server.committing()
     if not await queries.delete_template(services.db, account.id, req.mms_id):
         raise errors.ApiError(E.BAD_MMS_ID, f"Invalid mms-id {req.mms_id} / MMS don't exist")
     services.content.forget(account.id, req.mms_id)
-    return [("status", "Success"), ("mms-id", str(req.mms_id))]
+    return results.Deleted(req.mms_id)
 
 
 async def get_mms_templates(
     services: Services, account: models.Account, req: requests.GetMmsTemplates
-) -> list[Field]:
+) -> results.Templates:
     total, page = await queries.list_templates(
         services.db, account.id, req.start_date, req.page, req.per_page
     )
-    fields: list[Field] = [
-        ("status", "Success"),
-        ("start-date", req.start_date.isoformat() if req.start_date else ""),
-        ("page-number", str(req.page)),
-        ("items-per-page", str(req.per_page)),
-        ("total-results", str(total)),
-    ]
-    for t in page:
-        fields.append(
-            (
-                "mms-template",
-                [
-                    ("mms-id", str(t.id)),
-                    ("mms-name", t.name),
-                    ("mms-subject", t.subject or ""),
-                    ("date-created", t.created_at.isoformat(timespec="seconds")),
-                    ("total-slides", str(t.slide_count)),
-                    ("mms-size", str(t.total_size)),
-                ],
-            )
-        )
-    return fields
+    return results.Templates(req.start_date, req.page, req.per_page, total, tuple(page))
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -366,35 +344,16 @@ def new_tracking_id() -> str:
     return secrets.token_urlsafe(15)
 
 
-def sent_fields(plan: Plan, send: NewSend, mms_id: int, *, with_from: bool) -> list[Field]:
-    """The Success response: the seed's shape for one number, `<sending>` blocks for a list."""
+def sent(plan: Plan, send: NewSend, mms_id: int, *, with_from: bool) -> results.Sent:
+    """The taken send: each number of the request, accepted with its tracking-id or refused."""
     metrics.ACCEPTED.labels(send.action).inc(len(send.recipients))
-    if not plan.is_list:
-        tracking_id, msisdn = send.recipients[0]
-        fields: list[Field] = [("status", "Success"), ("to", msisdn)]
-        if with_from:
-            fields.append(("from", send.sender))
-        fields += [
-            ("mms-id", str(mms_id)),
-            ("tracking-id", tracking_id),
-            ("status-details", ACCEPTED),
-        ]
-        return fields
-    fields = [("status", "Success"), ("mms-id", str(mms_id))]
     tracking = iter(send.recipients)
+    numbers: list[results.Accepted | results.Refused] = []
     for r in plan.recipients:
         if r.error is None:
             tracking_id, msisdn = next(tracking)
-            fields.append(("sending", [("to", msisdn), ("tracking-id", tracking_id)]))
+            numbers.append(results.Accepted(msisdn, tracking_id))
         else:
-            fields.append(
-                (
-                    "sending",
-                    [
-                        ("to", r.raw),
-                        ("error-code", r.error.code.value),
-                        ("error-info", r.error.info),
-                    ],
-                )
-            )
-    return fields
+            numbers.append(results.Refused(r.raw, r.error))
+    sender = send.sender if with_from else None
+    return results.Sent(mms_id, tuple(numbers), plan.is_list, sender)

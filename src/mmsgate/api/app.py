@@ -31,6 +31,7 @@ from mmsgate.api import (
     reports,
     request_log,
     requests,
+    results,
     sinch_xml,
     status,
 )
@@ -50,9 +51,7 @@ XML_PATHS = frozenset({"/ep/v1/", "/ep/v1"})
 CLIENT_GONE = "client gone"  # the request line's code when the client did not wait
 SEND_ACTIONS = {models.Action.SEND_MMS, models.Action.SEND_SAVED_MMS}
 
-Handler = Callable[
-    [actions.Services, models.Account, sinch_xml.Node], Awaitable[list[sinch_xml.Field]]
-]
+Handler = Callable[[actions.Services, models.Account, sinch_xml.Node], Awaitable[results.Result]]
 DISPATCH: dict[models.Action, Handler] = {
     models.Action.SEND_MMS: lambda s, a, d: actions.send_mms(s, a, requests.send_mms(d)),
     models.Action.SAVE_MMS: lambda s, a, d: actions.save_mms(s, a, requests.save_mms(d)),
@@ -235,10 +234,10 @@ async def handle_xml(svc: actions.Services, scope: Scope, receive: Receive) -> b
         action = requests.action_of(doc)
         request_log.note(action=action.value)
         if action in SEND_ACTIONS:
-            echo.to = ",".join(n.text for n in doc.all("to")) or None
+            echo.to = requests.echoed_to(doc)
         client = scope["client"][0] if scope.get("client") else None
-        account = await svc.guard.check(doc.value("api-key"), action, client)
-        fields = await DISPATCH[action](svc, account, doc)
+        account = await svc.guard.check(requests.api_key(doc), action, client)
+        result = await DISPATCH[action](svc, account, doc)
     except errors.ApiError as exc:
         request_log.note(code=exc.code.value, info=exc.info)
         return sinch_xml.failure(exc, echo.to)
@@ -248,8 +247,8 @@ async def handle_xml(svc: actions.Services, scope: Scope, receive: Receive) -> b
         log.exception("api.internal_error", error=repr(exc))
         request_log.note(code=codes.ErrorCode.INTERNAL.value)
         return sinch_xml.failure(errors.ApiError(codes.ErrorCode.INTERNAL), echo.to)
-    request_log.note(code=request_log.SUCCESS, tracking_ids=sinch_xml.tracking_ids(fields))
-    return sinch_xml.render(fields)
+    request_log.note(code=request_log.SUCCESS, tracking_ids=results.tracking_ids(result))
+    return sinch_xml.answer(result)
 
 
 async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:

@@ -114,6 +114,16 @@ def action_of(doc: Node) -> models.Action:
     return action
 
 
+def api_key(doc: Node) -> str | None:
+    """The request's API key, as given (None when absent)."""
+    return doc.value("api-key")
+
+
+def echoed_to(doc: Node) -> str | None:
+    """The `to` a send's Failure repeats: every `<to>` as given, comma-joined."""
+    return ",".join(n.text for n in doc.all("to")) or None
+
+
 def parse_bool(doc: Node, name: str) -> bool | None:
     raw = doc.value(name)
     if raw is None or raw == "":

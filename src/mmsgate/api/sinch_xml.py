@@ -1,4 +1,5 @@
-"""The Sinch XML dialect: hardened parsing into a neutral tree, and response rendering.
+"""The Sinch XML dialect: hardened parsing into a neutral tree, and the answers: an
+action's result (api/results.py) or a refusal (errors.ApiError) rendered as `<response>`.
 
 Parsing is lenient the way real clients need: tag names are case-insensitive, `_` and `-`
 are the same, Skycore 1.3 upper-case tags and the older spellings (`api_key`, `operatorid`,
@@ -13,7 +14,8 @@ import dataclasses
 from collections.abc import Sequence
 from xml.parsers import expat
 
-from mmsgate import codes, errors, xmlsafe
+from mmsgate import codes, errors, models, xmlsafe
+from mmsgate.api import results
 
 # Older and Skycore spellings → the current Sinch element names.
 ALIASES = {
@@ -144,6 +146,75 @@ class _Builder:
 Field = tuple[str, "str | Sequence[Field]"]
 
 
+def answer(result: results.Result) -> bytes:
+    """The Success `<response>` of an action's result."""
+    return render(fields(result))
+
+
+def fields(result: results.Result) -> list[Field]:
+    """An action's result as Sinch's (name, value) fields, in the order its answer lists them."""
+    match result:
+        case results.Sent():
+            return _sent(result)
+        case results.Saved(mms_id) | results.Deleted(mms_id):
+            return [("status", "Success"), ("mms-id", str(mms_id))]
+        case results.Templates():
+            return _templates(result)
+
+
+def _sent(sent: results.Sent) -> list[Field]:
+    """The seed's shape for one number, `<sending>` blocks for a list."""
+    if not sent.is_list:
+        (number,) = sent.numbers
+        assert isinstance(number, results.Accepted)  # a lone refused number is a Failure
+        fields: list[Field] = [("status", "Success"), ("to", number.to)]
+        if sent.sender is not None:
+            fields.append(("from", sent.sender))
+        return [
+            *fields,
+            ("mms-id", str(sent.mms_id)),
+            ("tracking-id", number.tracking_id),
+            ("status-details", sent.details),
+        ]
+    return [
+        ("status", "Success"),
+        ("mms-id", str(sent.mms_id)),
+        *(("sending", _sending(n)) for n in sent.numbers),
+    ]
+
+
+def _sending(number: results.Accepted | results.Refused) -> list[Field]:
+    if isinstance(number, results.Accepted):
+        return [("to", number.to), ("tracking-id", number.tracking_id)]
+    return [
+        ("to", number.to),
+        ("error-code", number.error.code.value),
+        ("error-info", number.error.info),
+    ]
+
+
+def _templates(page: results.Templates) -> list[Field]:
+    return [
+        ("status", "Success"),
+        ("start-date", page.start_date.isoformat() if page.start_date else ""),
+        ("page-number", str(page.page)),
+        ("items-per-page", str(page.per_page)),
+        ("total-results", str(page.total)),
+        *(("mms-template", _template(t)) for t in page.templates),
+    ]
+
+
+def _template(t: models.TemplateInfo) -> list[Field]:
+    return [
+        ("mms-id", str(t.id)),
+        ("mms-name", t.name),
+        ("mms-subject", t.subject or ""),
+        ("date-created", t.created_at.isoformat(timespec="seconds")),
+        ("total-slides", str(t.slide_count)),
+        ("mms-size", str(t.total_size)),
+    ]
+
+
 def render(fields: Sequence[Field]) -> bytes:
     """Render a `<response>` with the given (name, text or nested fields) in order."""
     lines = ["<response>"]
@@ -169,14 +240,3 @@ def failure(error: errors.ApiError, to: str | None = None) -> bytes:
         fields.append(("to", to))
     fields.append(("error-info", error.info))
     return render(fields)
-
-
-def tracking_ids(fields: Sequence[Field]) -> tuple[str, ...]:
-    """The tracking-ids a response hands out: its own, or one per accepted `<sending>`."""
-    found: list[str] = []
-    for name, value in fields:
-        if name == "tracking-id" and isinstance(value, str):
-            found.append(value)
-        elif name == "sending" and not isinstance(value, str):
-            found += tracking_ids(value)
-    return tuple(found)
