@@ -16,6 +16,7 @@
     ├── xmlsafe.Refused (ValueError)       the XML declares a DTD or an entity
     ├── xmlsafe.Unreadable (ValueError)    the XML's encoding is unknown or wrong
     ├── mm7_codec.Mm7FormatError (ValueError)  bytes that are not a usable MM7 message
+    ├── mime.MimeError (ValueError)     bytes that are not a readable multipart body
     ├── http_client.HttpError    a request got no usable HTTP response
     │   ├── ConnectFailed        refused, unreachable, TLS failed
     │   ├── Timeout              no connection or answer in time

@@ -1,20 +1,16 @@
 """MM7 (3GPP TS 23.140) as bytes: SubmitReq out, responses and MMSC requests in.
 
-SOAP 1.1 with attachments (multipart/related, the envelope first). Written in the schema's
-element order (xs:sequence; TS 23.140 SubmitReq), read by local names only, since peers put
-the MM7 namespace on a prefix, on a default xmlns, or nowhere. Spec spellings stay here; the
+SOAP 1.1 with attachments (multipart/related, the envelope first; the MIME itself is
+written and read by mmsgate/mime.py). Written in the schema's element order (xs:sequence;
+TS 23.140 SubmitReq), read by local names only, since peers put the MM7 namespace on a
+prefix, on a default xmlns, or nowhere. Spec spellings stay here; the
 rest of mmsgate sees the dataclasses below. No DTD or entity is ever expanded.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import dataclasses
 import datetime as dt
-import email.message
-import email.parser
-import email.policy
 import enum
 import re
 import secrets
@@ -23,7 +19,7 @@ from collections.abc import Sequence
 from xml.parsers import expat
 from xml.sax.saxutils import quoteattr
 
-from mmsgate import errors, numbers, xmlsafe
+from mmsgate import errors, mime, numbers, xmlsafe
 
 SOAP_NS = "http://schemas.xmlsoap.org/soap/envelope/"
 DEFAULT_NAMESPACE = "http://www.3gpp.org/ftp/Specs/archive/23_series/23.140/schema/REL-6-MM7-1-4"
@@ -216,47 +212,20 @@ def encode_deliver(
         children.append(_el("Subject", subject))
     children.append('<Content href="cid:mms-content"/>')
     envelope = _envelope(namespace, transaction_id, "DeliverReq", children)
-    inner = "mo-" + secrets.token_hex(12)
-    lines: list[bytes] = []
-    for n, (content_type, data) in enumerate(parts, start=1):
-        head = f"--{inner}\r\nContent-Type: {content_type}\r\nContent-ID: <part{n}>\r\n"
-        head += "Content-Transfer-Encoding: base64\r\n\r\n"
-        lines.append(head.encode() + base64.encodebytes(data).replace(b"\n", b"\r\n"))
-    content = b"".join(lines) + f"--{inner}--\r\n".encode()
-    return _with_content(envelope, f'multipart/mixed; boundary="{inner}"', content, None)
+    content_type, content = mime.mixed(parts, "mo-" + secrets.token_hex(12))
+    return _with_content(envelope, content_type, content, None)
 
 
 def _with_content(
     envelope: bytes, content_type: str, content: bytes, boundary: str | None
 ) -> tuple[str, bytes]:
-    """SOAP with attachments: the envelope first, then the content part (cid:mms-content).
-
-    The content part carries only what it needs: its Content-Type and the Content-ID the
-    envelope's href names. MMSCs turn its headers into the MMS's own, so anything more
-    reaches the handset (an MMSC copied a `Content-Transfer-Encoding: 8bit` into the PDU
-    as an application header). A multipart content needs no encoding header: a composite
-    part may only be 7bit, 8bit or binary (RFC 2045 §6.4), HTTP does not use MIME's
-    Content-Transfer-Encoding (RFC 7231 Appendix A.5), and its own parts say theirs. A
-    single media part is base64, and says so."""
-    boundary = boundary or "mm7-" + secrets.token_hex(12)
-    head = [f"--{boundary}", 'Content-Type: text/xml; charset="utf-8"', "Content-ID: <soap>", ""]
-    content_head = [f"--{boundary}", f"Content-Type: {content_type}", "Content-ID: <mms-content>"]
-    if not content_type.lower().startswith("multipart/"):
-        content = base64.encodebytes(content).replace(b"\n", b"\r\n")
-        content_head.append("Content-Transfer-Encoding: base64")
-    content_head.append("")
-    body = (
-        "\r\n".join(head).encode()
-        + b"\r\n"
-        + envelope
-        + b"\r\n"
-        + "\r\n".join(content_head).encode()
-        + b"\r\n"
-        + content.rstrip(b"\r\n")
-        + f"\r\n--{boundary}--\r\n".encode()
+    """SOAP with attachments: the envelope first, then the content part the envelope's
+    `href="cid:mms-content"` names (mime.related says what the part carries, and why)."""
+    return mime.related(
+        mime.Attachment('text/xml; charset="utf-8"', "soap", envelope),
+        mime.Attachment(content_type, "mms-content", content),
+        boundary or "mm7-" + secrets.token_hex(12),
     )
-    header = f'multipart/related; boundary="{boundary}"; type="text/xml"; start="<soap>"'
-    return header, body
 
 
 def _submit_body(s: Submit) -> list[str]:
@@ -521,172 +490,10 @@ def decode_request(content_type: str, body: bytes) -> Incoming:
     )
 
 
-def soap_part(content_type: str, body: bytes) -> tuple[bytes, tuple[tuple[str, bytes], ...]]:
-    """The SOAP envelope of a message, and the other leaf parts (type, bytes) if multipart.
-
-    A direct reader handles the MIME that MMSCs and mmsgate write (CRLF or bare LF lines,
-    base64, quoted-printable or 8bit parts, nested multiparts); whatever it cannot read goes
-    to the stdlib email parser, which is lenient but costs more than the rest of a request.
-    """
-    if not content_type.lower().startswith("multipart/"):
-        return body, ()
+def soap_part(content_type: str, body: bytes) -> tuple[bytes, mime.Leaves]:
+    """The SOAP envelope of a message, and the other leaf parts (type, bytes) if multipart
+    (read by mime.root_and_leaves)."""
     try:
-        parts = _split_multipart(content_type, body)
-        start = _params(content_type).get("start", "").strip("<>")
-        soap = next(
-            (p for p in parts if p.headers.get("content-id", "").strip("<>") == start), None
-        )
-        soap = soap or parts[0]
-        leaves = tuple(leaf for p in parts if p is not soap for leaf in _leaves(p, 0))
-        return soap.payload(), leaves
-    except Mm7FormatError:
-        return _soap_part_by_email(content_type, body)
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class _Part:
-    """One MIME body part: lower-cased header names, and its bytes as sent."""
-
-    headers: dict[str, str]
-    raw: bytes
-
-    @property
-    def content_type(self) -> str:
-        value = self.headers.get("content-type", "text/plain")
-        return value.split(";", 1)[0].strip().lower() or "text/plain"
-
-    @property
-    def leaf_type(self) -> str:
-        """The type with its charset, the one parameter a text part cannot be read without."""
-        return with_charset(self.content_type, _params(self.headers.get("content-type", "")))
-
-    def payload(self) -> bytes:
-        """The bytes with the transfer encoding (RFC 2045 §6) undone."""
-        encoding = self.headers.get("content-transfer-encoding", "").strip().lower()
-        try:
-            if encoding == "base64":
-                return binascii.a2b_base64(self.raw)
-            if encoding == "quoted-printable":
-                return binascii.a2b_qp(self.raw)
-        except binascii.Error as exc:
-            raise Mm7FormatError(f"bad {encoding} part: {exc}") from None
-        return self.raw
-
-
-def _leaves(part: _Part, depth: int) -> list[tuple[str, bytes]]:
-    if not part.content_type.startswith("multipart/"):
-        return [(part.leaf_type, part.payload())]
-    if depth > 8:
-        raise Mm7FormatError("multipart nested too deep")
-    inner = _split_multipart(part.headers.get("content-type", ""), part.payload())
-    return [leaf for p in inner for leaf in _leaves(p, depth + 1)]
-
-
-def _split_multipart(content_type: str, body: bytes) -> list[_Part]:
-    """The body parts of a multipart body (RFC 2046 §5.1.1), preamble and epilogue dropped."""
-    boundary = _params(content_type).get("boundary", "")
-    if not boundary:
-        raise Mm7FormatError("multipart without a boundary")
-    pieces = (b"\n" + body).split(b"\n--" + boundary.encode("latin-1"))
-    parts: list[_Part] = []
-    for piece in pieces[1:]:
-        if piece.startswith(b"--"):  # the close delimiter: the epilogue follows
-            break
-        line_end = piece.find(b"\n")
-        if line_end < 0 or piece[:line_end].strip():
-            raise Mm7FormatError("boundary inside a line")
-        text = piece[line_end + 1 :]
-        text = text[:-1] if text.endswith(b"\r") else text  # the CR of the delimiter's CRLF
-        head, blank, raw = _head_and_body(text)
-        if not blank:
-            raise Mm7FormatError("body part without a header end")
-        parts.append(_Part(_headers(head), raw))
-    else:
-        raise Mm7FormatError("multipart body without its close delimiter")
-    if not parts:
-        raise Mm7FormatError("multipart body without parts")
-    return parts
-
-
-def _head_and_body(text: bytes) -> tuple[bytes, bool, bytes]:
-    if text.startswith((b"\r\n", b"\n")):  # no headers at all
-        return b"", True, text[2 if text.startswith(b"\r") else 1 :]
-    crlf = text.find(b"\r\n\r\n")
-    # A bare-LF header end can only come first if it lies before the CRLF one: searching
-    # no further spares a scan of the whole body (a part is mostly body).
-    lf = text.find(b"\n\n", 0, crlf) if crlf >= 0 else text.find(b"\n\n")
-    if crlf >= 0 and (lf < 0 or crlf < lf):
-        return text[:crlf], True, text[crlf + 4 :]
-    if lf >= 0:
-        return text[:lf], True, text[lf + 2 :]
-    return text, False, b""
-
-
-def _headers(head: bytes) -> dict[str, str]:
-    headers: dict[str, str] = {}
-    name = ""
-    for line in head.decode("latin-1").replace("\r\n", "\n").split("\n"):
-        if line[:1] in (" ", "\t") and name:  # a folded continuation (RFC 5322 §2.2.3)
-            headers[name] += " " + line.strip()
-            continue
-        key, colon, value = line.partition(":")
-        if not colon:
-            raise Mm7FormatError(f"bad header line in a body part: {line[:60]!r}")
-        name = key.strip().lower()
-        headers.setdefault(name, value.strip())
-    return headers
-
-
-_QUOTED_PAIR = re.compile(r"\\(.)")
-_PARAM = re.compile(r';\s*([^=\s;]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;]*)')
-
-
-def _params(header: str) -> dict[str, str]:
-    """The parameters of a Content-Type value, names lower-cased, quotes removed."""
-    found = {}
-    for name, value in _PARAM.findall(header):
-        value = value.strip()
-        if value.startswith('"'):
-            value = value[1:-1]
-            if "\\" in value:  # a quoted-pair (RFC 2045 via RFC 822): rare, so checked first
-                value = _QUOTED_PAIR.sub(r"\1", value)
-        found[name.lower()] = value
-    return found
-
-
-_CHARSET = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:+-]{0,39}")  # RFC 2978 §2.3 names, bounded
-
-
-def with_charset(content_type: str, params: dict[str, str]) -> str:
-    """`text/plain; charset=utf-8`: a leaf part's type keeps its charset (RFC 2046 §4.1.2),
-    lower-cased; other parameters, and a charset that is not a plain name, are dropped."""
-    charset = params.get("charset", "")
-    if not _CHARSET.fullmatch(charset):
-        return content_type
-    return f"{content_type}; charset={charset.lower()}"
-
-
-def _soap_part_by_email(
-    content_type: str, body: bytes
-) -> tuple[bytes, tuple[tuple[str, bytes], ...]]:
-    header = f"Content-Type: {content_type}\r\n\r\n".encode("latin-1")
-    # compat32: the modern policy's header objects cost more than the rest of the request.
-    message = email.parser.BytesParser(policy=email.policy.compat32).parsebytes(header + body)
-    if not message.is_multipart():
-        raise Mm7FormatError("multipart body without parts")
-    start = str(message.get_param("start") or "").strip("<>")
-    parts = [p for p in message.get_payload() if isinstance(p, email.message.Message)]
-    if not parts:
-        raise Mm7FormatError("multipart body without parts")
-    soap = next((p for p in parts if str(p.get("Content-ID", "")).strip("<>") == start), parts[0])
-    leaves = tuple(
-        (
-            with_charset(leaf.get_content_type(), {"charset": leaf.get_content_charset() or ""}),
-            bytes(leaf.get_payload(decode=True) or b""),
-        )
-        for p in parts
-        if p is not soap
-        for leaf in p.walk()
-        if not leaf.is_multipart()
-    )
-    return bytes(soap.get_payload(decode=True) or b""), leaves
+        return mime.root_and_leaves(content_type, body)
+    except mime.MimeError as exc:
+        raise Mm7FormatError(str(exc)) from None

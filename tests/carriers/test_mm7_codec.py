@@ -10,6 +10,7 @@ import email.policy
 
 import pytest
 
+from mmsgate import mime
 from mmsgate import mm7_codec as mm7
 from tests.api.helpers import GOLDEN
 
@@ -236,8 +237,8 @@ MIXED_ENDS = (
 )
 def test_multipart_reader_agrees_with_the_email_parser(content_type: str, body: bytes) -> None:
     """The direct MIME reader finds the same envelope and leaf parts as the stdlib parser."""
-    assert mm7.soap_part(content_type, body) == mm7._soap_part_by_email(content_type, body)
-    assert mm7._split_multipart(content_type, body)  # read directly, not by the fallback
+    assert mm7.soap_part(content_type, body) == mime.read_by_email(content_type, body)
+    assert mime.split_multipart(content_type, body)  # read directly, not by the fallback
 
 
 def test_a_leaf_part_keeps_its_charset_only() -> None:
@@ -260,8 +261,8 @@ def test_a_leaf_part_keeps_its_charset_only() -> None:
 def test_unreadable_multipart_falls_back_to_the_email_parser() -> None:
     """A body the direct reader refuses (no close delimiter) is still read, leniently."""
     body = b"--b1\r\nContent-Type: text/xml\r\n\r\n" + ENVELOPE + b"\r\n"
-    with pytest.raises(mm7.Mm7FormatError):
-        mm7._split_multipart("multipart/related; boundary=b1", body)
+    with pytest.raises(mime.MimeError):
+        mime.split_multipart("multipart/related; boundary=b1", body)
     soap, leaves = mm7.soap_part("multipart/related; boundary=b1", body)
     assert (soap, leaves) == (ENVELOPE, ())
 
