@@ -85,3 +85,32 @@ async def test_an_unexpected_error_is_500_e503_logged_with_its_trace(
     assert "secret detail" in internal["error"]
     (line,) = [e for e in logs if e["event"] == "api.request"]
     assert (line["status"], line["code"]) == (500, "E503")
+
+
+@pytest.mark.parametrize("path", ["/v1/nothing", "/v1/messages/a/b", "/v1"])
+async def test_an_unknown_v1_path_is_404_e100_in_the_json_shape(
+    gateway: Gateway, path: str
+) -> None:
+    """A path under /v1 that no route serves answers 404 with E100 in the one JSON shape."""
+    status, body = await refused(gateway, "GET", path)
+    assert (status, body["error-code"]) == (404, "E100")
+    assert path in body["error-info"]
+
+
+async def test_a_wrong_method_on_a_v1_route_is_405_e100_in_the_json_shape(
+    gateway: Gateway,
+) -> None:
+    """GET on /v1/preview answers 405 with E100 in the JSON shape and says the allowed method."""
+    response = await gateway.client.get("/v1/preview")
+    assert response.status_code == 405
+    assert response.headers["allow"] == "POST"
+    assert response.json()["error-code"] == "E100"
+    assert "POST" in response.json()["error-info"]
+
+
+async def test_other_paths_keep_their_plain_not_found(gateway: Gateway) -> None:
+    """Outside /v1 an unknown path or method keeps Starlette's plain-text answer."""
+    missing = await gateway.client.get("/nothing")
+    assert (missing.status_code, missing.text) == (404, "Not Found")
+    wrong = await gateway.client.post("/healthz")
+    assert (wrong.status_code, wrong.text) == (405, "Method Not Allowed")

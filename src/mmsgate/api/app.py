@@ -1,6 +1,7 @@
 """The ASGI application: routes, the `POST /ep/v1/` error boundary (an error becomes a Sinch
-`Failure`), and start-up/shut-down of parts. The `/v1` JSON routes answer their errors in
-api/json_errors.py; any other route's unexpected error is a logged 500."""
+`Failure`), and start-up/shut-down of parts. The `/v1` JSON routes answer their errors,
+and the router's 404/405 under `/v1`, in api/json_errors.py; any other route's unexpected
+error is a logged 500."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from typing import Any
 
 import structlog
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -24,6 +26,7 @@ from mmsgate import codes, errors, http_server, logs, models, runtime
 from mmsgate import settings as settings_mod
 from mmsgate.api import (
     actions,
+    json_errors,
     kannel,
     metrics_page,
     mm7,
@@ -166,7 +169,11 @@ def create_app(
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
         ],
-        exception_handlers={ClientDisconnect: client_disconnected, Exception: internal_error},
+        exception_handlers={
+            ClientDisconnect: client_disconnected,
+            HTTPException: json_errors.not_routed,
+            Exception: internal_error,
+        },
         lifespan=lifespan,
     )
     return MmsgateApp(svc, routes)

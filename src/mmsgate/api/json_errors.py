@@ -3,7 +3,9 @@
 Every refusal there is `{"error-code": …, "error-info": …}`, the names and codes the Sinch
 API uses; the HTTP status says the kind: 401 without a valid key, 404 for what does not
 exist (or is another account's), 413 for a body over its limit, 400 for any other refusal,
-500 (E503, logged with its trace, answered without it) for anything unexpected.
+500 (E503, logged with its trace, answered without it) for anything unexpected. A path
+under `/v1` that no route serves is 404, a method its route does not take 405 (with
+`Allow`), both E100, in the same shape; elsewhere they keep Starlette's plain text.
 """
 
 from __future__ import annotations
@@ -11,8 +13,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 import structlog
+from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from mmsgate import codes, errors
 from mmsgate.api import request_log
@@ -20,6 +23,7 @@ from mmsgate.media import prepare
 
 log = structlog.get_logger(__name__)
 Endpoint = Callable[[Request], Awaitable[Response]]
+V1 = "/v1"
 
 # By kind of refusal, most specific first: the first class the error is an instance of wins.
 STATUSES: tuple[tuple[type[errors.MmsgateError], int], ...] = (
@@ -46,6 +50,23 @@ def answered(endpoint: Endpoint) -> Endpoint:
             return response
 
     return guarded
+
+
+async def not_routed(request: Request, exc: Exception) -> Response:
+    """The router's 404 (no route) and 405 (a method the route does not take)."""
+    assert isinstance(exc, HTTPException)
+    path = request.url.path
+    if path != V1 and not path.startswith(V1 + "/"):
+        return PlainTextResponse(exc.detail, exc.status_code, exc.headers)
+    if exc.status_code == 405:
+        allowed = (exc.headers or {}).get("Allow", "")
+        info = f"Invalid request: {path} takes {allowed}, not {request.method}"
+    else:
+        info = f"Invalid request: no route {request.method} {path}"
+    code = codes.ErrorCode.INVALID_REQUEST.value
+    request_log.note(code=code, info=info)
+    body = {"error-code": code, "error-info": info}
+    return JSONResponse(body, exc.status_code, exc.headers)
 
 
 def answer(exc: Exception) -> JSONResponse:
