@@ -15,6 +15,7 @@ import uvloop
 
 from mmsgate import assembly, cli_accounts, cli_postbacks, cli_preview, errors, logs, settings
 from mmsgate.cli_support import (
+    Commands,
     ConfigOpt,
     DataDirOpt,
     HostOpt,
@@ -43,7 +44,9 @@ LogFormatOpt = Annotated[
 ]
 
 app = typer.Typer(
-    help="mmsgate: a self-hostable MMS platform speaking the Sinch MMS API.", no_args_is_help=True
+    cls=Commands,
+    help="mmsgate: a self-hostable MMS platform speaking the Sinch MMS API.",
+    no_args_is_help=True,
 )
 
 

@@ -12,7 +12,7 @@ import typer
 from rich.panel import Panel
 from rich.table import Table
 
-from mmsgate import errors, models
+from mmsgate import models
 from mmsgate.cli_support import ConfigOpt, DataDirOpt, fail, load_settings, out, with_db
 from mmsgate.store import accounts
 from mmsgate.store.db import Database
@@ -50,11 +50,8 @@ ExpiryOpt = Annotated[
 
 
 def _run(cfg: Any, work: Callable[[Database], Awaitable[T]]) -> T:
-    """`with_db`, a refused change (AccountError) ending the command with its reason."""
-    try:
-        return with_db(cfg, work, schema=Schema.READY)
-    except errors.AccountError as exc:
-        fail(str(exc))
+    """`with_db` (a refused change, AccountError, is told by cli_support)."""
+    return with_db(cfg, work, schema=Schema.READY)
 
 
 def show_demo(created: accounts.NewAccount, sender: str, service_id: str) -> None:

@@ -27,7 +27,6 @@ def preview(
     """Dry run: what each carrier profile would get for a request; stores and sends nothing."""
     from mmsgate.api import reports, requests, sinch_xml
     from mmsgate.api.app import build_services
-    from mmsgate.media.prepare import PartFailed, failure_code
 
     cfg = load_settings(config, data_dir)
     try:
@@ -50,14 +49,7 @@ def preview(
         finally:
             await svc.content.aclose()
 
-    try:
-        profiles = with_db(cfg, go, schema=Schema.READY)
-    except errors.ApiError as exc:
-        err.print(f"[red]{exc.code.value}:[/red] {exc.info}")
-        raise typer.Exit(1) from None
-    except PartFailed as exc:
-        err.print(f"[red]{failure_code(exc.kind)}:[/red] {exc}")
-        raise typer.Exit(1) from None
+    profiles = with_db(cfg, go, schema=Schema.READY)  # an error is told by cli_support
     if as_json:
         out.print_json(data={"state": "preview", "profiles": profiles})
         return

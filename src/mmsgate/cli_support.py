@@ -1,7 +1,10 @@
 """What every `mmsgate` command shares: its consoles, common options, loading the settings,
-opening the database, binding listening sockets. A mistake an operator can make (bad
-config, unusable data dir or database, taken port) ends the command here with one or two
-lines on stderr that say the fix, and a non-zero exit, never a traceback."""
+opening the database, binding listening sockets, and the one place an error ends a command.
+
+A mistake an operator can make (bad config, unusable data dir or database, taken port, a
+refused account change or request) is an mmsgate error; whichever command raises it,
+`Commands` ends it with one or two lines on stderr that say the fix and a non-zero exit
+(2 for configuration, 1 for the rest), never a traceback."""
 
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
+from typer.core import TyperGroup
 
 from mmsgate import errors, settings
 from mmsgate.store import startup
@@ -65,19 +69,40 @@ def fail(message: str, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
+class Commands(TyperGroup):
+    """The `mmsgate` command group: an mmsgate error any of its commands raises ends that
+    command here, as `message_of` tells it."""
+
+    # Any: the context is of typer's privately vendored click, which has no public name.
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except errors.MmsgateError as exc:
+            label, text, code = message_of(exc)
+            err.print(f"[red]{label}:[/red] {text}", highlight=False)
+            raise typer.Exit(code) from None
+
+
+def message_of(exc: errors.MmsgateError) -> tuple[str, str, int]:
+    """(label, text, exit code) of an error: a refused request by its Sinch code, a part that
+    cannot be transcoded by its failure code, a bad configuration exit 2."""
+    from mmsgate.media import prepare  # only when a preview failed: it loads the codecs
+
+    if isinstance(exc, errors.ConfigError):
+        return "configuration error", str(exc), 2
+    if isinstance(exc, errors.ApiError):
+        return exc.code.value, exc.info, 1
+    if isinstance(exc, prepare.PartFailed):
+        return prepare.failure_code(exc.kind), str(exc), 1
+    return "error", str(exc), 1
+
+
 def load_settings(
     config: Path | None, data_dir: Path | None = None, **more: Any
 ) -> settings.Settings:
     """The settings, and a data dir that can be written (every command keeps files there)."""
-    try:
-        cfg = settings.load(config, dict(os.environ), data_dir=data_dir, **more)
-    except errors.ConfigError as exc:
-        err.print(f"[red]configuration error:[/red] {exc}", highlight=False)
-        raise typer.Exit(2) from None
-    try:
-        startup.check_data_dir(cfg.data_dir)
-    except errors.StartupError as exc:
-        fail(str(exc))
+    cfg = settings.load(config, dict(os.environ), data_dir=data_dir, **more)
+    startup.check_data_dir(cfg.data_dir)
     return cfg
 
 
@@ -101,7 +126,7 @@ def set_up_schema(cfg: settings.Settings, schema: startup.Schema) -> list[str]:
 
 
 def _opened(cfg: settings.Settings, work: Callable[[Database], Awaitable[T]]) -> T:
-    """Open the database, run `work`, close it; a StartupError ends the command."""
+    """Open the database, run `work`, close it."""
 
     async def go() -> T:
         db = Database(cfg.db_url)
@@ -110,10 +135,7 @@ def _opened(cfg: settings.Settings, work: Callable[[Database], Awaitable[T]]) ->
         finally:
             await db.close()
 
-    try:
-        return asyncio.run(go())
-    except errors.StartupError as exc:
-        fail(str(exc))
+    return asyncio.run(go())
 
 
 def check_port(value: int | None, option: str, *, zero: bool = False) -> None:

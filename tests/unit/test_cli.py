@@ -206,3 +206,42 @@ def test_preview_refuses_a_bad_key_and_a_missing_file(data_dir: Path, tmp_path: 
     assert code == 1
     assert "E104" in output
     assert invoke("preview", str(tmp_path / "missing.xml"))[0] == 2
+
+
+def test_every_command_tells_an_mmsgate_error_in_one_place() -> None:
+    """Any mmsgate error a command raises ends it with its label and message on stderr and
+    exit 1 (2 for configuration), never a traceback."""
+    import typer
+
+    from mmsgate import codes, errors
+    from mmsgate.cli_support import Commands
+
+    raised: list[errors.MmsgateError] = [
+        errors.AccountError("sender 28444 belongs to shop"),
+        errors.ConfigError("media.colour: unknown key"),
+        errors.ApiError(codes.ErrorCode.BAD_API_KEY, "no such key"),
+    ]
+    cli = typer.Typer(cls=Commands)
+    sub = typer.Typer()
+    cli.add_typer(sub, name="sub")
+
+    @sub.command()
+    def fails(n: int) -> None:
+        raise raised[n]
+
+    @cli.command()
+    def other() -> None:
+        raise raised[0]
+
+    told = [runner.invoke(cli, ["sub", "fails", str(n)]) for n in range(3)]
+    assert [
+        (r.exit_code, r.exception is None or isinstance(r.exception, SystemExit)) for r in told
+    ] == [
+        (1, True),
+        (2, True),
+        (1, True),
+    ]
+    assert "error: sender 28444 belongs to shop" in told[0].output
+    assert "configuration error: media.colour: unknown key" in told[1].output
+    assert "E104: no such key" in told[2].output
+    assert runner.invoke(cli, ["other"]).exit_code == 1
