@@ -14,6 +14,7 @@ from rich.table import Table
 
 from mmsgate import models
 from mmsgate.cli_support import ConfigOpt, DataDirOpt, fail, load_settings, out, with_db
+from mmsgate.settings import Settings
 from mmsgate.store import accounts
 from mmsgate.store.db import Database
 from mmsgate.store.startup import Schema
@@ -49,7 +50,7 @@ ExpiryOpt = Annotated[
 ]
 
 
-def _run(cfg: Any, work: Callable[[Database], Awaitable[T]]) -> T:
+def _run(cfg: Settings, work: Callable[[Database], Awaitable[T]]) -> T:
     """`with_db` (a refused change, AccountError, is told by cli_support)."""
     return with_db(cfg, work, schema=Schema.READY)
 
@@ -70,9 +71,9 @@ def show_demo(created: accounts.NewAccount, sender: str, service_id: str) -> Non
     sys.stdout.flush()  # the key must reach a log file or pipe now, not at exit
 
 
-def account_json(account: models.Account, secret: str | None = None) -> dict[str, Any]:
+def account_json(account: models.Account, secret: str | None = None) -> dict[str, object]:
     """Every setting of an account (with its postback secret when given); never its key."""
-    shown: dict[str, Any] = {
+    shown: dict[str, object] = {
         "account": account.name,
         "id": account.id,
         "senders": list(account.senders),
@@ -245,7 +246,7 @@ def accounts_rotate_secret(
 
 
 def _rotate(
-    cfg: Any, name: str, rotate: Callable[[Database, str], Awaitable[str | None]], what: str
+    cfg: Settings, name: str, rotate: Callable[[Database, str], Awaitable[str | None]], what: str
 ) -> None:
     """Replace one credential of the account and print the new one (shown only here)."""
     value = with_db(cfg, lambda db: rotate(db, name), schema=Schema.READY)

@@ -12,12 +12,17 @@ import hmac
 import ipaddress
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, TypeVar
 
 from mmsgate.errors import ConfigError
 from mmsgate.profiles import PROFILES, CarrierProfile
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+S = TypeVar("S", bound="DataclassInstance")
 
 KIB = 1024
 
@@ -294,22 +299,22 @@ def _env_bool(name: str, value: str) -> bool:
     raise ConfigError(f"{name}: expected a boolean, got {value!r}")
 
 
-def _build(cls: type[Any], table: Mapping[str, Any], where: str) -> Any:
+def _build(cls: type[S], table: Mapping[str, object], where: str) -> S:
     """Build a settings dataclass from a TOML table, naming any unknown or mistyped key."""
     fields = {f.name: f for f in dataclasses.fields(cls)}
-    values: dict[str, Any] = {}
+    values: dict[str, object] = {}
     for key, value in table.items():
         field = fields.get(key)
         if field is None:
             raise ConfigError(f"{where}.{key}: unknown setting")
         values[key] = _coerce(value, field, f"{where}.{key}")
     try:
-        return cls(**values)
+        return _made(cls, values)
     except TypeError as exc:
         raise ConfigError(f"{where}: {exc}") from None
 
 
-def _profiles(table: Any) -> dict[str, CarrierProfile]:
+def _profiles(table: object) -> dict[str, CarrierProfile]:
     """The shipped profiles with `[profiles.NAME]` tables applied: a known name is changed
     key by key; a new name starts from `base` (default: the default profile)."""
     if not isinstance(table, dict):
@@ -323,20 +328,32 @@ def _profiles(table: Any) -> dict[str, CarrierProfile]:
         base_name = item.get("base", name if name in PROFILES else "default")
         if base_name not in profiles:
             raise ConfigError(f"{where}.base: unknown profile {base_name!r}")
-        changes: dict[str, Any] = {}
+        changes: dict[str, object] = {}
         for key, value in item.items():
             if key == "base":
                 continue
             if key not in fields:
                 raise ConfigError(f"{where}.{key}: unknown setting")
             changes[key] = _coerce(value, fields[key], f"{where}.{key}")
-        if changes.get("budget_bytes", 1) <= 0:
+        budget = changes.get("budget_bytes", 1)
+        if isinstance(budget, int) and budget <= 0:
             raise ConfigError(f"{where}.budget_bytes: must be positive")
-        profiles[name] = dataclasses.replace(profiles[base_name], name=name, **changes)
+        profiles[name] = _changed(profiles[base_name], {"name": name, **changes})
     return profiles
 
 
-def _coerce(value: Any, field: dataclasses.Field[Any], where: str) -> Any:
+def _made(cls: type[S], values: Mapping[str, object]) -> S:
+    """`cls(**values)`, each value checked against its field by `_coerce` (or built so)."""
+    make: Callable[..., S] = cls
+    return make(**values)
+
+
+def _changed(settings: S, changes: Mapping[str, object]) -> S:
+    """`dataclasses.replace` with values checked as `_made`'s are."""
+    return dataclasses.replace(settings, **changes)
+
+
+def _coerce(value: object, field: dataclasses.Field[object], where: str) -> object:
     kind = str(field.type)
     if kind.startswith("tuple"):
         if not isinstance(value, list):
@@ -354,12 +371,16 @@ def _coerce(value: Any, field: dataclasses.Field[Any], where: str) -> Any:
         raise ConfigError(f"{where}: expected a string")
     if kind == "LogFormat":
         return _log_format(value, where)
+    if kind == "Path":
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string")
+        return Path(value)
     return value
 
 
-def _log_format(value: Any, where: str) -> LogFormat:
+def _log_format(value: object, where: str) -> LogFormat:
     try:
-        return LogFormat(value)
+        return LogFormat(value if isinstance(value, str) else repr(value))
     except ValueError:
         raise ConfigError(f"{where}: expected 'console' or 'json', got {value!r}") from None
 
@@ -367,12 +388,12 @@ def _log_format(value: Any, where: str) -> LogFormat:
 def load(
     config_path: Path | None = None,
     env: Mapping[str, str] | None = None,
-    **overrides: Any,
+    **overrides: object,
 ) -> Settings:
     """Read the TOML file (if any), then `MMSGATE_*` variables, then explicit overrides."""
     env = env or {}
     path = config_path or (Path(env["MMSGATE_CONFIG"]) if env.get("MMSGATE_CONFIG") else None)
-    table: dict[str, Any] = {}
+    table: dict[str, object] = {}
     if path is not None:
         try:
             table = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -384,9 +405,9 @@ def load(
 
 
 def _from_table(
-    table: dict[str, Any], env: Mapping[str, str], overrides: dict[str, Any]
+    table: dict[str, object], env: Mapping[str, str], overrides: dict[str, object]
 ) -> Settings:
-    top: dict[str, Any] = {}
+    top: dict[str, object] = {}
     sections = {"media": MediaSettings, "api": ApiSettings, "postbacks": PostbackSettings}
     for key, value in table.items():
         if key in sections:
@@ -419,14 +440,12 @@ def _from_table(
             "log_format",
         ):
             field = next(f for f in dataclasses.fields(Settings) if f.name == key)
-            top[key] = Path(value) if key == "data_dir" else _coerce(value, field, key)
+            top[key] = _coerce(value, field, key)
         else:
             raise ConfigError(f"{key}: unknown setting")
-    settings = Settings(**top)
+    settings = _made(Settings, top)
     settings = _apply_env(settings, env)
-    settings = dataclasses.replace(
-        settings, **{k: v for k, v in overrides.items() if v is not None}
-    )
+    settings = _changed(settings, {k: v for k, v in overrides.items() if v is not None})
     _check_routes(settings)
     _check_worker(settings)
     _check_api(settings.api)
@@ -488,7 +507,7 @@ def _check_shares(settings: Settings) -> None:
 
 
 def _apply_env(settings: Settings, env: Mapping[str, str]) -> Settings:
-    changes: dict[str, Any] = {}
+    changes: dict[str, object] = {}
     if env.get("MMSGATE_DATA_DIR"):
         changes["data_dir"] = Path(env["MMSGATE_DATA_DIR"])
     if env.get("MMSGATE_DATABASE_URL"):
@@ -513,7 +532,7 @@ def _apply_env(settings: Settings, env: Mapping[str, str]) -> Settings:
             media, strict=_env_bool("MMSGATE_MEDIA_STRICT", env["MMSGATE_MEDIA_STRICT"])
         )
     changes["media"] = media
-    return dataclasses.replace(settings, **changes)
+    return _changed(settings, changes)
 
 
 def _check_routes(settings: Settings) -> None:

@@ -159,6 +159,15 @@ class TestSettings:
         with pytest.raises(errors.ConfigError, match=re.escape(named)):
             settings.load(path, {})
 
+    @pytest.mark.parametrize("text", ["data_dir = 5\n", "log_format = 1\n"])
+    def test_a_mistyped_top_level_key_is_a_config_error(self, tmp_path: Path, text: str) -> None:
+        """A data_dir or log_format that is not a string is refused naming the key, not a
+        crash."""
+        path = tmp_path / "c.toml"
+        path.write_text(text)
+        with pytest.raises(errors.ConfigError, match=text.split(" ")[0]):
+            settings.load(path, {})
+
     def test_kannel_receipt_token_is_stable_per_route_and_configurable(self) -> None:
         """A kannel route's dlr-url token is the same each time it is derived, differs from
         route to route and with the password, never contains the password, and `dlr_token`

@@ -12,7 +12,6 @@ import email.policy
 import os
 import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
 
 import structlog
 from starlette.applications import Starlette
@@ -287,8 +286,8 @@ def xml_of(content_type: str, body: bytes) -> bytes:
         message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(header + body)
         for part in message.iter_parts():
             if part.get_param("name", header="content-disposition") == "xml":
-                payload: Any = part.get_payload(decode=True)
-                return _form_field(payload or b"")
+                payload = part.get_payload(decode=True)
+                return _form_field(payload if isinstance(payload, bytes) else b"")
         return _form_field(b"")
     return body
 

@@ -17,7 +17,6 @@ queue.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -33,7 +32,7 @@ async def readyz(svc: Services, _request: Request) -> Response:
     progress = await workers.progress(svc.db, now)
     unhealthy = await route_health.unhealthy(svc.db)
     routes = {h.route: {"reason": h.reason, "since": _iso(h.since)} for h in unhealthy}
-    body: dict[str, Any] = {"routes": routes} if routes else {}
+    body: dict[str, object] = {"routes": routes} if routes else {}
     if progress.stalled(now, dt.timedelta(seconds=svc.settings.worker_stall_seconds)):
         worker = {
             "jobs_due_since": _iso(progress.due_since),
