@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 from mmsgate import codes, errors, http_server, metrics, models, numbers, profiles, routing
 from mmsgate.api import content as content_store
-from mmsgate.api import requests, results
+from mmsgate.api import results, rules
 from mmsgate.api.guard import Guard
 from mmsgate.settings import Settings
 from mmsgate.store import queries
@@ -58,7 +58,7 @@ class Recipient:
 
 
 async def save_mms(
-    services: Services, account: models.Account, req: requests.SaveMms
+    services: Services, account: models.Account, req: rules.SaveMms
 ) -> results.Saved:
     now = services.clock()
     link_expires = (
@@ -85,9 +85,7 @@ async def save_mms(
     return results.Saved(mms_id)
 
 
-async def send_mms(
-    services: Services, account: models.Account, req: requests.SendMms
-) -> results.Sent:
+async def send_mms(services: Services, account: models.Account, req: rules.SendMms) -> results.Sent:
     now = services.clock()
     plan = check_delivery(services.settings, account, req.delivery)
     check_fallback_text(account, req.fallback, None)
@@ -113,7 +111,7 @@ async def send_mms(
 
 
 async def send_saved_mms(
-    services: Services, account: models.Account, req: requests.SendSavedMms
+    services: Services, account: models.Account, req: rules.SendSavedMms
 ) -> results.Sent:
     now = services.clock()
     plan = check_delivery(services.settings, account, req.delivery)
@@ -161,7 +159,7 @@ async def send_saved_mms(
 
 
 async def delete_mms_id(
-    services: Services, account: models.Account, req: requests.DeleteMmsId
+    services: Services, account: models.Account, req: rules.DeleteMmsId
 ) -> results.Deleted:
     http_server.committing()
     if not await queries.delete_template(services.db, account.id, req.mms_id):
@@ -171,7 +169,7 @@ async def delete_mms_id(
 
 
 async def get_mms_templates(
-    services: Services, account: models.Account, req: requests.GetMmsTemplates
+    services: Services, account: models.Account, req: rules.GetMmsTemplates
 ) -> results.Templates:
     total, page = await queries.list_templates(
         services.db, account.id, req.start_date, req.page, req.per_page
@@ -192,7 +190,7 @@ class Plan:
         return [r for r in self.recipients if r.error is None]
 
 
-def check_delivery(settings: Settings, account: models.Account, d: requests.Delivery) -> Plan:
+def check_delivery(settings: Settings, account: models.Account, d: rules.Delivery) -> Plan:
     """Recipients (E201, E623, E110), sender (E111), service-id (E627), operator (E650/1, E628)."""
     if not d.to:
         raise errors.ApiError(E.TO_REQUIRED)
@@ -261,7 +259,7 @@ def check_number(settings: Settings, raw: str, operator_id: int | None) -> Recip
 
 
 def check_fallback_text(
-    account: models.Account, fallback: requests.Fallback, template: models.TemplateInfo | None
+    account: models.Account, fallback: rules.Fallback, template: models.TemplateInfo | None
 ) -> None:
     """E622 when an optimized account may fall back to SMS but gave no text for it."""
     if account.mode is not models.AccountMode.OPTIMIZED:
@@ -278,7 +276,7 @@ def check_fallback_text(
 
 
 def link_expiration(raw: str, now: dt.datetime) -> dt.datetime:
-    value = requests.parse_timestamp(raw)
+    value = rules.parse_timestamp(raw)
     if value is None or value <= now or value > now + LINK_LIFETIME + dt.timedelta(days=1):
         raise errors.ApiError(
             E.INVALID_REQUEST,
@@ -288,8 +286,8 @@ def link_expiration(raw: str, now: dt.datetime) -> dt.datetime:
 
 
 def expirations(
-    d: requests.Delivery,
-    fallback: requests.Fallback,
+    d: rules.Delivery,
+    fallback: rules.Fallback,
     now: dt.datetime,
     account: models.Account | None = None,
 ) -> tuple[dt.datetime, dt.datetime]:
@@ -304,7 +302,7 @@ def expirations(
         hours = account.mms_expiry_hours if account is not None else None
         lifetime = min(MMS_LIFETIME, dt.timedelta(hours=hours)) if hours else MMS_LIFETIME
         return now + lifetime, link
-    value = requests.parse_timestamp(d.expiry)
+    value = rules.parse_timestamp(d.expiry)
     if value is None or value <= now or value > now + MMS_LIFETIME:
         raise errors.ApiError(
             E.INVALID_REQUEST, f"Invalid mms-expiry-timestamp '{d.expiry}': at most 3 days ahead"
@@ -315,8 +313,8 @@ def expirations(
 def new_send(
     account: models.Account,
     action: models.Action,
-    d: requests.Delivery,
-    fallback: requests.Fallback,
+    d: rules.Delivery,
+    fallback: rules.Fallback,
     plan: Plan,
     expires_at: dt.datetime,
     link_expires: dt.datetime,

@@ -14,7 +14,7 @@ from typing import Any
 import anyio
 
 from mmsgate import errors, models
-from mmsgate.api.requests import Content
+from mmsgate.api.rules import Content
 from mmsgate.media import fetch, inspect
 from mmsgate.settings import MediaSettings
 from mmsgate.store import queries
