@@ -30,10 +30,10 @@
 Where a class also has a stdlib base, callers that catch that base keep working.
 
 Errors become answers at the edges, once per kind of answer: on `POST /ep/v1/` an ApiError
-is a Sinch `Failure` (api/app.py); on the `/v1` JSON routes every error is
-`{"error-code", "error-info"}` (api/json_errors.py); `/mm7` answers SOAP faults
-(api/mm7.py), `/kannel/dlr` plain text (api/kannel.py); the commands print the message
-and exit non-zero (cli_support.py).
+is a Sinch `Failure` (api/app.py, written by api/sinch_xml.py); on the `/v1` JSON routes
+every error, and the router's 404/405, is `{"error-code", "error-info"}`
+(api/json_errors.py); `/mm7` answers SOAP faults (api/mm7.py), `/kannel/dlr` plain text
+(api/kannel.py); a command prints the message and exits non-zero (cli_support.Commands).
 """
 
 from __future__ import annotations
