@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import structlog
 import typer
@@ -72,7 +72,7 @@ def configure_logs(cfg: settings.Settings, level: str) -> None:
 def sayer(fmt: settings.LogFormat | None) -> assembly.Say:
     """Start-up lines for people: printed, or with JSON logs info events like any other."""
 
-    def say(text: str, event: str, **fields: Any) -> None:
+    def say(text: str, event: str, **fields: object) -> None:
         if fmt is settings.LogFormat.JSON:
             structlog.get_logger("mmsgate.cli").info(event, **fields)
         else:

@@ -74,7 +74,7 @@ class Commands(TyperGroup):
     command here, as `message_of` tells it."""
 
     # Any: the context is of typer's privately vendored click, which has no public name.
-    def invoke(self, ctx: Any) -> Any:
+    def invoke(self, ctx: Any) -> object:
         try:
             return super().invoke(ctx)
         except errors.MmsgateError as exc:
@@ -98,7 +98,7 @@ def message_of(exc: errors.MmsgateError) -> tuple[str, str, int]:
 
 
 def load_settings(
-    config: Path | None, data_dir: Path | None = None, **more: Any
+    config: Path | None, data_dir: Path | None = None, **more: object
 ) -> settings.Settings:
     """The settings, and a data dir that can be written (every command keeps files there)."""
     cfg = settings.load(config, dict(os.environ), data_dir=data_dir, **more)
