@@ -28,9 +28,9 @@ from mmsgate.carriers.kannel import KannelConnector
 from mmsgate.carriers.mm7 import Mm7Carrier
 from mmsgate.carriers.smpp import SmppConnector
 from mmsgate.pipeline import deliver, encode, fallback, postbacks
-from mmsgate.pipeline.deps import Deps
+from mmsgate.pipeline.deps import Deps, utc_now
 from mmsgate.pipeline.shares import PostbackShares
-from mmsgate.pipeline.worker import RetryPolicy, Worker
+from mmsgate.pipeline.worker import FOREVER, Worker
 from mmsgate.store.blobs import FileBlobStore
 from mmsgate.store.db import Database
 
@@ -140,8 +140,7 @@ def build_worker(cfg: settings.Settings) -> Worker:
         models.JobKind.FALLBACK_SMS: fallback.send_sms,
     }
     # A delivery retries until its message expires (days), not for a number of attempts.
-    forever = RetryPolicy(max_attempts=1_000_000)
-    policies = {models.JobKind.DELIVER: forever, models.JobKind.FALLBACK_SMS: forever}
+    policies = {models.JobKind.DELIVER: FOREVER, models.JobKind.FALLBACK_SMS: FOREVER}
     return Worker(
         deps.db,
         steps,
@@ -156,27 +155,28 @@ def build_worker(cfg: settings.Settings) -> Worker:
 
 
 def build_deps(cfg: settings.Settings) -> Deps:
-    """What the pipeline's steps use: the store, the carriers, the SMS connectors (whose
-    receipts go to the fallback step's sink), the limits."""
+    """What the pipeline's steps use, complete: the store, the carriers, the SMS connectors
+    (whose receipts go to the fallback step's sink), the limits."""
+    db = Database(cfg.db_url)
+    clock = utc_now
+    sink = fallback.receipt_sink(db, clock)
     sms_routes = sms_routes_for(cfg)
-    deps = Deps(
-        db=Database(cfg.db_url),
+    return Deps(
+        db=db,
         blobs=FileBlobStore(cfg.blob_dir),
         http=httpx.AsyncClient(),
         profiles=cfg.profiles_in_use,
         allow_private_networks=cfg.media.allow_private_networks,
+        clock=clock,
         routes=cfg.routes,
         carriers=carriers_for(cfg),
         route_gates={r.name: asyncio.Semaphore(r.concurrency) for r in cfg.routes if r.concurrency},
         postback_timeout=cfg.postbacks.timeout,
         postback_shares=PostbackShares.for_worker(cfg.worker_concurrency, cfg.postbacks.per_host),
         sms_routes=sms_routes,
+        sms_connectors={r.name: sms_connector_for(cfg, r, sink) for r in sms_routes},
         public_url=cfg.public_url,
     )
-    sink = fallback.receipt_sink(deps)
-    for route in sms_routes:
-        deps.sms_connectors[route.name] = sms_connector_for(cfg, route, sink)
-    return deps
 
 
 def carriers_for(cfg: settings.Settings) -> dict[str, Carrier]:
@@ -215,19 +215,11 @@ def sms_connector_for(
 
 
 async def start_pipeline(worker: Worker) -> None:
-    """Bind the SMS connectors at once: receipts the SMSC holds for us arrive without
-    waiting for the next SMS."""
-    for connector in worker.deps.sms_connectors.values():
-        await connector.start()
+    await worker.deps.start()
 
 
 async def stop_pipeline(worker: Worker) -> None:
-    for carrier in worker.deps.carriers.values():
-        await carrier.close()
-    for connector in worker.deps.sms_connectors.values():
-        await connector.close()
-    await worker.deps.http.aclose()
-    await worker.db.close()
+    await worker.deps.aclose()
 
 
 @contextlib.asynccontextmanager

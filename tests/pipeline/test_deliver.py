@@ -94,8 +94,8 @@ async def outcome(db: Database, tracking_id: str) -> tuple[str, list[str], str]:
     [
         (SubmitResult(True, "mmsc-7", 1000, "Success"), ("submitted", ["N101"], "done")),
         (SubmitResult(False, None, 2002, "Address Error"), ("failed", ["E101"], "done")),
-        (SubmitResult(False, None, 3001, "Not Possible"), ("fallback", [], "done")),
-        (SubmitResult(False, None, 2004, "Content refused"), ("fallback", [], "done")),
+        (SubmitResult(False, None, 3001, "Not Possible"), ("queued", [], "done")),
+        (SubmitResult(False, None, 2004, "Content refused"), ("queued", [], "done")),
         (SubmitResult(False, None, 4006, "Busy", transient=True), ("queued", [], "pending")),
     ],
 )
@@ -106,7 +106,8 @@ async def test_each_answer_of_the_mmsc(
     expected: tuple[str, list[str], str],
 ) -> None:
     """Accepted → submitted + N101; address error → E101; content or MMS refused → the SMS
-    fallback begins (the customer hears of it when the SMS goes); busy → retried later."""
+    fallback's job is queued (the customer hears of it when the SMS goes); busy → retried
+    later."""
     tracking_id = await accept(gateway, media_server)
     carrier = FakeCarrier(result)
     await run_deliveries(gateway, carrier)
@@ -115,6 +116,26 @@ async def test_each_answer_of_the_mmsc(
     assert list(submit.recipients) == ["12399471613"]
     assert submit.content_type.startswith("multipart/related")
     assert submit.expiry is not None
+
+
+async def test_a_refusal_queues_the_fallback_with_the_deliver_jobs_end(
+    gateway: Gateway, media_server: MediaServer
+) -> None:
+    """MM7 3001 ends the deliver job done with one fallback job queued beside it, for the
+    same recipient and naming the refusal; the deliver step itself begins nothing."""
+    tracking_id = await accept(gateway, media_server)
+    await run_deliveries(gateway, FakeCarrier(SubmitResult(False, None, 3001, "Not Possible")))
+    async with gateway.services.db.read() as conn:
+        queued = (
+            await conn.execute(
+                sa.select(jobs.c.kind, jobs.c.state, jobs.c.tracking_id, jobs.c.payload)
+                .where(jobs.c.kind != models.JobKind.DELIVER.value)
+                .order_by(jobs.c.id)
+            )
+        ).all()
+    [(kind, state, for_whom, payload)] = queued
+    assert (kind, state, for_whom) == ("fallback_sms", "pending", tracking_id)
+    assert payload == {"reason": "MMS refused by simulator: Not Possible"}
 
 
 async def test_the_mmsc_message_id_is_kept_for_reports(

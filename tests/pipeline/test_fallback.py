@@ -16,7 +16,7 @@ from mmsgate import models, routing, sms_text
 from mmsgate.carriers.base import SmsReceipt, SmsResult, SmsSubmit, SubmitResult
 from mmsgate.carriers.smpp import SmppConnector
 from mmsgate.pipeline import deliver, fallback
-from mmsgate.pipeline.deps import Deps
+from mmsgate.pipeline.deps import Deps, utc_now
 from mmsgate.pipeline.postbacks import body_of
 from mmsgate.pipeline.worker import Worker
 from mmsgate.profiles import PROFILES
@@ -356,14 +356,13 @@ async def test_a_long_sms_cut_short_is_resumed_not_resent(
     smsc = Smsc(report_delay=0.0)
     await smsc.start("127.0.0.1", 0)
     route = dataclasses.replace(SMS_ROUTE, port=smsc.port)
-    connectors: dict[str, Any] = {}
+    sink = fallback.receipt_sink(gateway.services.db, utc_now)
+    connector = SmppConnector(route, sink, backoff=(0.02, 0.2))
     deps = dataclasses.replace(
         deps_for(gateway, FakeCarrier(REFUSED), FakeSms()),
         sms_routes=[route],
-        sms_connectors=connectors,
+        sms_connectors={route.name: connector},
     )
-    connector = SmppConnector(route, fallback.receipt_sink(deps), backoff=(0.02, 0.2))
-    connectors[route.name] = connector
     try:
         await run_all(deps)
         assert (await state_and_codes(gateway, tracking_id))[0] == "fallback"
@@ -460,6 +459,6 @@ async def test_the_fallback_row_is_written_with_the_move(
 async def test_a_receipt_that_is_not_final_is_ignored(gateway: Gateway) -> None:
     """ENROUTE/ACCEPTD receipts reach the sink and change nothing."""
     deps = deps_for(gateway, FakeCarrier(ACCEPTED), FakeSms())
-    sink = fallback.receipt_sink(deps)
+    sink = fallback.receipt_sink(deps.db, deps.clock)
     await sink(SmsReceipt("smsc", "nope", "ENROUTE"))  # would raise UnknownPart if applied
     await deps.http.aclose()

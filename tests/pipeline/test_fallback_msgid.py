@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
 from mmsgate.carriers.smpp import SmppConnector
 from mmsgate.pipeline import fallback
+from mmsgate.pipeline.deps import utc_now
 from mmsgate.sim.smsc import Smsc
 from mmsgate.store.schema import sms_parts
 from tests.api.test_send_mms import SEED
@@ -42,14 +42,13 @@ async def test_receipts_with_the_tlv_in_hex_and_the_text_in_decimal_end_the_sms(
     smsc = Smsc(report_delay=0.0, msg_id_type=1, tlv_id_base=16, first_id=0x12345678)
     await smsc.start("127.0.0.1", 0)
     route = dataclasses.replace(SMS_ROUTE, port=smsc.port, msg_id_type=1)
-    connectors: dict[str, Any] = {}
+    sink = fallback.receipt_sink(gateway.services.db, utc_now)
+    connector = SmppConnector(route, sink, backoff=(0.02, 0.2))
     deps = dataclasses.replace(
         deps_for(gateway, FakeCarrier(REFUSED), FakeSms()),
         sms_routes=[route],
-        sms_connectors=connectors,
+        sms_connectors={route.name: connector},
     )
-    connector = SmppConnector(route, fallback.receipt_sink(deps), backoff=(0.02, 0.2))
-    connectors[route.name] = connector
     try:
         await run_all(deps)
         async with asyncio.timeout(DEADLINE):  # each receipt is answered once it is applied

@@ -4,7 +4,8 @@ profile, submit it over MM7, and record what the MMSC said with its postback.
 Accepted: SUBMITTED with the MMSC's MessageID (which delivery reports are matched by), N101.
 Refused for good: FAILED with E101 (address or request errors). MMS impossible (too big after
 transcoding, content or route the destination cannot take, content or MMS refused for this
-number): the SMS-with-link fallback when the send allows it, else E102. Busy, down or unreachable:
+number): the SMS-with-link fallback when the send allows it (this step's follow-up, the
+fallback step, with the reason), else E102. Busy, down or unreachable:
 retried with backoff until the message expires, then EXPIRED with N103. A message that
 expired while it waited in the queue is never sent.
 
@@ -28,15 +29,15 @@ from mmsgate.carriers.base import Carrier, SubmitResult
 from mmsgate.media import prepare
 from mmsgate.media.compose import Composed
 from mmsgate.mm7_codec import Submit
-from mmsgate.pipeline import fallback
 from mmsgate.pipeline.deps import Deps
-from mmsgate.pipeline.encode import StoreCache
+from mmsgate.pipeline.recipient import may_fall_back, slides_of
+from mmsgate.pipeline.transcodes import StoreCache
 from mmsgate.pipeline.worker import Outcome, keep_trying
 from mmsgate.profiles import CarrierProfile
 from mmsgate.settings import Route
 from mmsgate.store import deliveries, pacing
 from mmsgate.store.deliveries import Move
-from mmsgate.store.jobs import Job
+from mmsgate.store.jobs import FollowUp, Job
 
 log = structlog.get_logger(__name__)
 S = models.RecipientState
@@ -187,15 +188,19 @@ async def _record(deps: Deps, row: Any, route: str, result: SubmitResult) -> Out
 
 async def cannot_mms(deps: Deps, row: Any, reason: str, otherwise: Move) -> Outcome:
     """MMS is impossible for this recipient: the SMS-with-link fallback when the send allows
-    it, else `otherwise` (E101/E102, as Sinch ends a send without fallback)."""
-    if not fallback.allowed(row):
+    it (the follow-up job, told why), else `otherwise` (E101/E102, as Sinch ends a send
+    without fallback)."""
+    if not may_fall_back(row):
         await finish(deps, row, otherwise)
         return Outcome()
-    try:
-        await fallback.begin(deps, row, slides_of(row), reason)
-    except prepare.PartFailed as failed:
-        await finish(deps, row, Move(S.FAILED, "E102", f"{reason}; and for the page: {failed}"))
-    return Outcome()
+    return Outcome.then(fallback_job(row.tracking_id, reason))
+
+
+def fallback_job(tracking_id: str, reason: str) -> FollowUp:
+    """The fallback step's job for a recipient that cannot get the MMS, and why."""
+    return FollowUp(
+        models.JobKind.FALLBACK_SMS, tracking_id=tracking_id, payload={"reason": reason}
+    )
 
 
 async def finish(deps: Deps, row: Any, move: Move) -> bool:
@@ -207,42 +212,13 @@ async def finish(deps: Deps, row: Any, move: Move) -> bool:
     return moved
 
 
-PREPARED_KEPT = 256
-
-
 async def prepared_for(deps: Deps, row: Any, profile: CarrierProfile) -> prepare.Prepared:
-    """The message prepared for `profile`, from this worker's memo when the same template
-    with the same personalisation was prepared before, or is being prepared: a batch sent
-    to thousands starts hundreds of deliveries at once, and one preparation serves them all
-    (a failed one is forgotten, so a later delivery tries again)."""
+    """The message prepared for `profile`, from this worker's cache (`media.prepared`) when
+    the same template with the same personalisation was prepared before, or is being
+    prepared."""
     slides = slides_of(row)
     key = (row.template_id, profile, json.dumps(slides, sort_keys=True, default=str))
-    found = deps.prepared.get(key)
-    if found is None:
-        found = asyncio.ensure_future(
-            prepare.prepare(slides, profile, deps.blobs.get, StoreCache(deps.db, deps.blobs))
-        )
-        if len(deps.prepared) >= PREPARED_KEPT:
-            deps.prepared.pop(next(iter(deps.prepared)))
-        deps.prepared[key] = found
-    try:
-        prepared = await asyncio.shield(found)  # a cancelled delivery leaves it to the rest
-    except Exception:
-        if deps.prepared.get(key) is found:
-            del deps.prepared[key]
-        raise
-    assert isinstance(prepared, prepare.Prepared)
-    return prepared
-
-
-def slides_of(row: Any) -> list[dict[str, Any]]:
-    """The template's slides with this send's custom texts and merge data filled in."""
-    custom = row.custom_texts or {}
-    data = row.merge_data or {}
-    slides = []
-    for number, slide in enumerate(row.slides, start=1):
-        text = custom.get(str(number), slide.get("text"))
-        if text:
-            text = models.render_merge_tags(text, data)
-        slides.append({**slide, "text": text})
-    return slides
+    cache = StoreCache(deps.db, deps.blobs)
+    return await deps.prepared.get(
+        key, lambda: prepare.prepare(slides, profile, deps.blobs.get, cache)
+    )

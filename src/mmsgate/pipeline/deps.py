@@ -1,4 +1,5 @@
-"""What the pipeline steps share: built once per worker process, passed to every step."""
+"""What the pipeline steps share: built complete once per worker process (by
+`mmsgate.assembly`) before the worker starts, passed to every step, closed by `aclose`."""
 
 from __future__ import annotations
 
@@ -7,11 +8,11 @@ import contextlib
 import dataclasses
 import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
 
 import httpx
 
 from mmsgate.carriers.base import Carrier, SmsConnector
+from mmsgate.media.prepared import PreparedCache
 from mmsgate.pipeline.health import RouteWatch
 from mmsgate.pipeline.shares import PostbackShares
 from mmsgate.profiles import PROFILES, CarrierProfile
@@ -20,9 +21,15 @@ from mmsgate.store.blobs import BlobStore
 from mmsgate.store.db import Database
 
 
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Deps:
-    """The database, blob store, HTTP client and policies the steps use."""
+    """The database, blob store, HTTP client, carriers, connectors and policies the steps
+    use. Nothing in it is replaced once built; the caches and watches it holds keep their
+    own state."""
 
     db: Database
     blobs: BlobStore
@@ -31,16 +38,15 @@ class Deps:
     allow_private_networks: bool = False
     postback_window: dt.timedelta = dt.timedelta(hours=24)
     postback_timeout: float = 10.0  # seconds a customer has to answer a postback
-    clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
+    clock: Callable[[], dt.datetime] = utc_now
     routes: Sequence[Route] = ()
     carriers: Mapping[str, Carrier] = dataclasses.field(default_factory=dict)
     sms_routes: Sequence[SmsRoute] = ()
-    # Filled once the deps exist: each connector hands its receipts to a sink built on them.
-    sms_connectors: dict[str, SmsConnector] = dataclasses.field(default_factory=dict)
+    # By SMS route name; each hands its receipts to `fallback.receipt_sink`.
+    sms_connectors: Mapping[str, SmsConnector] = dataclasses.field(default_factory=dict)
     public_url: str = "http://127.0.0.1:8080"  # the base of hosted-page links
-    # Messages prepared recently, by template and personalisation: a template sent to many
-    # numbers is composed once per worker, not once per recipient.
-    prepared: dict[tuple[Any, ...], Any] = dataclasses.field(default_factory=dict)
+    # Messages prepared recently: a template sent to many numbers is composed once per worker.
+    prepared: PreparedCache = dataclasses.field(default_factory=PreparedCache)
     # Submits in flight per route in this worker (a route's `concurrency`).
     route_gates: Mapping[str, asyncio.Semaphore] = dataclasses.field(default_factory=dict)
     # Postback POSTs in flight, per customer host and in all: a slow host holds few slots.
@@ -48,10 +54,32 @@ class Deps:
     # Each route's health as this worker last saw it (written to the database on change).
     health: RouteWatch = dataclasses.field(default_factory=RouteWatch)
 
-    def route_gate(self, name: str) -> contextlib.AbstractAsyncContextManager[Any]:
+    def route_gate(self, name: str) -> contextlib.AbstractAsyncContextManager[object]:
         """The route's concurrency gate, or no gate when the route sets none."""
         return self.route_gates.get(name) or contextlib.nullcontext()
 
     def profile(self, name: str) -> CarrierProfile:
         """A profile by name: as configured, else as shipped."""
         return next((p for p in self.profiles if p.name == name), None) or PROFILES[name]
+
+    async def start(self) -> None:
+        """Bind the SMS connectors at once: receipts the SMSC holds for us arrive without
+        waiting for the next SMS."""
+        for connector in self.sms_connectors.values():
+            await connector.start()
+
+    async def aclose(self) -> None:
+        """Close what these deps own: the carriers, the SMS connectors, the HTTP client and
+        the database. Each is closed even when closing another fails (the first failure is
+        raised after)."""
+        closers = [c.close for c in self.carriers.values()]
+        closers += [c.close for c in self.sms_connectors.values()]
+        closers += [self.http.aclose, self.db.close]
+        failed: BaseException | None = None
+        for close in closers:
+            try:
+                await close()
+            except Exception as exc:  # noqa: BLE001 - the rest are closed, then it is raised
+                failed = failed or exc
+        if failed is not None:
+            raise failed

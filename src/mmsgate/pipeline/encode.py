@@ -11,33 +11,13 @@ from mmsgate import metrics, models
 from mmsgate.media import prepare
 from mmsgate.pipeline import postbacks
 from mmsgate.pipeline.deps import Deps
+from mmsgate.pipeline.transcodes import StoreCache
 from mmsgate.pipeline.worker import Outcome
 from mmsgate.store import templates
-from mmsgate.store.blobs import BlobStore
-from mmsgate.store.db import Database
 from mmsgate.store.jobs import Job
 
 log = structlog.get_logger(__name__)
 T = models.PostbackKind.TEMPLATE
-
-
-class StoreCache:
-    """Transcoded parts kept in the blob store, indexed in the `transcodes` table."""
-
-    def __init__(self, db: Database, blobs: BlobStore) -> None:
-        self.db, self.blobs = db, blobs
-
-    async def get(self, key: str) -> prepare.Output | None:
-        row = await templates.cached_transcode(self.db, key)
-        if row is None or not await self.blobs.exists(row.output_key):
-            return None
-        return prepare.Output(await self.blobs.get(row.output_key), row.content_type, row.report)
-
-    async def put(self, key: str, output: prepare.Output) -> None:
-        output_key = await self.blobs.put(output.data)
-        await templates.remember_transcode(
-            self.db, key, output_key, output.content_type, output.report
-        )
 
 
 async def encode_template(job: Job, deps: Deps) -> Outcome:

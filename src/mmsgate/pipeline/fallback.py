@@ -1,18 +1,22 @@
 """The SMS-with-link fallback: when a recipient cannot get the MMS, an SMS carrying the
 fallback text and a link to a hosted page of the message goes instead.
 
-`begin` is called by the deliver step with the reason (nothing fits the carrier's budget,
-content the destination cannot take, a route or handset without MMS, a permanent refusal of
-the content). If the send and its account allow a fallback, it prepares the page's media for a
-phone's browser, writes the SMS text, and moves the recipient to `fallback` with the job that
-sends the SMS, in one transaction. `send_sms` is that job; `receipt_sink` takes the SMSC's
-receipts and ends the recipient in `sms_delivered` (N202) or `sms_failed` (E202).
+`send_sms` is the step. The deliver step names it as its follow-up, with the reason (nothing
+fits the carrier's budget, content the destination cannot take, a route or handset without
+MMS, a permanent refusal of the content), when the send and its account allow a fallback.
+Finding the recipient still queued, the step begins the fallback (`begin`): it prepares the
+page's media for a phone's browser, writes the SMS text, and moves the recipient to
+`fallback`, in one transaction; then, as on every later try, it submits the SMS.
+`receipt_sink` takes the SMSC's receipts and ends the recipient in `sms_delivered` (N202) or
+`sms_failed` (E202).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import secrets
 import zlib
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -21,19 +25,17 @@ from mmsgate import models, sms_text
 from mmsgate.carriers.base import ReceiptSink, SmsReceipt, SmsResult, SmsSubmit
 from mmsgate.media import prepare
 from mmsgate.pipeline.deps import Deps
-from mmsgate.pipeline.encode import StoreCache
+from mmsgate.pipeline.recipient import slides_of
+from mmsgate.pipeline.transcodes import StoreCache
 from mmsgate.pipeline.worker import Outcome, keep_trying
 from mmsgate.settings import SmsRoute
-from mmsgate.store import fallbacks
+from mmsgate.store import deliveries, fallbacks
+from mmsgate.store.db import Database
+from mmsgate.store.deliveries import Move
 from mmsgate.store.jobs import Job
 
 log = structlog.get_logger(__name__)
 S = models.RecipientState
-
-
-def allowed(row: Any) -> bool:
-    """Whether this send may fall back: an optimized account, and not disabled."""
-    return row.account_mode == models.AccountMode.OPTIMIZED.value and not row.disable_fallback
 
 
 def link_disabled(row: Any) -> bool:
@@ -47,7 +49,7 @@ def compose_text(text: str | None, link: str | None) -> str:
 
 
 async def begin(deps: Deps, row: Any, slides: list[dict[str, Any]], reason: str) -> bool:
-    """Put the recipient on the fallback path; False when it had already moved on."""
+    """Put the queued recipient on the fallback path; False when it had already moved on."""
     token = None if link_disabled(row) else secrets.token_urlsafe(24)  # 192 random bits
     link = f"{deps.public_url}/m/{token}" if token else None
     text = row.fallback_sms_text or row.template_fallback_text or row.subject
@@ -79,9 +81,32 @@ def sms_route_for(deps: Deps) -> SmsRoute | None:
     return next((r for r in routes if r.default), None) or (routes[0] if routes else None)
 
 
-async def send_sms(job: Job, deps: Deps) -> Outcome:
-    """Submit a fallback SMS; retried while the SMSC is busy or away, until expiry."""
+async def _begin_if_queued(job: Job, deps: Deps) -> None:
+    """Begin the fallback the deliver step asked for, unless it has begun (an earlier try)
+    or the recipient has moved on; content the page cannot take ends it in E102."""
     assert job.tracking_id is not None
+    reason = (job.payload or {}).get("reason")
+    if reason is None:  # queued with the fallback already begun
+        return
+    row = await deliveries.for_delivery(deps.db, job.tracking_id)
+    if row is None or row.state != S.QUEUED.value:
+        return
+    try:
+        await begin(deps, row, slides_of(row), reason)
+    except prepare.PartFailed as failed:
+        why = f"{reason}; and for the page: {failed}"
+        move = Move(S.FAILED, "E102", why)
+        if await deliveries.advance(deps.db, row, move, now=deps.clock()):
+            log.warning(
+                "mms.state", tracking_id=row.tracking_id, state=move.state.value, code="E102"
+            )
+
+
+async def send_sms(job: Job, deps: Deps) -> Outcome:
+    """Begin the fallback if the deliver step just asked for it, then submit its SMS;
+    retried while the SMSC is busy or away, until expiry."""
+    assert job.tracking_id is not None
+    await _begin_if_queued(job, deps)
     row = await fallbacks.for_sms(deps.db, job.tracking_id)
     if row is None or row.state != S.FALLBACK.value:
         return Outcome()  # already sent or ended
@@ -158,8 +183,9 @@ def _links(text: str, token: str | None) -> tuple[str, ...]:
     return (link,) if link else ()
 
 
-def receipt_sink(deps: Deps) -> ReceiptSink:
+def receipt_sink(db: Database, clock: Callable[[], dt.datetime]) -> ReceiptSink:
     """Where an SMS connector's receipts go: final ones end the part, and maybe the SMS.
+    Built before the connectors, and so before the `Deps` that hold them.
 
     A receipt for a part not recorded yet (it can beat our own commit) raises UnknownPart,
     so the connector refuses it and the SMSC sends it again."""
@@ -168,12 +194,12 @@ def receipt_sink(deps: Deps) -> ReceiptSink:
         if not receipt.final:
             return
         moved = await fallbacks.apply_receipt(
-            deps.db,
+            db,
             receipt.route,
             receipt.message_id,
             receipt.stat,
             receipt.error,
-            now=deps.clock(),
+            now=clock(),
         )
         log.info("fallback.receipt", message_id=receipt.message_id, stat=receipt.stat, moved=moved)
 

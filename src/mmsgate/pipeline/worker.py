@@ -1,8 +1,10 @@
 """The worker loop: claim due jobs, run each one's step, record the outcome, repeat.
 
-Steps know nothing of the queue: each is `async def step(job, deps) -> Outcome`. The loop
-turns an Outcome into the job's next state, retries with exponential backoff and jitter,
-and is the only place that catches every exception (a step that crashes is retried, then
+Steps know nothing of the queue: each is `async def step(job, deps) -> Outcome`, and no
+step calls another. The loop turns an Outcome into the job's next state: done (with the
+follow-up jobs it names, queued in the transaction that marks it done, so a follow-up is
+never lost and never queued twice), retried with exponential backoff and jitter, deferred
+or buried. It is the only place that catches every exception (a step that crashes is retried, then
 buried, and the worker goes on). Its own writes to the queue may fail too (a full disk, a
 database refusing writes): a claim, an outcome or a lease renewal that fails is logged at
 error and tried again, and the loop never ends for it. Its claims carry its beat
@@ -22,13 +24,16 @@ import secrets
 import socket
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import structlog
+from structlog.typing import FilteringBoundLogger
 
 from mmsgate import metrics, models
+from mmsgate.pipeline.deps import Deps
 from mmsgate.store import jobs, workers
 from mmsgate.store.db import Database
+from mmsgate.store.jobs import FollowUp
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -38,13 +43,24 @@ T = TypeVar("T")
 class Outcome:
     """What a step says happened: done, try again later (`retry_after`), or give up; or
     `deferred`: not tried at all (its turn was not there), due again after `retry_after`
-    without counting an attempt."""
+    without counting an attempt. A done job may name `follow_ups`: the jobs its work calls
+    for next, which the worker queues with the job's completion."""
 
     done: bool = True
     retry_after: dt.timedelta | None = None
     error: str | None = None
     give_up: bool = False
     deferred: bool = False
+    follow_ups: tuple[FollowUp, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.follow_ups and not self.done:
+            raise ValueError("only a done job has follow-ups")  # a retry would queue them twice
+
+    @classmethod
+    def then(cls, *follow_ups: FollowUp) -> Outcome:
+        """Done, and these jobs are to run next."""
+        return cls(follow_ups=follow_ups)
 
     @classmethod
     def retry(cls, error: str, after: dt.timedelta | None = None) -> Outcome:
@@ -63,20 +79,34 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-Step = Callable[[jobs.Job, Any], Awaitable[Outcome]]
+Step = Callable[[jobs.Job, Deps], Awaitable[Outcome]]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class RetryPolicy:
-    """Backoff base * 2^(attempt-1), capped, with up to 20 % jitter; `max_attempts` then dead."""
+    """Backoff base * 2^(attempt-1), capped, with up to 20 % jitter; after `max_attempts`
+    the job is dead, and with `max_attempts=None` (FOREVER) it is retried as long as its
+    step asks (a delivery, until its message expires)."""
 
     base: dt.timedelta = dt.timedelta(seconds=2)
     cap: dt.timedelta = dt.timedelta(minutes=10)
-    max_attempts: int = 20
+    max_attempts: int | None = 20
+
+    def __post_init__(self) -> None:
+        if self.max_attempts is not None and self.max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1, or None for no limit")
+
+    def exhausted(self, attempts: int) -> bool:
+        """Whether a job tried `attempts` times has had its last try."""
+        return self.max_attempts is not None and attempts >= self.max_attempts
 
     def delay(self, attempt: int) -> dt.timedelta:
         seconds = min(self.cap.total_seconds(), self.base.total_seconds() * 2 ** (attempt - 1))
         return dt.timedelta(seconds=seconds * (1 + random.uniform(0, 0.2)))
+
+
+# Retried for as long as the step asks: the step itself decides when to stop (an expiry).
+FOREVER = RetryPolicy(max_attempts=None)
 
 
 # How a worker retries its own writes to the queue (a claim, an outcome) when they fail:
@@ -90,7 +120,7 @@ STEP_WRITE_WITHIN = dt.timedelta(minutes=5)
 
 async def keep_trying(
     write: Callable[[], Awaitable[T]],
-    bound: Any,
+    bound: FilteringBoundLogger,
     *,
     what: str,
     within: dt.timedelta = STEP_WRITE_WITHIN,
@@ -138,7 +168,7 @@ class Worker:
         self,
         db: Database,
         steps: Mapping[models.JobKind, Step],
-        deps: Any,
+        deps: Deps,
         *,
         name: str | None = None,
         concurrency: int = 8,
@@ -353,7 +383,7 @@ class Worker:
         finally:
             self.held.discard(job.id)
 
-    async def record(self, job: jobs.Job, outcome: Outcome, bound: Any) -> None:
+    async def record(self, job: jobs.Job, outcome: Outcome, bound: FilteringBoundLogger) -> None:
         """Write the job's outcome; a write that fails is retried, for up to one lease.
 
         The step has already acted (an MMSC may have taken the submit): an outcome left
@@ -377,17 +407,17 @@ class Worker:
             bound.error("job.outcome_lost", error=_describe(exc))
 
     async def _write_outcome(
-        self, job: jobs.Job, outcome: Outcome, bound: Any, now: dt.datetime
+        self, job: jobs.Job, outcome: Outcome, bound: FilteringBoundLogger, now: dt.datetime
     ) -> None:
         policy = self.policies.get(job.kind, self.policy)
         if outcome.done:
-            await jobs.complete(self.db, job, self.name, now)
+            await jobs.complete(self.db, job, self.name, now, follow_ups=outcome.follow_ups)
             bound.debug("job.done")
         elif outcome.deferred:
             at = now + (outcome.retry_after or dt.timedelta())
             await jobs.defer(self.db, job, self.name, at=at, now=now)
             bound.debug("job.deferred", at=at.isoformat())
-        elif outcome.give_up or job.attempts >= policy.max_attempts:
+        elif outcome.give_up or policy.exhausted(job.attempts):
             await jobs.bury(self.db, job, self.name, error=outcome.error or "failed", now=now)
             bound.warning("job.dead", error=outcome.error)
         else:

@@ -29,7 +29,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from mmsgate import errors, models
 from mmsgate.store.db import Database
 from mmsgate.store.deliveries import Move, advance
-from mmsgate.store.jobs import new_job
 from mmsgate.store.schema import UtcDateTime, fallbacks, jobs, messages, recipients, sms_parts
 
 S = models.RecipientState
@@ -57,15 +56,14 @@ class Page:
 async def begin(
     db: Database, row: Any, fallback: dict[str, Any], *, reason: str, now: dt.datetime
 ) -> bool:
-    """Put a queued recipient on the fallback path: its page and the SMS job, with the move.
+    """Put a queued recipient on the fallback path: its page, with the move. (The job that
+    sends the SMS is the one beginning it: it was queued when the MMS was given up.)
 
     `fallback` holds the fallbacks row's content (token, slides, sms_text, ...)."""
 
     async def also(conn: AsyncConnection) -> None:
         values = {"tracking_id": row.tracking_id, "reason": reason, "opens": 0, "created_at": now}
         await conn.execute(fallbacks.insert().values({**fallback, **values}))
-        job = new_job(models.JobKind.FALLBACK_SMS, now, tracking_id=row.tracking_id)
-        await conn.execute(jobs.insert().values(job))
 
     return await advance(db, row, Move(S.FALLBACK, None, reason), now=now, also=also)
 

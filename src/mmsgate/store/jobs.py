@@ -35,6 +35,16 @@ class Job:
     created_at: dt.datetime
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class FollowUp:
+    """A job to queue once the job naming it is done, in the same transaction."""
+
+    kind: models.JobKind
+    tracking_id: str | None = None
+    template_id: int | None = None
+    payload: dict[str, Any] | None = None
+
+
 # The queue's statements are built once, with bound parameters: building and hashing an
 # UPDATE with a subquery costs SQLAlchemy more than running it (measured: ~350 against ~80
 # microseconds), and the queue runs them for every batch of jobs.
@@ -203,10 +213,15 @@ async def prune(db: Database, *, before: dt.datetime, batch: int = 1000) -> int:
             return deleted
 
 
-async def complete(db: Database, job: Job, worker: str, now: dt.datetime) -> bool:
-    """Mark the job done, if `worker` still holds it. The jobs that end while a batch of
+async def complete(
+    db: Database, job: Job, worker: str, now: dt.datetime, follow_ups: Sequence[FollowUp] = ()
+) -> bool:
+    """Mark the job done, if `worker` still holds it, and queue its follow-ups in the same
+    transaction: only when it was still ours, so a follow-up is queued exactly once (a
+    job taken over by another worker queues its own). The jobs that end while a batch of
     writes gathers are marked with one UPDATE."""
-    return await db.batched_together(("complete", worker), (job.id, now), _complete(worker))
+    item = (job.id, now, tuple(follow_ups))
+    return await db.batched_together(("complete", worker), item, _complete(worker))
 
 
 _COMPLETE = (
@@ -219,16 +234,26 @@ _COMPLETE = (
     .values(state=models.JobState.DONE.value, lease_expires_at=None, updated_at=_NOW)
     .returning(jobs.c.id)
 )
+_Done = tuple[int, dt.datetime, tuple[FollowUp, ...]]
 
 
-def _complete(worker: str) -> Callable[[AsyncConnection, list[tuple[int, dt.datetime]]], Any]:
-    async def work(conn: AsyncConnection, items: list[tuple[int, dt.datetime]]) -> list[bool]:
-        ids = [job_id for job_id, _ in items]
-        params = {"ids": ids, "worker": worker, "now": max(now for _, now in items)}
+def _complete(worker: str) -> Callable[[AsyncConnection, list[_Done]], Any]:
+    async def work(conn: AsyncConnection, items: list[_Done]) -> list[bool]:
+        ids = [job_id for job_id, _, _ in items]
+        params = {"ids": ids, "worker": worker, "now": max(now for _, now, _ in items)}
         done = set((await conn.scalars(_COMPLETE, params)).all())
+        if queued := [_queued(f, now) for i, now, fs in items if i in done for f in fs]:
+            await conn.execute(jobs.insert(), queued)
         return [job_id in done for job_id in ids]
 
     return work
+
+
+def _queued(follow_up: FollowUp, now: dt.datetime) -> dict[str, Any]:
+    f = follow_up
+    return new_job(
+        f.kind, now, tracking_id=f.tracking_id, template_id=f.template_id, payload=f.payload
+    )
 
 
 async def retry(

@@ -1,0 +1,26 @@
+"""What one recipient's send asks for, as the deliver and fallback steps both read it: its
+slides personalised, and whether it may fall back to SMS."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mmsgate import models
+
+
+def slides_of(row: Any) -> list[dict[str, Any]]:
+    """The template's slides with this send's custom texts and merge data filled in."""
+    custom = row.custom_texts or {}
+    data = row.merge_data or {}
+    slides = []
+    for number, slide in enumerate(row.slides, start=1):
+        text = custom.get(str(number), slide.get("text"))
+        if text:
+            text = models.render_merge_tags(text, data)
+        slides.append({**slide, "text": text})
+    return slides
+
+
+def may_fall_back(row: Any) -> bool:
+    """Whether this send may fall back: an optimized account, and not disabled."""
+    return row.account_mode == models.AccountMode.OPTIMIZED.value and not row.disable_fallback
