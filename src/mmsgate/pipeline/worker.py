@@ -101,7 +101,10 @@ class RetryPolicy:
         return self.max_attempts is not None and attempts >= self.max_attempts
 
     def delay(self, attempt: int) -> dt.timedelta:
-        seconds = min(self.cap.total_seconds(), self.base.total_seconds() * 2 ** (attempt - 1))
+        # The exponent is bounded: a job retried for ever reaches attempts whose 2^n no
+        # float can hold, long after the cap has taken over.
+        doubled = 2.0 ** min(attempt - 1, 64)
+        seconds = min(self.cap.total_seconds(), self.base.total_seconds() * doubled)
         return dt.timedelta(seconds=seconds * (1 + random.uniform(0, 0.2)))
 
 
