@@ -16,6 +16,7 @@ import signal
 import socket
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Protocol
 
 import httpx
@@ -169,12 +170,14 @@ def build_deps(cfg: settings.Settings) -> Deps:
         allow_private_networks=cfg.media.allow_private_networks,
         clock=clock,
         routes=cfg.routes,
-        carriers=carriers_for(cfg),
+        carriers=MappingProxyType(carriers_for(cfg)),
         route_gates={r.name: asyncio.Semaphore(r.concurrency) for r in cfg.routes if r.concurrency},
         postback_timeout=cfg.postbacks.timeout,
         postback_shares=PostbackShares.for_worker(cfg.worker_concurrency, cfg.postbacks.per_host),
         sms_routes=sms_routes,
-        sms_connectors={r.name: sms_connector_for(cfg, r, sink) for r in sms_routes},
+        sms_connectors=MappingProxyType(
+            {r.name: sms_connector_for(cfg, r, sink) for r in sms_routes}
+        ),
         public_url=cfg.public_url,
     )
 
