@@ -16,7 +16,7 @@ import dataclasses
 import hashlib
 import math
 import urllib.parse
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 import anyio.to_thread
@@ -31,13 +31,92 @@ DEFAULT_SLIDE_MS = 10_000
 WEIGHTS = {MediaKind.VIDEO: 8, MediaKind.AUDIO: 3, MediaKind.IMAGE: 2}
 
 
+# A stored slide or part, as the template's JSON holds it (text, duration, parts with blob
+# keys): read here, at the edge of this module, into the types below.
+Json = Mapping[str, Any]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StoredPart:
+    """A template part as stored: its kind and type, its blob, and what was measured of it."""
+
+    kind: MediaKind
+    content_type: str
+    blob_key: str
+    url: str | None = None
+    width: int | None = None
+    height: int | None = None
+    duration_ms: int | None = None
+
+    @classmethod
+    def of(cls, part: Json) -> StoredPart:
+        return cls(
+            MediaKind(part["kind"]),
+            part["content_type"],
+            part["blob_key"],
+            part.get("url"),
+            part.get("width"),
+            part.get("height"),
+            part.get("duration_ms"),
+        )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PreparedPart:
+    """A stored part with its source bytes, loaded for transcoding."""
+
+    part: StoredPart
+    data: bytes
+
+
+# The message's parts by slide.
+Sources = list[list[PreparedPart]]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TranscodeReport:
+    """What transcoding made of a part. `transcoded` is False for a part kept as it came
+    (text, objects, one too big to fit): its measures are then the stored part's."""
+
+    transcoded: bool = False
+    width: int | None = None
+    height: int | None = None
+    quality: int | None = None
+    codec: str | None = None
+    duration_ms: int | None = None
+    dropped: tuple[str, ...] = ()
+    bitrate: int | None = None
+    kept: str | None = None  # why the bytes are the source's own: it already suited
+
+    def measures(self, part: StoredPart) -> tuple[int | None, int | None, int | None]:
+        """Width, height and duration: this report's when transcoded, else the part's."""
+        if self.transcoded:
+            return self.width, self.height, self.duration_ms
+        return part.width, part.height, part.duration_ms
+
+    def to_json(self) -> dict[str, Any]:
+        """As the transcode cache stores it."""
+        if not self.transcoded:
+            return {"dropped": list(self.dropped)} if self.dropped else {}
+        return {**dataclasses.asdict(self), "dropped": list(self.dropped)}
+
+    @classmethod
+    def from_json(cls, report: Json) -> TranscodeReport:
+        """From the cache; a report without a codec is a part kept as it came."""
+        dropped = tuple(report.get("dropped") or ())
+        if "codec" not in report:
+            return cls(dropped=dropped)
+        names = ("width", "height", "quality", "codec", "duration_ms", "bitrate", "kept")
+        return cls(True, dropped=dropped, **{n: report.get(n) for n in names})
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Output:
     """One transcoded part, as cached."""
 
     data: bytes
     content_type: str
-    report: dict[str, Any]
+    report: TranscodeReport = TranscodeReport()
 
 
 class PartFailed(errors.MmsgateError):
@@ -66,12 +145,18 @@ class Prepared:
     def fits(self) -> bool:
         return bool(self.report["fits"])
 
+    @property
+    def fallback(self) -> str | None:
+        """Why it cannot go as MMS, when it cannot."""
+        why = self.report["fallback"]
+        return None if why is None else str(why)
+
 
 Load = Callable[[str], Awaitable[bytes]]
 
 
 async def prepare(
-    slides: Sequence[dict[str, Any]],
+    slides: Sequence[Json],
     profile: CarrierProfile,
     load: Load,
     cache: TranscodeCache | None = None,
@@ -80,10 +165,10 @@ async def prepare(
 
     Raises MediaError when a part cannot be transcoded at all (corrupt, no codec).
     """
-    sources = [[(p, await load(p["blob_key"])) for p in s["parts"]] for s in slides]
+    sources = [[await _loaded(p, load) for p in s["parts"]] for s in slides]
     unsupported = _unsupported_objects(sources, profile)
     fixed = sum(len((s.get("text") or "").encode("utf-8")) for s in slides)
-    fixed += sum(len(d) for parts in sources for p, d in parts if _kind(p) not in WEIGHTS)
+    fixed += sum(len(p.data) for parts in sources for p in parts if p.part.kind not in WEIGHTS)
     available = profile.budget_bytes - fixed - compose.overhead_estimate(_rough(slides, sources))
     scale = 1.0
     for _ in range(2):
@@ -97,24 +182,22 @@ async def prepare(
     )
 
 
-def _kind(part: dict[str, Any]) -> MediaKind:
-    return MediaKind(part["kind"])
+async def _loaded(part: Json, load: Load) -> PreparedPart:
+    return PreparedPart(StoredPart.of(part), await load(part["blob_key"]))
 
 
-def _unsupported_objects(
-    sources: list[list[tuple[dict[str, Any], bytes]]], profile: CarrierProfile
-) -> list[str]:
+def _unsupported_objects(sources: Sources, profile: CarrierProfile) -> list[str]:
     found = []
     for parts in sources:
-        for part, _ in parts:
-            kind = _kind(part)
-            if kind.is_object and part["content_type"] not in profile.object_types:
-                found.append(part["content_type"])
+        for source in parts:
+            part = source.part
+            if part.kind.is_object and part.content_type not in profile.object_types:
+                found.append(part.content_type)
     return found
 
 
 async def _transcode_all(
-    sources: list[list[tuple[dict[str, Any], bytes]]],
+    sources: Sources,
     profile: CarrierProfile,
     available: float,
     cache: TranscodeCache | None,
@@ -122,21 +205,21 @@ async def _transcode_all(
     """Transcode the heaviest parts first, each given its weight's share of what is left:
     bytes a video does not need pass on to the images after it."""
     places = [(s, p) for s, parts in enumerate(sources) for p in range(len(parts))]
-    order = sorted(places, key=lambda at: -WEIGHTS.get(_kind(sources[at[0]][at[1]][0]), 0))
-    left_weight = sum(WEIGHTS.get(_kind(part), 0) for parts in sources for part, _ in parts)
+    order = sorted(places, key=lambda at: -WEIGHTS.get(sources[at[0]][at[1]].part.kind, 0))
+    left_weight = sum(WEIGHTS.get(p.part.kind, 0) for parts in sources for p in parts)
     left = available
     done: dict[tuple[int, int], Output] = {}
     too_big = None
     for slide, index in order:
-        part, data = sources[slide][index]
-        weight = WEIGHTS.get(_kind(part), 0)
+        part, data = sources[slide][index].part, sources[slide][index].data
+        weight = WEIGHTS.get(part.kind, 0)
         target = max(1024, int(left * weight / left_weight)) if weight else len(data)
         try:
             output = await _one(part, data, profile, target, cache)
         except (images.ImageTooBig, av.AvTooBig) as exc:
-            where = f"{_kind(part).value} in slide {slide + 1}"
+            where = f"{part.kind.value} in slide {slide + 1}"
             too_big = too_big or f"{where} cannot fit {target} bytes: {exc}"
-            output = Output(data, part["content_type"], {"dropped": ["too big"]})
+            output = Output(data, part.content_type, TranscodeReport(dropped=("too big",)))
         done[slide, index] = output
         if weight:
             left -= len(output.data)
@@ -146,24 +229,22 @@ async def _transcode_all(
 
 
 async def _one(
-    part: dict[str, Any],
+    part: StoredPart,
     data: bytes,
     profile: CarrierProfile,
     target: int,
     cache: TranscodeCache | None,
 ) -> Output:
-    kind = _kind(part)
+    kind = part.kind
     if kind not in WEIGHTS:
-        return Output(data, part["content_type"], {})
-    key = hashlib.sha256(
-        f"{part['blob_key']}|{profile.name}|{target}|{VERSION}".encode()
-    ).hexdigest()
+        return Output(data, part.content_type)
+    key = hashlib.sha256(f"{part.blob_key}|{profile.name}|{target}|{VERSION}".encode()).hexdigest()
     if cache is not None and (hit := await cache.get(key)) is not None:
         return hit
     try:
         output = await _transcode(kind, data, profile, target)
     except errors.MediaError as exc:
-        raise PartFailed(kind, part["url"], exc) from exc
+        raise PartFailed(kind, part.url or "", exc) from exc
     if cache is not None:
         await cache.put(key, output)
     return output
@@ -172,45 +253,43 @@ async def _one(
 async def _transcode(kind: MediaKind, data: bytes, profile: CarrierProfile, target: int) -> Output:
     if kind is MediaKind.IMAGE:
         image = await anyio.to_thread.run_sync(images.transcode_image, data, profile, target)
-        report = {
-            "width": image.width,
-            "height": image.height,
-            "quality": image.quality,
-            "codec": image.content_type.split("/")[1],
-            "duration_ms": None,
-            "dropped": list(image.dropped),
-        }
+        report = TranscodeReport(
+            True,
+            width=image.width,
+            height=image.height,
+            quality=image.quality,
+            codec=image.content_type.split("/")[1],
+            dropped=tuple(image.dropped),
+        )
         return Output(image.data, image.content_type, report)
     run = av.transcode_video if kind is MediaKind.VIDEO else av.transcode_audio
     result = await run(data, profile, target)
-    report = {
-        "width": result.width,
-        "height": result.height,
-        "quality": None,
-        "codec": "+".join(result.codecs),
-        "duration_ms": result.duration_ms,
-        "dropped": list(result.dropped),
-        "bitrate": result.bitrate,
-        # Why the bytes may be the source's own: it already suited the profile.
-        "kept": None if result.fit is av_source.Fit.TRANSCODE else result.fit.value,
-    }
+    report = TranscodeReport(
+        True,
+        width=result.width,
+        height=result.height,
+        codec="+".join(result.codecs),
+        duration_ms=result.duration_ms,
+        dropped=tuple(result.dropped),
+        bitrate=result.bitrate,
+        kept=None if result.fit is av_source.Fit.TRANSCODE else result.fit.value,
+    )
     return Output(result.data, result.content_type, report)
 
 
-def _rough(
-    slides: Sequence[dict[str, Any]], sources: list[list[tuple[dict[str, Any], bytes]]]
-) -> list[compose.Slide]:
+def _rough(slides: Sequence[Json], sources: Sources) -> list[compose.Slide]:
     """The slides with their source parts: enough to estimate the SMIL and MIME overhead."""
     return [
         compose.Slide(
-            tuple(compose.Part(_kind(p), p["content_type"], b"") for p, _ in parts) + _text_part(s),
+            tuple(compose.Part(p.part.kind, p.part.content_type, b"") for p in parts)
+            + _text_part(s),
             DEFAULT_SLIDE_MS,
         )
         for s, parts in zip(slides, sources, strict=True)
     ]
 
 
-def _text_part(slide: dict[str, Any]) -> tuple[compose.Part, ...]:
+def _text_part(slide: Json) -> tuple[compose.Part, ...]:
     text = slide.get("text")
     if not text:
         return ()
@@ -218,19 +297,15 @@ def _text_part(slide: dict[str, Any]) -> tuple[compose.Part, ...]:
 
 
 def _final(
-    slides: Sequence[dict[str, Any]],
-    sources: list[list[tuple[dict[str, Any], bytes]]],
-    outputs: list[list[Output]],
+    slides: Sequence[Json], sources: Sources, outputs: list[list[Output]]
 ) -> list[compose.Slide]:
     result = []
     for slide, parts, outs in zip(slides, sources, outputs, strict=True):
         media = tuple(
-            compose.Part(
-                _kind(p), o.content_type, o.data, o.report.get("width"), o.report.get("height")
-            )
-            for (p, _), o in zip(parts, outs, strict=True)
+            compose.Part(p.part.kind, o.content_type, o.data, o.report.width, o.report.height)
+            for p, o in zip(parts, outs, strict=True)
         )
-        durations = [o.report["duration_ms"] for o in outs if o.report.get("duration_ms")]
+        durations = [o.report.duration_ms for o in outs if o.report.duration_ms]
         given = slide.get("duration")
         duration = max(durations) if durations else (given * 1000 if given else DEFAULT_SLIDE_MS)
         result.append(
@@ -241,7 +316,7 @@ def _final(
 
 def _report(
     profile: CarrierProfile,
-    sources: list[list[tuple[dict[str, Any], bytes]]],
+    sources: Sources,
     outputs: list[list[Output]],
     composed: compose.Composed | None,
     too_big: str | None,
@@ -249,24 +324,26 @@ def _report(
 ) -> dict[str, Any]:
     parts = []
     for n, (src, outs) in enumerate(zip(sources, outputs, strict=True), start=1):
-        for (part, data), out in zip(src, outs, strict=True):
+        for source, out in zip(src, outs, strict=True):
+            width, height, duration_ms = out.report.measures(source.part)
             parts.append(
                 {
                     "slide": n,
-                    "kind": part["kind"],
+                    "kind": source.part.kind.value,
                     "content_type": out.content_type,
-                    "source_bytes": len(data),
+                    "source_bytes": len(source.data),
                     "output_bytes": len(out.data),
-                    "width": out.report.get("width", part.get("width")),
-                    "height": out.report.get("height", part.get("height")),
-                    "duration_ms": out.report.get("duration_ms", part.get("duration_ms")),
-                    "codec": out.report.get("codec"),
-                    "quality": out.report.get("quality"),
-                    "dropped": out.report.get("dropped", []),
-                    "kept": out.report.get("kept"),
+                    "width": width,
+                    "height": height,
+                    "duration_ms": duration_ms,
+                    "codec": out.report.codec,
+                    "quality": out.report.quality,
+                    "dropped": list(out.report.dropped),
+                    "kept": out.report.kept,
                 }
             )
-    total = composed.size if composed is not None else sum(p["output_bytes"] for p in parts)
+    output_bytes = sum(len(out.data) for outs in outputs for out in outs)
+    total = composed.size if composed is not None else output_bytes
     fits = composed is not None and total <= profile.budget_bytes and not unsupported
     fallback = None
     if too_big or (composed is not None and total > profile.budget_bytes):
@@ -314,7 +391,7 @@ WEB_SMALL = dataclasses.replace(
 
 
 async def for_web(
-    slides: Sequence[dict[str, Any]], load: Load, save: Save, cache: TranscodeCache | None = None
+    slides: Sequence[Json], load: Load, save: Save, cache: TranscodeCache | None = None
 ) -> list[dict[str, Any]]:
     """The slides as the hosted page shows them: images, audio and video transcoded for a
     phone's browser (JPEG/PNG/GIF, AAC, H.264 MP4) and saved, images wider than
@@ -323,54 +400,55 @@ async def for_web(
     Raises PartFailed when a part cannot be transcoded at all."""
     page = []
     for slide in slides:
-        parts = [await _web_part(part, load, save, cache) for part in slide["parts"]]
+        parts = [await _web_part(StoredPart.of(p), load, save, cache) for p in slide["parts"]]
         page.append({"text": slide.get("text"), "duration": slide.get("duration"), "parts": parts})
     return page
 
 
 async def _web_part(
-    part: dict[str, Any], load: Load, save: Save, cache: TranscodeCache | None
+    part: StoredPart, load: Load, save: Save, cache: TranscodeCache | None
 ) -> dict[str, Any]:
-    data = await load(part["blob_key"])
-    kind = _kind(part)
-    output = Output(data, part["content_type"], {})
-    if kind in WEB_TARGETS:
+    data = await load(part.blob_key)
+    output = Output(data, part.content_type)
+    if part.kind in WEB_TARGETS:
         with contextlib.suppress(images.ImageTooBig, av.AvTooBig):
-            output = await _one(part, data, WEB, WEB_TARGETS[kind], cache)
+            output = await _one(part, data, WEB, WEB_TARGETS[part.kind], cache)
+    width, height, duration_ms = output.report.measures(part)
     return {
-        "kind": kind.value,
+        "kind": part.kind.value,
         "content_type": output.content_type,
         "blob_key": await save(output.data),
         "bytes": len(output.data),
-        "width": output.report.get("width", part.get("width")),
-        "height": output.report.get("height", part.get("height")),
-        "duration_ms": output.report.get("duration_ms", part.get("duration_ms")),
-        "name": _file_name(part.get("url")),
+        "width": width,
+        "height": height,
+        "duration_ms": duration_ms,
+        "name": _file_name(part.url),
         "alt": None,
         "small": await _small(part, data, output, save, cache),
     }
 
 
 async def _small(
-    part: dict[str, Any], data: bytes, web: Output, save: Save, cache: TranscodeCache | None
+    part: StoredPart, data: bytes, web: Output, save: Save, cache: TranscodeCache | None
 ) -> dict[str, Any] | None:
     """The narrow rendition of a web image, made from the source; None for other kinds,
     for an image no wider than SMALL_WIDTH, or when it would save nothing."""
-    width = web.report.get("width") or 0
-    if _kind(part) is not MediaKind.IMAGE or width <= SMALL_WIDTH:
+    width = web.report.width or 0
+    if part.kind is not MediaKind.IMAGE or width <= SMALL_WIDTH:
         return None
     try:
         small = await _one(part, data, WEB_SMALL, SMALL_TARGET, cache)
     except images.ImageTooBig:
         return None
-    if len(small.data) >= len(web.data) or small.report["width"] >= width:
+    small_width = small.report.width or 0
+    if len(small.data) >= len(web.data) or small_width >= width:
         return None
     return {
         "content_type": small.content_type,
         "blob_key": await save(small.data),
         "bytes": len(small.data),
-        "width": small.report["width"],
-        "height": small.report["height"],
+        "width": small.report.width,
+        "height": small.report.height,
     }
 
 

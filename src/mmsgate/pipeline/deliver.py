@@ -73,7 +73,7 @@ async def deliver(job: Job, deps: Deps) -> Outcome:
         await finish(deps, row, Move(S.FAILED, "E102", f"content could not be encoded: {failed}"))
         return Outcome()
     if prepared.composed is None or not prepared.fits:
-        why = f"cannot go as MMS on {profile.name}: {prepared.report['fallback'] or 'too big'}"
+        why = f"cannot go as MMS on {profile.name}: {prepared.fallback or 'too big'}"
         return await cannot_mms(deps, row, why, Move(S.FAILED, "E102", why))
     return await _submit(deps, row, route, carrier, _submit_req(job, row, route, prepared.composed))
 

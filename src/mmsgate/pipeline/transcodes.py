@@ -19,10 +19,11 @@ class StoreCache:
         row = await templates.cached_transcode(self.db, key)
         if row is None or not await self.blobs.exists(row.output_key):
             return None
-        return prepare.Output(await self.blobs.get(row.output_key), row.content_type, row.report)
+        report = prepare.TranscodeReport.from_json(row.report)
+        return prepare.Output(await self.blobs.get(row.output_key), row.content_type, report)
 
     async def put(self, key: str, output: prepare.Output) -> None:
         output_key = await self.blobs.put(output.data)
         await templates.remember_transcode(
-            self.db, key, output_key, output.content_type, output.report
+            self.db, key, output_key, output.content_type, output.report.to_json()
         )
