@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import secrets
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import structlog
@@ -48,7 +48,7 @@ def compose_text(text: str | None, link: str | None) -> str:
     return " ".join(w for w in (words, link) if w)
 
 
-async def begin(deps: Deps, row: Any, slides: list[dict[str, Any]], reason: str) -> bool:
+async def begin(deps: Deps, row: Any, slides: Sequence[prepare.Json], reason: str) -> bool:
     """Put the queued recipient on the fallback path; False when it had already moved on."""
     token = None if link_disabled(row) else secrets.token_urlsafe(24)  # 192 random bits
     link = f"{deps.public_url}/m/{token}" if token else None
@@ -56,10 +56,9 @@ async def begin(deps: Deps, row: Any, slides: list[dict[str, Any]], reason: str)
     text = text or row.template_subject
     body = compose_text(text, link)
     segmented = sms_text.segment(body, keep_whole=(link,) if link else ())
-    page: list[dict[str, Any]] = []
-    if token is not None:
-        cache = StoreCache(deps.db, deps.blobs)
-        page = await prepare.for_web(slides, deps.blobs.get, deps.blobs.put, cache)
+    cache = StoreCache(deps.db, deps.blobs)
+    load, save = deps.blobs.get, deps.blobs.put
+    page = [] if token is None else await prepare.for_web(slides, load, save, cache)
     values = {
         "token": token,
         "link_expires_at": row.link_expires_at,
