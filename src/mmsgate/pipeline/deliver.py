@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Awaitable
 from typing import Any
 
 import structlog
@@ -218,7 +219,8 @@ async def prepared_for(deps: Deps, row: Any, profile: CarrierProfile) -> prepare
     prepared."""
     slides = slides_of(row)
     key = (row.template_id, profile, json.dumps(slides, sort_keys=True, default=str))
-    cache = StoreCache(deps.db, deps.blobs)
-    return await deps.prepared.get(
-        key, lambda: prepare.prepare(slides, profile, deps.blobs.get, cache)
-    )
+
+    def make() -> Awaitable[prepare.Prepared]:  # only when no preparation is kept
+        return prepare.prepare(slides, profile, deps.blobs.get, StoreCache(deps.db, deps.blobs))
+
+    return await deps.prepared.get(key, make)
