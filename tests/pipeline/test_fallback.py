@@ -25,6 +25,7 @@ from mmsgate.sim.smsc import Smsc
 from mmsgate.store import fallbacks
 from mmsgate.store.schema import fallbacks as fallbacks_table
 from mmsgate.store.schema import jobs, recipients, sms_parts
+from mmsgate.store.schema import templates as templates_table
 from tests import samples
 from tests.api.test_send_mms import SEED
 from tests.conftest import Gateway, MediaServer
@@ -299,6 +300,33 @@ async def test_a_route_without_mms_falls_back_before_any_submit(
     assert carrier.submits == []
     assert await state_and_codes(gateway, tracking_id) == ("sms_submitted", ["N101"])
     assert "cannot deliver MMS" in (await the_fallback(gateway, tracking_id)).reason
+
+
+async def test_a_page_that_cannot_be_made_ends_in_e102_with_both_reasons(
+    gateway: Gateway, media_server: MediaServer
+) -> None:
+    """The fallback step, finding the image it must make the page of unreadable, ends the
+    recipient in failed with E102 naming why MMS was impossible and why the page was; no
+    SMS goes, and its job ends done (a later try would fail the same way)."""
+    tracking_id = await send(gateway, media_server)
+    async with gateway.services.db.read() as conn:  # a send's slides are its template's
+        stored = await conn.scalar(sa.select(templates_table.c.slides))
+    image = stored[0]["parts"][0]
+    assert image["kind"] == "image"
+    gateway.services.blobs.path(image["blob_key"]).write_bytes(b"\xff\xd8 not a jpeg at all")
+    sms = FakeSms()
+    await run_all(deps_for(gateway, FakeCarrier(ACCEPTED), sms, profile="nomms"))
+    assert await state_and_codes(gateway, tracking_id) == ("failed", ["E102"])
+    [body] = await postbacks(gateway)
+    assert "cannot deliver MMS; and for the page: image" in body
+    assert sms.sent == []
+    async with gateway.services.db.read() as conn:
+        ran = (await conn.execute(sa.select(jobs.c.kind, jobs.c.state).order_by(jobs.c.id))).all()
+    assert [tuple(r) for r in ran] == [
+        ("deliver", "done"),
+        ("fallback_sms", "done"),
+        ("postback", "pending"),
+    ]
 
 
 async def test_content_the_handset_cannot_take_falls_back(
