@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from typing import Any
 
 import structlog
 from starlette.requests import Request
@@ -113,7 +112,9 @@ async def _report(svc: Services, incoming: mm7.Incoming, routes: tuple[Route, ..
     return _answer(incoming)
 
 
-async def _submitted_over(svc: Services, message_id: str, routes: tuple[Route, ...]) -> Any:
+async def _submitted_over(
+    svc: Services, message_id: str, routes: tuple[Route, ...]
+) -> deliveries.Reported | None:
     """The recipient the MMSC took under this MessageID, if it went over one of `routes`:
     one route's MMSC cannot move what another route's took."""
     names = [r.name for r in routes]

@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from typing import Any
 
 import structlog
 
@@ -28,6 +27,7 @@ from mmsgate.carriers.base import Carrier, SubmitResult
 from mmsgate.media import prepare
 from mmsgate.media.compose import Composed
 from mmsgate.mm7_codec import Submit
+from mmsgate.models import JSONValue
 from mmsgate.pipeline import fallback
 from mmsgate.pipeline.deps import Deps
 from mmsgate.pipeline.encode import StoreCache
@@ -35,7 +35,7 @@ from mmsgate.pipeline.worker import Outcome, keep_trying
 from mmsgate.profiles import CarrierProfile
 from mmsgate.settings import Route
 from mmsgate.store import deliveries, pacing
-from mmsgate.store.deliveries import Move
+from mmsgate.store.deliveries import Delivery, Move
 from mmsgate.store.jobs import Job
 
 log = structlog.get_logger(__name__)
@@ -51,7 +51,7 @@ async def deliver(job: Job, deps: Deps) -> Outcome:
     """Submit one recipient's MMS, or end it; idempotent once the recipient has moved on."""
     assert job.tracking_id is not None
     row = await deliveries.for_delivery(deps.db, job.tracking_id)
-    if row is None or row.state != S.QUEUED.value:
+    if row is None or row.state != S.QUEUED:
         return Outcome()  # already submitted or ended (a retried or duplicated job)
     now = deps.clock()
     route = routing.route_for(deps.routes, row.operator_id, row.msisdn)
@@ -84,7 +84,7 @@ def _expired(deps: Deps, route: Route | None) -> Move:
     return Move(S.EXPIRED, "N103", f"expired before it could be sent{where}")
 
 
-def _submit_req(job: Job, row: Any, route: Route, composed: Composed) -> Submit:
+def _submit_req(job: Job, row: Delivery, route: Route, composed: Composed) -> Submit:
     return Submit(
         transaction_id=f"{row.tracking_id}.{job.attempts}",
         recipients=[row.msisdn],
@@ -102,7 +102,9 @@ def _submit_req(job: Job, row: Any, route: Route, composed: Composed) -> Submit:
     )
 
 
-async def _submit(deps: Deps, row: Any, route: Route, carrier: Carrier, submit: Submit) -> Outcome:
+async def _submit(
+    deps: Deps, row: Delivery, route: Route, carrier: Carrier, submit: Submit
+) -> Outcome:
     """Submit within the route's limits; record what the MMSC said, then what it told of
     the route (after the record: a failure there must not resubmit an accepted message)."""
     async with deps.route_gate(route.name):
@@ -147,7 +149,7 @@ async def _wait_for_slot(deps: Deps, route: Route) -> None:
         metrics.LATE_SLOTS.labels(route.name).inc()
 
 
-async def _record(deps: Deps, row: Any, route: str, result: SubmitResult) -> Outcome:
+async def _record(deps: Deps, row: Delivery, route: str, result: SubmitResult) -> Outcome:
     said = result.status_text
     if result.accepted:
         move = Move(
@@ -185,7 +187,7 @@ async def _record(deps: Deps, row: Any, route: str, result: SubmitResult) -> Out
     return Outcome()
 
 
-async def cannot_mms(deps: Deps, row: Any, reason: str, otherwise: Move) -> Outcome:
+async def cannot_mms(deps: Deps, row: Delivery, reason: str, otherwise: Move) -> Outcome:
     """MMS is impossible for this recipient: the SMS-with-link fallback when the send allows
     it, else `otherwise` (E101/E102, as Sinch ends a send without fallback)."""
     if not fallback.allowed(row):
@@ -198,7 +200,7 @@ async def cannot_mms(deps: Deps, row: Any, reason: str, otherwise: Move) -> Outc
     return Outcome()
 
 
-async def finish(deps: Deps, row: Any, move: Move) -> bool:
+async def finish(deps: Deps, row: Delivery, move: Move) -> bool:
     """Apply `move` with its postback; False when the recipient had already moved past it."""
     moved = await deliveries.advance(deps.db, row, move, now=deps.clock())
     if moved:  # a failure (E101, E102) is the operator's to see, at warning
@@ -210,7 +212,7 @@ async def finish(deps: Deps, row: Any, move: Move) -> bool:
 PREPARED_KEPT = 256
 
 
-async def prepared_for(deps: Deps, row: Any, profile: CarrierProfile) -> prepare.Prepared:
+async def prepared_for(deps: Deps, row: Delivery, profile: CarrierProfile) -> prepare.Prepared:
     """The message prepared for `profile`, from this worker's memo when the same template
     with the same personalisation was prepared before, or is being prepared: a batch sent
     to thousands starts hundreds of deliveries at once, and one preparation serves them all
@@ -235,14 +237,14 @@ async def prepared_for(deps: Deps, row: Any, profile: CarrierProfile) -> prepare
     return prepared
 
 
-def slides_of(row: Any) -> list[dict[str, Any]]:
+def slides_of(row: Delivery) -> list[dict[str, JSONValue]]:
     """The template's slides with this send's custom texts and merge data filled in."""
     custom = row.custom_texts or {}
     data = row.merge_data or {}
     slides = []
     for number, slide in enumerate(row.slides, start=1):
-        text = custom.get(str(number), slide.get("text"))
+        text = custom.get(str(number), slide.text)
         if text:
             text = models.render_merge_tags(text, data)
-        slides.append({**slide, "text": text})
+        slides.append({**slide.to_data(), "text": text})
     return slides

@@ -20,23 +20,26 @@ import structlog
 from mmsgate import models, sms_text
 from mmsgate.carriers.base import ReceiptSink, SmsReceipt, SmsResult, SmsSubmit
 from mmsgate.media import prepare
+from mmsgate.models import JSONValue
 from mmsgate.pipeline.deps import Deps
 from mmsgate.pipeline.encode import StoreCache
 from mmsgate.pipeline.worker import Outcome, keep_trying
 from mmsgate.settings import SmsRoute
 from mmsgate.store import fallbacks
+from mmsgate.store.deliveries import Delivery
+from mmsgate.store.fallbacks import SmsFallback
 from mmsgate.store.jobs import Job
 
 log = structlog.get_logger(__name__)
 S = models.RecipientState
 
 
-def allowed(row: Any) -> bool:
+def allowed(row: Delivery) -> bool:
     """Whether this send may fall back: an optimized account, and not disabled."""
-    return row.account_mode == models.AccountMode.OPTIMIZED.value and not row.disable_fallback
+    return row.account_mode == models.AccountMode.OPTIMIZED and not row.disable_fallback
 
 
-def link_disabled(row: Any) -> bool:
+def link_disabled(row: Delivery) -> bool:
     return bool(row.disable_fallback_link or row.template_link_disabled)
 
 
@@ -46,7 +49,7 @@ def compose_text(text: str | None, link: str | None) -> str:
     return " ".join(w for w in (words, link) if w)
 
 
-async def begin(deps: Deps, row: Any, slides: list[dict[str, Any]], reason: str) -> bool:
+async def begin(deps: Deps, row: Delivery, slides: list[dict[str, JSONValue]], reason: str) -> bool:
     """Put the recipient on the fallback path; False when it had already moved on."""
     token = None if link_disabled(row) else secrets.token_urlsafe(24)  # 192 random bits
     link = f"{deps.public_url}/m/{token}" if token else None
@@ -83,7 +86,7 @@ async def send_sms(job: Job, deps: Deps) -> Outcome:
     """Submit a fallback SMS; retried while the SMSC is busy or away, until expiry."""
     assert job.tracking_id is not None
     row = await fallbacks.for_sms(deps.db, job.tracking_id)
-    if row is None or row.state != S.FALLBACK.value:
+    if row is None or row.state != S.FALLBACK:
         return Outcome()  # already sent or ended
     now = deps.clock()
     if now >= row.expires_at:
@@ -122,7 +125,7 @@ async def send_sms(job: Job, deps: Deps) -> Outcome:
 
 
 async def _record_taken(
-    deps: Deps, row: Any, route: str, sms: SmsSubmit, result: SmsResult
+    deps: Deps, row: SmsFallback, route: str, sms: SmsSubmit, result: SmsResult
 ) -> None:
     """Record the parts the SMSC took (all: the SMS is submitted; some: a retry sends only
     the rest). Each write is retried while our database fails (`keep_trying`): a failure

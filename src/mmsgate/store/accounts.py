@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from mmsgate import http_client, models
 from mmsgate.errors import AccountError
 from mmsgate.store.db import Database
+from mmsgate.store.rows import Row
 from mmsgate.store.schema import (
     accounts,
     fallbacks,
@@ -53,7 +54,7 @@ def new_api_key() -> str:
     return secrets.token_urlsafe(24)
 
 
-def _row_to_account(row: Any) -> models.Account:
+def _row_to_account(row: Row) -> models.Account:
     return models.Account(
         id=row.id,
         name=row.name,

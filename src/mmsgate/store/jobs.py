@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from mmsgate import models
 from mmsgate.store import workers
 from mmsgate.store.db import Database
+from mmsgate.store.rows import Row
 from mmsgate.store.schema import UtcDateTime, jobs, recipients
 
 
@@ -132,7 +133,7 @@ async def claim(
     return sorted((_job(r) for r in taken), key=lambda j: j.id)
 
 
-def _job(row: Any) -> Job:
+def _job(row: Row) -> Job:
     return Job(
         id=row.id,
         kind=models.JobKind(row.kind),
@@ -337,6 +338,35 @@ def new_job(
     }
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class QueuedPostback:
+    """A postback job as the operator sees it: its state, tries and last error."""
+
+    id: int
+    state: models.JobState
+    attempts: int
+    created_at: dt.datetime
+    last_error: str | None
+    payload: dict[str, Any] | None  # the account and the event (`deliveries.postback_job`)
+
+    @property
+    def account_id(self) -> object:
+        """The account it goes to, as the job names it."""
+        return (self.payload or {}).get("account_id")
+
+
+def queued_postback_of(row: Row) -> QueuedPostback:
+    """A row of the jobs table as a QueuedPostback."""
+    return QueuedPostback(
+        id=row.id,
+        state=models.JobState(row.state),
+        attempts=row.attempts,
+        created_at=row.created_at,
+        last_error=row.last_error,
+        payload=row.payload,
+    )
+
+
 async def postbacks(
     db: Database,
     account_id: int | None,
@@ -344,7 +374,7 @@ async def postbacks(
     failed_only: bool,
     since: dt.datetime | None,
     limit: int,
-) -> list[Any]:
+) -> list[QueuedPostback]:
     """Postback jobs, newest first: optionally one account's, only dead ones, since a time."""
     where: list[sa.ColumnElement[bool]] = [jobs.c.kind == models.JobKind.POSTBACK.value]
     if failed_only:
@@ -357,9 +387,8 @@ async def postbacks(
                 sa.select(jobs).where(*where).order_by(jobs.c.id.desc()).limit(limit)
             )
         ).all()
-    return [
-        r for r in rows if account_id is None or (r.payload or {}).get("account_id") == account_id
-    ]
+    found = [queued_postback_of(r) for r in rows]
+    return [p for p in found if account_id is None or p.account_id == account_id]
 
 
 async def replay_postbacks(

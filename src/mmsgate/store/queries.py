@@ -10,6 +10,7 @@ import sqlalchemy as sa
 
 from mmsgate import models
 from mmsgate.store.db import Database
+from mmsgate.store.rows import Row
 from mmsgate.store.schema import (
     fallbacks,
     media_cache,
@@ -20,7 +21,7 @@ from mmsgate.store.schema import (
 )
 
 
-def _template_info(row: Any) -> models.TemplateInfo:
+def _template_info(row: Row) -> models.TemplateInfo:
     return models.TemplateInfo(
         id=row.id,
         account_id=row.account_id,

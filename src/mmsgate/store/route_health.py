@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from mmsgate.store.db import Database
+from mmsgate.store.rows import Row
 from mmsgate.store.schema import route_health
 
 
@@ -38,7 +39,7 @@ class Change(enum.Enum):
     REASON = "reason"  # still unhealthy, for another reason
 
 
-def _row(row: Any) -> RouteHealth:
+def _row(row: Row) -> RouteHealth:
     return RouteHealth(row.route, bool(row.healthy), row.reason, row.since)
 
 
