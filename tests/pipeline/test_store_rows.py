@@ -1,0 +1,221 @@
+"""The store reads back what it wrote as the vocabulary's dataclasses, on both databases:
+datetimes aware, states and modes as enums, slides as StoredSlide, NULLs as None."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+
+import pytest
+
+from mmsgate import models
+from mmsgate.store import accounts, deliveries, fallbacks, jobs
+from mmsgate.store.db import Database
+from mmsgate.store.deliveries import Move
+from mmsgate.store.schema import messages, recipients, templates
+
+pytestmark = pytest.mark.anyio
+S = models.RecipientState
+NOW = dt.datetime(2026, 3, 4, 5, 6, 7, 891011, tzinfo=dt.UTC)
+LATER = NOW + dt.timedelta(hours=72)
+PART = models.StoredPart(
+    kind=models.MediaKind.IMAGE,
+    url="https://media.example/a.jpg",
+    blob_key="ab" * 32,
+    content_type="image/jpeg",
+    size=1234,
+    width=640,
+    height=480,
+)
+SLIDES = (
+    models.StoredSlide("Hello {$name|you}", (PART,), 5),
+    models.StoredSlide(None, (), None),
+)
+
+
+async def _send(db: Database, *, mode: models.AccountMode, **message: object) -> str:
+    """One recipient of one send of a two-slide template; `message` sets its columns."""
+    made = await accounts.create(db, f"acme-{mode.value}", senders=["12345"], mode=mode)
+    assert made is not None
+    account_id = made.account.id
+    async with db.write() as conn:
+        template = await conn.execute(
+            templates.insert().values(
+                account_id=account_id,
+                kind="saved",
+                name="spring",
+                subject="Spring sale",
+                state=models.TemplateState.READY.value,
+                slides=[slide.to_data() for slide in SLIDES],
+                slide_count=2,
+                total_size=1234,
+                created_at=NOW,
+            )
+        )
+        template_id = template.inserted_primary_key[0]
+        await conn.execute(
+            messages.insert().values(
+                {
+                    "id": f"m-{mode.value}",
+                    "account_id": account_id,
+                    "template_id": template_id,
+                    "action": "sendSavedMMS",
+                    "sender": "12345",
+                    "disable_fallback": False,
+                    "disable_fallback_link": False,
+                    "link_expires_at": LATER,
+                    "expires_at": LATER,
+                    "created_at": NOW,
+                    **message,
+                }
+            )
+        )
+        tracking_id = f"t-{mode.value}"
+        await conn.execute(
+            recipients.insert().values(
+                tracking_id=tracking_id,
+                message_id=f"m-{mode.value}",
+                account_id=account_id,
+                msisdn="15551230001",
+                state=S.QUEUED.value,
+                created_at=NOW,
+                updated_at=NOW,
+            )
+        )
+    return tracking_id
+
+
+async def test_a_delivery_reads_back_typed(db: Database) -> None:
+    """`for_delivery` gives a Delivery: the state and the account's mode as enums, the
+    template's slides as the StoredSlides written, aware datetimes, unset columns None."""
+    tracking_id = await _send(
+        db,
+        mode=models.AccountMode.STANDARD,
+        operator_id=31,
+        custom_texts={"2": "Second"},
+        merge_data={"name": "Ann"},
+    )
+    found = await deliveries.for_delivery(db, tracking_id)
+    assert isinstance(found, deliveries.Delivery)
+    assert found.state is S.QUEUED
+    assert found.account_mode is models.AccountMode.STANDARD
+    assert found.slides == SLIDES
+    assert found.expires_at == LATER
+    assert found.expires_at.tzinfo is not None
+    assert found.link_expires_at == LATER
+    assert (found.operator_id, found.custom_texts, found.merge_data) == (
+        31,
+        {"2": "Second"},
+        {"name": "Ann"},
+    )
+    assert found.carrier_message_id is None
+    assert found.service_id is None
+    assert found.subject is None
+    assert found.fallback_sms_text is None
+    assert found.template_subject == "Spring sale"
+    assert found.template_fallback_text is None
+    assert found.template_link_disabled is None
+    assert await deliveries.for_delivery(db, "no-such-recipient") is None
+
+
+async def test_a_reported_recipient_reads_back_typed(db: Database) -> None:
+    """After a submit, `by_carrier_message_id` (and its per-route form) give a Reported
+    recipient with its state as an enum and the route it went over; unknown ids give None."""
+    tracking_id = await _send(db, mode=models.AccountMode.OPTIMIZED)
+    delivery = await deliveries.for_delivery(db, tracking_id)
+    assert delivery is not None
+    move = Move(S.SUBMITTED, "N101", "ok", carrier_message_id="mmsc-1", route="r1", sent_as="MMS")
+    assert await deliveries.advance(db, delivery, move, now=NOW)
+
+    found = await deliveries.by_carrier_message_id(db, "mmsc-1")
+    expected = deliveries.Reported(
+        tracking_id=tracking_id,
+        msisdn="15551230001",
+        state=S.SUBMITTED,
+        account_id=delivery.account_id,
+        carrier_message_id="mmsc-1",
+        sender="12345",
+        operator_id=None,
+        template_id=delivery.template_id,
+        route="r1",
+    )
+    assert found == expected
+    assert await deliveries.by_carrier_message_id_on(db, "mmsc-1", ["r1"]) == expected
+    assert await deliveries.by_carrier_message_id_on(db, "mmsc-1", ["r2"]) is None
+    assert await deliveries.by_carrier_message_id(db, "mmsc-2") is None
+
+
+async def test_a_fallback_reads_back_typed(db: Database) -> None:
+    """A recipient put on the fallback path reads back as an SmsFallback (for its SMS) and
+    a Fallback (for the status API): states as enums, aware datetimes, NULLs as None."""
+    tracking_id = await _send(db, mode=models.AccountMode.OPTIMIZED)
+    delivery = await deliveries.for_delivery(db, tracking_id)
+    assert delivery is not None
+    page = [{"text": "Hello", "duration": None, "parts": []}]
+    content = {
+        "token": None,
+        "link_expires_at": LATER,
+        "subject": None,
+        "slides": page,
+        "sms_text": "Spring sale",
+        "sms_coding": "gsm7",
+        "sms_parts": 1,
+    }
+    assert await fallbacks.begin(db, delivery, content, reason="too big", now=NOW)
+
+    sms = await fallbacks.for_sms(db, tracking_id)
+    assert isinstance(sms, fallbacks.SmsFallback)
+    assert sms.state is S.FALLBACK
+    assert (sms.reason, sms.token, sms.sms_text, sms.sms_parts, sms.parts_sent) == (
+        "too big",
+        None,
+        "Spring sale",
+        1,
+        0,
+    )
+    assert sms.expires_at == LATER
+    assert sms.expires_at.tzinfo is not None
+
+    shown = await fallbacks.status(db, tracking_id)
+    assert shown is not None
+    assert dataclasses.asdict(shown) == {
+        "tracking_id": tracking_id,
+        "reason": "too big",
+        "token": None,
+        "link_expires_at": LATER,
+        "subject": None,
+        "slides": page,
+        "sms_text": "Spring sale",
+        "sms_coding": "gsm7",
+        "sms_parts": 1,
+        "parts_sent": 0,
+        "sms_route": None,
+        "opened_at": None,
+        "opens": 0,
+        "created_at": NOW,
+    }
+    assert await fallbacks.for_sms(db, "no-such-recipient") is None
+    assert await fallbacks.status(db, "no-such-recipient") is None
+
+
+async def test_queued_postbacks_read_back_typed(db: Database) -> None:
+    """A move's postback lists as a QueuedPostback: its state as an enum, its account, an
+    aware creation time, no error yet; the account filter keeps only that account's."""
+    tracking_id = await _send(db, mode=models.AccountMode.OPTIMIZED)
+    delivery = await deliveries.for_delivery(db, tracking_id)
+    assert delivery is not None
+    assert await deliveries.advance(db, delivery, Move(S.FAILED, "E101", "no route"), now=NOW)
+
+    (queued,) = await jobs.postbacks(db, None, failed_only=False, since=None, limit=10)
+    assert isinstance(queued, jobs.QueuedPostback)
+    assert queued.state is models.JobState.PENDING
+    assert queued.account_id == delivery.account_id
+    assert (queued.attempts, queued.last_error) == (0, None)
+    assert queued.created_at == NOW
+    assert queued.created_at.tzinfo is not None
+    mine = await jobs.postbacks(db, delivery.account_id, failed_only=False, since=None, limit=10)
+    assert mine == [queued]
+    assert (
+        await jobs.postbacks(db, delivery.account_id + 1, failed_only=False, since=None, limit=10)
+        == []
+    )
