@@ -9,10 +9,11 @@ import datetime as dt
 import pytest
 
 from mmsgate import models
-from mmsgate.store import accounts, deliveries, fallbacks, jobs
+from mmsgate.store import accounts, deliveries, fallbacks, jobs, mo, queries, templates
 from mmsgate.store.db import Database
 from mmsgate.store.deliveries import Move
-from mmsgate.store.schema import messages, recipients, templates
+from mmsgate.store.schema import messages, recipients
+from mmsgate.store.schema import templates as template_rows
 
 pytestmark = pytest.mark.anyio
 S = models.RecipientState
@@ -40,7 +41,7 @@ async def _send(db: Database, *, mode: models.AccountMode, **message: object) ->
     account_id = made.account.id
     async with db.write() as conn:
         template = await conn.execute(
-            templates.insert().values(
+            template_rows.insert().values(
                 account_id=account_id,
                 kind="saved",
                 name="spring",
@@ -219,3 +220,101 @@ async def test_queued_postbacks_read_back_typed(db: Database) -> None:
         await jobs.postbacks(db, delivery.account_id + 1, failed_only=False, since=None, limit=10)
         == []
     )
+
+
+async def test_a_template_reads_back_typed(db: Database) -> None:
+    """`for_encoding` gives the Template with its state as an enum and its slides as the
+    StoredSlides written; `report` gives the state as an enum and no reports (NULL) as None."""
+    tracking_id = await _send(db, mode=models.AccountMode.OPTIMIZED)
+    delivery = await deliveries.for_delivery(db, tracking_id)
+    assert delivery is not None
+    found = await templates.for_encoding(db, delivery.template_id)
+    assert found == templates.Template(
+        id=delivery.template_id,
+        account_id=delivery.account_id,
+        kind="saved",
+        name="spring",
+        subject="Spring sale",
+        state=models.TemplateState.READY,
+        slides=SLIDES,
+    )
+    shown = await templates.report(db, delivery.account_id, delivery.template_id)
+    assert shown == templates.Report(models.TemplateState.READY, None, "saved")
+    assert await templates.report(db, delivery.account_id + 1, delivery.template_id) is None
+    assert await templates.for_encoding(db, delivery.template_id + 1) is None
+
+
+async def test_cached_media_and_transcodes_read_back_typed(db: Database) -> None:
+    """What a URL served and a transcoded part read back as written, NULL validators as None
+    and times aware; unknown keys give None."""
+    url = "https://media.example/a.jpg"
+    await queries.remember_media(
+        db, url, etag=None, last_modified=None, content_type="image/jpeg", blob_key="k1", size=9
+    )
+    media = await queries.cached_media(db, url)
+    assert media is not None
+    assert (media.url, media.etag, media.last_modified, media.content_type) == (
+        url,
+        None,
+        None,
+        "image/jpeg",
+    )
+    assert (media.blob_key, media.size, media.fetched_at.tzinfo) == ("k1", 9, dt.UTC)
+    assert await queries.cached_media(db, url + "?other") is None
+
+    report = {"width": 320, "dropped": ["too big"]}
+    await templates.remember_transcode(db, "t1", "k2", "image/jpeg", report)
+    kept = await templates.cached_transcode(db, "t1")
+    assert kept is not None
+    assert (kept.key, kept.output_key, kept.content_type, kept.report) == (
+        "t1",
+        "k2",
+        "image/jpeg",
+        report,
+    )
+    assert kept.created_at.tzinfo is dt.UTC
+    assert await templates.cached_transcode(db, "t2") is None
+
+
+async def test_an_mo_message_reads_back_as_written(db: Database) -> None:
+    """An MO message stored with its postback reads back by its token equal to what was
+    stored, its subject None when it had none."""
+    made = await accounts.create(db, "acme", senders=["12345"])
+    assert made is not None
+    message = mo.MoMessage(
+        tracking_id="MMS_MO_1",
+        account_id=made.account.id,
+        sender="15551230001",
+        recipient="12345",
+        subject=None,
+        token="tok",
+        parts=[{"content_type": "image/jpeg", "blob_key": "k1", "size": 9}],
+        received_at=NOW,
+    )
+    event = models.PostbackEvent(models.PostbackKind.MO, made.account.id, "N401", at=NOW)
+    await mo.store(db, message, event, NOW)
+    assert await mo.by_token(db, "tok") == message
+    assert await mo.by_token(db, "other") is None
+
+
+async def test_a_recipient_status_reads_back_typed(db: Database) -> None:
+    """The status read gives the recipient with its state and each event's as enums, aware
+    times, no fallback as None; another account's recipient is None."""
+    tracking_id = await _send(db, mode=models.AccountMode.OPTIMIZED, client_reference="ref-1")
+    delivery = await deliveries.for_delivery(db, tracking_id)
+    assert delivery is not None
+    move = Move(S.SUBMITTED, "N101", "ok", carrier_message_id="mmsc-1", route="r1", sent_as="MMS")
+    assert await deliveries.advance(db, delivery, move, now=NOW)
+
+    found = await queries.recipient_status(db, delivery.account_id, tracking_id)
+    assert found is not None
+    assert found.state is S.SUBMITTED
+    assert (found.action, found.client_reference, found.operator_id) == (
+        "sendSavedMMS",
+        "ref-1",
+        None,
+    )
+    assert (found.sent_as, found.route, found.fallback) == ("MMS", "r1", None)
+    assert found.updated_at == NOW
+    assert found.events == (queries.Event(S.SUBMITTED, "N101", "ok", NOW),)
+    assert await queries.recipient_status(db, delivery.account_id + 1, tracking_id) is None

@@ -143,7 +143,7 @@ async def _mobile_originated(
     if not sender or owner is None:
         return _fault(incoming, 2002, f"Address Error: no account has {recipient!r}")
     http_server.committing()  # the parts' blobs, then the MO and its postback
-    parts = []
+    parts: list[mo.MoPart] = []
     for content_type, data in incoming.parts:
         if content_type.split(";", 1)[0] == "application/smil":
             continue  # the layout, not content the customer asked for
@@ -166,17 +166,17 @@ async def _mobile_originated(
         subject=subject,
         files=tuple(files),
     )
-    row = {
-        "tracking_id": tracking_id,
-        "account_id": owner.id,
-        "sender": sender,
-        "recipient": recipient,
-        "subject": subject,
-        "token": token,
-        "parts": parts,
-        "received_at": now,
-    }
-    await mo.store(svc.db, row, postback, now)
+    message = mo.MoMessage(
+        tracking_id=tracking_id,
+        account_id=owner.id,
+        sender=sender,
+        recipient=recipient,
+        subject=subject,
+        token=token,
+        parts=parts,
+        received_at=now,
+    )
+    await mo.store(svc.db, message, postback, now)
     log.info("mm7.mo_received", tracking_id=tracking_id, parts=len(parts))
     request_log.note(account=owner.name, tracking_ids=(tracking_id,))
     return _answer(incoming)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -220,7 +219,7 @@ _OPTIONAL = ("carrier_message_id", "route", "handset", "sent_as")  # kept when t
 def _update(to: models.RecipientState) -> sa.Update:
     """The UPDATE that moves a recipient to `to` from the states before it (`FROM`), and
     keeps each of `_OPTIONAL` when the move brings none."""
-    before: list[sa.ColumnElement[Any]] = [
+    before: list[sa.ColumnElement[str]] = [
         sa.literal_column(f"'{state.value}'") for state in FROM[to]
     ]
     return (
@@ -328,7 +327,7 @@ async def move(
     """Move the recipient to `to` if that goes forward: state, event, the postback
     and `also`'s writes in one transaction. False, and nothing written,
     otherwise."""
-    values: dict[str, Any] = {
+    values: dict[str, object] = {
         "key": tracking_id,
         "now": now,
         **{f"new_{column}": getattr(to, column) for column in _OPTIONAL},
@@ -392,7 +391,7 @@ async def advance(
     return await move(db, row.tracking_id, to, postback=event, now=now, also=also)
 
 
-def postback_job(event: models.PostbackEvent, now: dt.datetime) -> dict[str, Any]:
+def postback_job(event: models.PostbackEvent, now: dt.datetime) -> dict[str, object]:
     """A postback job row, inserted in the same transaction as the change it reports. It
     holds the event as data; the sender renders it in the account's format. (Jobs queued
     by earlier versions hold a rendered `body` and `content_type` instead.)"""

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, TypedDict
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mmsgate import models
+from mmsgate.models import JSONValue
 from mmsgate.store import workers
 from mmsgate.store.db import Database
 from mmsgate.store.rows import Row
@@ -58,7 +59,7 @@ _PENDING = (
 )
 
 
-def _take(due: sa.Select[Any], skip_locked: bool) -> Any:
+def _take(due: sa.Select[tuple[int]], skip_locked: bool) -> sa.Executable:
     """The UPDATE … RETURNING that leases up to `limit` of the jobs `due` selects."""
     due = due.limit(sa.bindparam("limit", type_=sa.Integer()))
     if skip_locked:
@@ -113,13 +114,13 @@ async def claim(
     index in run_at order and stops after `limit` rows, so a claim costs the same with ten
     jobs queued or a million (one query with OR between the two would read and sort every
     due job). On PostgreSQL, FOR UPDATE SKIP LOCKED lets workers claim side by side."""
-    params: dict[str, Any] = {
+    params: dict[str, object] = {
         "now": now,
         "until": now + lease,
         "kinds": [k.value for k in kinds],
         "worker": worker,
     }
-    taken: list[Any] = []
+    taken: list[Row] = []
     async with db.write() as conn:
         if beat:
             await workers.beat(conn, worker, now)
@@ -145,7 +146,7 @@ def _job(row: Row) -> Job:
     )
 
 
-async def _finish(db: Database, job: Job, worker: str, **values: Any) -> bool:
+async def _finish(db: Database, job: Job, worker: str, **values: object) -> bool:
     """Record an outcome, only if `worker` still holds the job (a taken-over job is not ours).
     Outcomes of concurrent jobs share one commit."""
     statement = (
@@ -222,8 +223,11 @@ _COMPLETE = (
 )
 
 
-def _complete(worker: str) -> Callable[[AsyncConnection, list[tuple[int, dt.datetime]]], Any]:
-    async def work(conn: AsyncConnection, items: list[tuple[int, dt.datetime]]) -> list[bool]:
+Done = tuple[int, dt.datetime]  # a job ended, and when
+
+
+def _complete(worker: str) -> Callable[[AsyncConnection, list[Done]], Awaitable[list[bool]]]:
+    async def work(conn: AsyncConnection, items: list[Done]) -> list[bool]:
         ids = [job_id for job_id, _ in items]
         params = {"ids": ids, "worker": worker, "now": max(now for _, now in items)}
         done = set((await conn.scalars(_COMPLETE, params)).all())
@@ -281,7 +285,15 @@ async def counts(db: Database) -> dict[tuple[str, str], int]:
     return {(r[0], r[1]): int(r[2]) for r in rows}
 
 
-async def system_state(db: Database, now: dt.datetime) -> dict[str, Any]:
+class SystemState(TypedDict):
+    """The whole system's state, as `/metrics` shows it."""
+
+    recipients: dict[tuple[str, str], int]  # by (state, route; "" before one is chosen)
+    jobs: dict[tuple[str, str], int]  # by (kind, state)
+    oldest: dict[str, float]  # by kind: seconds the oldest due job has waited
+
+
+async def system_state(db: Database, now: dt.datetime) -> SystemState:
     """Recipients by state and route; jobs by kind and state; the oldest due job's age."""
     async with db.read() as conn:
         by_state = (
@@ -322,8 +334,8 @@ def new_job(
     *,
     tracking_id: str | None = None,
     template_id: int | None = None,
-    payload: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+    payload: Mapping[str, object] | None = None,
+) -> dict[str, object]:
     """A pending job row, due now, for inserting in the transaction that makes it needed."""
     return {
         "kind": kind.value,
@@ -347,7 +359,7 @@ class QueuedPostback:
     attempts: int
     created_at: dt.datetime
     last_error: str | None
-    payload: dict[str, Any] | None  # the account and the event (`deliveries.postback_job`)
+    payload: dict[str, JSONValue] | None  # the account and the event (`postback_job`)
 
     @property
     def account_id(self) -> object:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import enum
-from typing import Any
+from collections.abc import Callable
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -64,7 +64,7 @@ async def known(db: Database) -> list[RouteHealth]:
         return [_row(row) for row in rows]
 
 
-def _insert(insert: Any) -> Any:
+def _insert(insert: Callable[[sa.Table], sqlite.Insert | postgresql.Insert]) -> sa.Executable:
     return (
         insert(route_health)
         .values(route=sa.bindparam("route"), healthy=False, reason=sa.bindparam("reason"),
