@@ -3,6 +3,7 @@ datetimes aware, states and modes as enums, slides as StoredSlide, NULLs as None
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime as dt
 
@@ -36,7 +37,8 @@ SLIDES = (
 
 async def _send(db: Database, *, mode: models.AccountMode, **message: object) -> str:
     """One recipient of one send of a two-slide template; `message` sets its columns."""
-    made = await accounts.create(db, f"acme-{mode.value}", senders=["12345"], mode=mode)
+    sender = "12345" if mode is models.AccountMode.OPTIMIZED else "12346"
+    made = await accounts.create(db, f"acme-{mode.value}", senders=[sender], mode=mode)
     assert made is not None
     account_id = made.account.id
     async with db.write() as conn:
@@ -61,7 +63,7 @@ async def _send(db: Database, *, mode: models.AccountMode, **message: object) ->
                     "account_id": account_id,
                     "template_id": template_id,
                     "action": "sendSavedMMS",
-                    "sender": "12345",
+                    "sender": sender,
                     "disable_fallback": False,
                     "disable_fallback_link": False,
                     "link_expires_at": LATER,
@@ -318,3 +320,24 @@ async def test_a_recipient_status_reads_back_typed(db: Database) -> None:
     assert found.updated_at == NOW
     assert found.events == (queries.Event(S.SUBMITTED, "N101", "ok", NOW),)
     assert await queries.recipient_status(db, delivery.account_id + 1, tracking_id) is None
+
+
+async def test_lookups_made_together_read_the_same_dataclasses(db: Database) -> None:
+    """Deliveries and reported recipients looked up at once (one query for all on
+    PostgreSQL) equal those looked up one by one."""
+    first = await _send(db, mode=models.AccountMode.OPTIMIZED)
+    second = await _send(db, mode=models.AccountMode.STANDARD)
+    alone = [await deliveries.for_delivery(db, t) for t in (first, second, "none")]
+    together = await asyncio.gather(
+        *(deliveries.for_delivery(db, t) for t in (first, second, "none"))
+    )
+    assert together == alone
+    for n, found in enumerate(alone[:2]):
+        assert found is not None
+        move = Move(S.SUBMITTED, "N101", "ok", carrier_message_id=f"id-{n}", route="r1")
+        assert await deliveries.advance(db, found, move, now=NOW)
+    ids = ("id-0", "id-1", "id-2")
+    one_by_one = [await deliveries.by_carrier_message_id(db, i) for i in ids]
+    at_once = await asyncio.gather(*(deliveries.by_carrier_message_id(db, i) for i in ids))
+    assert at_once == one_by_one
+    assert [r.tracking_id if r else None for r in one_by_one] == [first, second, None]

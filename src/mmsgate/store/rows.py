@@ -1,7 +1,8 @@
 """What a query gives back before the store turns it into a dataclass of the vocabulary.
 
 Only the store's own conversion functions see one: each shape has one function that reads a
-row into its frozen dataclass (`deliveries.delivery_of`, `accounts.account_of`, ...).
+row into its frozen dataclass (`deliveries.delivery_of`, `fallbacks.sms_fallback_of`, ...),
+so no caller of the store sees a row.
 """
 
 from __future__ import annotations
