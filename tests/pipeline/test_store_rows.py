@@ -254,7 +254,7 @@ async def test_cached_media_and_transcodes_read_back_typed(db: Database) -> None
         db, url, etag=None, last_modified=None, content_type="image/jpeg", blob_key="k1", size=9
     )
     media = await queries.cached_media(db, url)
-    assert media is not None
+    assert isinstance(media, queries.CachedMedia)
     assert (media.url, media.etag, media.last_modified, media.content_type) == (
         url,
         None,
@@ -267,7 +267,7 @@ async def test_cached_media_and_transcodes_read_back_typed(db: Database) -> None
     report = {"width": 320, "dropped": ["too big"]}
     await templates.remember_transcode(db, "t1", "k2", "image/jpeg", report)
     kept = await templates.cached_transcode(db, "t1")
-    assert kept is not None
+    assert isinstance(kept, templates.Transcode)
     assert (kept.key, kept.output_key, kept.content_type, kept.report) == (
         "t1",
         "k2",
