@@ -6,7 +6,7 @@ import ipaddress
 import json
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, TypeVar, cast
 
 import typer
 from rich.panel import Panel
@@ -115,18 +115,22 @@ def accounts_create(
 ) -> None:
     """Create an account and print its API key (shown once) and postback secret."""
     cfg = load_settings(config, data_dir)
-    settings: dict[str, Any] = {
-        "senders": sender,
-        "service_ids": service_id,
-        "mode": _mode(mode or "optimized"),
-        "postback_url": postback_url,
-        "allowed_ips": _networks(allow_ip),
-        "allowed_actions": _actions(action),
-        "max_rps": max_rps,
-        "daily_limit": daily_limit,
-        "mms_expiry_hours": mms_expiry_hours,
-    }
-    created = _run(cfg, lambda db: accounts.create(db, name, **settings))
+    created = _run(
+        cfg,
+        lambda db: accounts.create(
+            db,
+            name,
+            senders=sender,
+            service_ids=service_id,
+            mode=_mode(mode or "optimized"),
+            postback_url=postback_url,
+            allowed_ips=_networks(allow_ip),
+            allowed_actions=_actions(action),
+            max_rps=max_rps,
+            daily_limit=daily_limit,
+            mms_expiry_hours=mms_expiry_hours,
+        ),
+    )
     if created is None:
         fail(f"an account named {name!r} already exists")
     if as_json:
@@ -286,7 +290,7 @@ def accounts_update(
     cfg = load_settings(config, data_dir)
     if allow_ip and clear_allow_ip:
         fail("--allow-ip and --clear-allow-ip: give one or the other", code=2)
-    given: dict[str, Any] = {
+    given: dict[str, object] = {
         "senders": sender,
         "service_ids": service_id,
         "postback_url": postback_url,
@@ -298,7 +302,10 @@ def accounts_update(
         "mms_expiry_hours": mms_expiry_hours,
         "api_enabled": api_access,
     }
-    changes = {key: value for key, value in given.items() if value is not None}
+    # The options given, each of the type its column takes (typer converted them).
+    changes = cast(
+        accounts.AccountChanges, {key: value for key, value in given.items() if value is not None}
+    )
     if not changes:
         fail(f"nothing to change for {name!r}: give at least one option (see --help)", code=2)
     found = _run(cfg, lambda db: accounts.update(db, name, **changes))

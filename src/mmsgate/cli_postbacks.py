@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Awaitable
-from typing import Annotated, Any
+from collections.abc import Awaitable, Mapping
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -16,6 +16,7 @@ from mmsgate.pipeline import postbacks
 from mmsgate.store import accounts
 from mmsgate.store import jobs as jobs_store
 from mmsgate.store.db import Database
+from mmsgate.store.jobs import QueuedPostback
 from mmsgate.store.startup import Schema
 
 postbacks_app = typer.Typer(help="Inspect and replay postbacks.", no_args_is_help=True)
@@ -47,7 +48,7 @@ def postbacks_list(
     """List postbacks, newest first, with their state, attempts and last error."""
     cfg = load_settings(config, data_dir)
 
-    async def go(db: Database) -> list[Any]:
+    async def go(db: Database) -> list[QueuedPostback]:
         return await jobs_store.postbacks(
             db, await _account_id(db, account), failed_only=failed, since=None, limit=limit
         )
@@ -60,8 +61,8 @@ def postbacks_list(
     for r in rows:
         table.add_row(
             str(r.id),
-            str((r.payload or {}).get("account_id")),
-            r.state,
+            str(r.account_id),
+            r.state.value,
             str(r.attempts),
             r.created_at.isoformat(timespec="seconds"),
             (r.last_error or "")[:60],
@@ -69,11 +70,11 @@ def postbacks_list(
     out.print(table)
 
 
-def _postback_json(row: Any) -> dict[str, Any]:
+def _postback_json(row: QueuedPostback) -> dict[str, object]:
     return {
         "id": row.id,
-        "account_id": (row.payload or {}).get("account_id"),
-        "state": row.state,
+        "account_id": row.account_id,
+        "state": row.state.value,
         "attempts": row.attempts,
         "created_at": row.created_at.isoformat(),
         "last_error": row.last_error,
@@ -81,7 +82,7 @@ def _postback_json(row: Any) -> dict[str, Any]:
     }
 
 
-def _body(payload: dict[str, Any]) -> str | None:
+def _body(payload: Mapping[str, object]) -> str | None:
     """The body the postback sends (its event rendered, or as an earlier version stored it)."""
     if "event" not in payload and "body" not in payload:
         return None

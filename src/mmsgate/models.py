@@ -10,6 +10,10 @@ import datetime as dt
 import enum
 import re
 from collections.abc import Mapping
+from typing import TypeAlias
+
+# A value as JSON holds it (what the store keeps in its JSON columns).
+JSONValue: TypeAlias = str | int | float | bool | list["JSONValue"] | dict[str, "JSONValue"] | None
 
 
 class MediaKind(enum.Enum):
@@ -131,6 +135,29 @@ class StoredPart:
     duration_ms: int | None = None
     codecs: tuple[str, ...] = ()
 
+    def to_data(self) -> dict[str, JSONValue]:
+        """The part as JSON-able data, as a template keeps it."""
+        data: dict[str, JSONValue] = {name: getattr(self, name) for name in _PART_PLAIN}
+        data["kind"] = self.kind.value
+        data["codecs"] = list(self.codecs)
+        return data
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, JSONValue]) -> StoredPart:
+        """The part `to_data` wrote (a part kept without codecs has none)."""
+        plain = {name: data.get(name) for name in _PART_PLAIN}
+        codecs = data.get("codecs")
+        return cls(
+            kind=MediaKind(data["kind"]),
+            codecs=tuple(str(c) for c in codecs) if isinstance(codecs, list) else (),
+            **plain,  # type: ignore[arg-type]
+        )
+
+
+_PART_PLAIN = tuple(
+    f.name for f in dataclasses.fields(StoredPart) if f.name not in ("kind", "codecs")
+)
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class StoredSlide:
@@ -139,6 +166,23 @@ class StoredSlide:
     text: str | None
     parts: tuple[StoredPart, ...]
     duration: int | None
+
+    def to_data(self) -> dict[str, JSONValue]:
+        """The slide as JSON-able data, as a template keeps it (and media preparation reads)."""
+        parts: list[JSONValue] = [part.to_data() for part in self.parts]
+        return {"text": self.text, "duration": self.duration, "parts": parts}
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, JSONValue]) -> StoredSlide:
+        """The slide `to_data` wrote."""
+        text, duration, parts = data.get("text"), data.get("duration"), data.get("parts")
+        return cls(
+            text=text if isinstance(text, str) else None,
+            parts=tuple(StoredPart.from_data(p) for p in parts or () if isinstance(p, dict))
+            if isinstance(parts, list)
+            else (),
+            duration=duration if isinstance(duration, int) else None,
+        )
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -81,6 +81,37 @@ class TestRouting:
         assert routing.route_for(self.routes[:2], None, "4915112345678") is None
 
 
+class TestStoredSlides:
+    PART = models.StoredPart(
+        kind=models.MediaKind.VIDEO,
+        url="https://media.example/v.mp4",
+        blob_key="cd" * 32,
+        content_type="video/mp4",
+        size=99,
+        duration_ms=1500,
+        codecs=("avc1", "mp4a"),
+    )
+
+    def test_a_slide_round_trips_through_its_data(self) -> None:
+        """`from_data` reads back exactly the slide `to_data` wrote."""
+        slide = models.StoredSlide("Hi", (self.PART,), 4)
+        assert models.StoredSlide.from_data(slide.to_data()) == slide
+        empty = models.StoredSlide(None, (), None)
+        assert models.StoredSlide.from_data(empty.to_data()) == empty
+
+    def test_a_parts_data_is_what_a_template_keeps(self) -> None:
+        """A part's data is its fields with the kind's value and the codecs as a list, as
+        templates hold their slides."""
+        expected = dataclasses.asdict(self.PART) | {"kind": "video", "codecs": ["avc1", "mp4a"]}
+        assert self.PART.to_data() == expected
+
+    def test_a_part_kept_without_codecs_has_none(self) -> None:
+        """A part stored without a `codecs` key reads back with no codecs."""
+        data = self.PART.to_data()
+        del data["codecs"]
+        assert models.StoredPart.from_data(data) == dataclasses.replace(self.PART, codecs=())
+
+
 class TestSettings:
     def test_defaults(self) -> None:
         """With nothing configured: loopback:8080, SQLite in ./mmsgate-data, simulator."""

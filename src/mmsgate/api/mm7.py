@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from typing import Any
 
 import structlog
 from starlette.requests import Request
@@ -113,7 +112,9 @@ async def _report(svc: Services, incoming: mm7.Incoming, routes: tuple[Route, ..
     return _answer(incoming)
 
 
-async def _submitted_over(svc: Services, message_id: str, routes: tuple[Route, ...]) -> Any:
+async def _submitted_over(
+    svc: Services, message_id: str, routes: tuple[Route, ...]
+) -> deliveries.Reported | None:
     """The recipient the MMSC took under this MessageID, if it went over one of `routes`:
     one route's MMSC cannot move what another route's took."""
     names = [r.name for r in routes]
@@ -142,7 +143,7 @@ async def _mobile_originated(
     if not sender or owner is None:
         return _fault(incoming, 2002, f"Address Error: no account has {recipient!r}")
     http_server.committing()  # the parts' blobs, then the MO and its postback
-    parts = []
+    parts: list[mo.MoPart] = []
     for content_type, data in incoming.parts:
         if content_type.split(";", 1)[0] == "application/smil":
             continue  # the layout, not content the customer asked for
@@ -165,17 +166,17 @@ async def _mobile_originated(
         subject=subject,
         files=tuple(files),
     )
-    row = {
-        "tracking_id": tracking_id,
-        "account_id": owner.id,
-        "sender": sender,
-        "recipient": recipient,
-        "subject": subject,
-        "token": token,
-        "parts": parts,
-        "received_at": now,
-    }
-    await mo.store(svc.db, row, postback, now)
+    message = mo.MoMessage(
+        tracking_id=tracking_id,
+        account_id=owner.id,
+        sender=sender,
+        recipient=recipient,
+        subject=subject,
+        token=token,
+        parts=parts,
+        received_at=now,
+    )
+    await mo.store(svc.db, message, postback, now)
     log.info("mm7.mo_received", tracking_id=tracking_id, parts=len(parts))
     request_log.note(account=owner.name, tracking_ids=(tracking_id,))
     return _answer(incoming)

@@ -23,7 +23,7 @@ async def template_report(svc: Services, request: Request) -> Response:
     row = None if mms_id is None else await templates.report(svc.db, account.id, mms_id)
     if row is None:
         raise errors.NotFound(codes.ErrorCode.BAD_MMS_ID, f"no template with mms-id {raw}")
-    return JSONResponse({"mms-id": raw, "state": row.state, "profiles": row.reports or {}})
+    return JSONResponse({"mms-id": raw, "state": row.state.value, "profiles": row.reports or {}})
 
 
 async def preview(svc: Services, request: Request) -> Response:
@@ -62,7 +62,7 @@ async def _slides_of(
             raise errors.ApiError(
                 codes.ErrorCode.BAD_MMS_ID, f"Invalid mms-id {mms_id} / MMS don't exist"
             )
-        return list(row.slides), svc.blobs.get
+        return [slide.to_data() for slide in row.slides], svc.blobs.get
     if action not in (models.Action.SEND_MMS, models.Action.SAVE_MMS):
         raise errors.ApiError(
             codes.ErrorCode.INVALID_REQUEST, f"Nothing to preview for {action.value}"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -11,6 +10,8 @@ from starlette.responses import JSONResponse, Response
 from mmsgate import codes, errors
 from mmsgate.api.actions import Services
 from mmsgate.store import queries
+from mmsgate.store.fallbacks import Fallback
+from mmsgate.store.queries import RecipientStatus
 
 
 def _iso(value: dt.datetime | None) -> str | None:
@@ -29,42 +30,41 @@ async def message_status(svc: Services, request: Request) -> Response:
     return JSONResponse(render(found, svc.settings.public_url))
 
 
-def render(found: dict[str, Any], public_url: str) -> dict[str, Any]:
-    r = found["recipient"]
+def render(found: RecipientStatus, public_url: str) -> dict[str, object]:
     return {
-        "tracking-id": r["tracking_id"],
-        "mms-id": str(r["template_id"]),
-        "action": r["action"],
-        "to": r["msisdn"],
-        "from": r["sender"],
-        "operator-id": r["operator_id"],
-        "client-reference": r["client_reference"],
-        "state": r["state"],
-        "sent-as": r["sent_as"],
-        "route": r["route"],
-        "created-at": _iso(r["created_at"]),
-        "updated-at": _iso(r["updated_at"]),
-        "expires-at": _iso(r["expires_at"]),
+        "tracking-id": found.tracking_id,
+        "mms-id": str(found.template_id),
+        "action": found.action,
+        "to": found.msisdn,
+        "from": found.sender,
+        "operator-id": found.operator_id,
+        "client-reference": found.client_reference,
+        "state": found.state.value,
+        "sent-as": found.sent_as,
+        "route": found.route,
+        "created-at": _iso(found.created_at),
+        "updated-at": _iso(found.updated_at),
+        "expires-at": _iso(found.expires_at),
         "history": [
-            {"state": e["state"], "code": e["code"], "detail": e["detail"], "at": _iso(e["at"])}
-            for e in found["events"]
+            {"state": e.state.value, "code": e.code, "detail": e.detail, "at": _iso(e.at)}
+            for e in found.events
         ],
-        "fallback": _fallback(found["fallback"], public_url),
+        "fallback": _fallback(found.fallback, public_url),
     }
 
 
-def _fallback(f: Any, public_url: str) -> dict[str, Any] | None:
+def _fallback(f: Fallback | None, public_url: str) -> dict[str, object] | None:
     """The SMS-with-link fallback, when this recipient took that path."""
     if f is None:
         return None
     return {
-        "reason": f["reason"],
-        "link": f"{public_url}/m/{f['token']}" if f["token"] else None,
-        "link_expires_at": _iso(f["link_expires_at"]),
-        "sms_text": f["sms_text"],
-        "sms_coding": f["sms_coding"],
-        "sms_parts": f["sms_parts"],
-        "sms_route": f["sms_route"],
-        "opened_at": _iso(f["opened_at"]),
-        "opens": f["opens"],
+        "reason": f.reason,
+        "link": f"{public_url}/m/{f.token}" if f.token else None,
+        "link_expires_at": _iso(f.link_expires_at),
+        "sms_text": f.sms_text,
+        "sms_coding": f.sms_coding,
+        "sms_parts": f.sms_parts,
+        "sms_route": f.sms_route,
+        "opened_at": _iso(f.opened_at),
+        "opens": f.opens,
     }

@@ -21,7 +21,6 @@ import asyncio
 import json
 import time
 from collections.abc import Awaitable
-from typing import Any
 
 import structlog
 
@@ -37,7 +36,7 @@ from mmsgate.pipeline.worker import Outcome, keep_trying
 from mmsgate.profiles import CarrierProfile
 from mmsgate.settings import Route
 from mmsgate.store import deliveries, pacing
-from mmsgate.store.deliveries import Move
+from mmsgate.store.deliveries import Delivery, Move
 from mmsgate.store.jobs import FollowUp, Job
 
 log = structlog.get_logger(__name__)
@@ -53,7 +52,7 @@ async def deliver(job: Job, deps: Deps) -> Outcome:
     """Submit one recipient's MMS, or end it; idempotent once the recipient has moved on."""
     assert job.tracking_id is not None
     row = await deliveries.for_delivery(deps.db, job.tracking_id)
-    if row is None or row.state != S.QUEUED.value:
+    if row is None or row.state != S.QUEUED:
         return Outcome()  # already submitted or ended (a retried or duplicated job)
     now = deps.clock()
     route = routing.route_for(deps.routes, row.operator_id, row.msisdn)
@@ -86,7 +85,7 @@ def _expired(deps: Deps, route: Route | None) -> Move:
     return Move(S.EXPIRED, "N103", f"expired before it could be sent{where}")
 
 
-def _submit_req(job: Job, row: Any, route: Route, composed: Composed) -> Submit:
+def _submit_req(job: Job, row: Delivery, route: Route, composed: Composed) -> Submit:
     return Submit(
         transaction_id=f"{row.tracking_id}.{job.attempts}",
         recipients=[row.msisdn],
@@ -104,7 +103,9 @@ def _submit_req(job: Job, row: Any, route: Route, composed: Composed) -> Submit:
     )
 
 
-async def _submit(deps: Deps, row: Any, route: Route, carrier: Carrier, submit: Submit) -> Outcome:
+async def _submit(
+    deps: Deps, row: Delivery, route: Route, carrier: Carrier, submit: Submit
+) -> Outcome:
     """Submit within the route's limits; record what the MMSC said, then what it told of
     the route (after the record: a failure there must not resubmit an accepted message)."""
     async with deps.route_gate(route.name):
@@ -149,7 +150,7 @@ async def _wait_for_slot(deps: Deps, route: Route) -> None:
         metrics.LATE_SLOTS.labels(route.name).inc()
 
 
-async def _record(deps: Deps, row: Any, route: str, result: SubmitResult) -> Outcome:
+async def _record(deps: Deps, row: Delivery, route: str, result: SubmitResult) -> Outcome:
     said = result.status_text
     if result.accepted:
         move = Move(
@@ -187,7 +188,7 @@ async def _record(deps: Deps, row: Any, route: str, result: SubmitResult) -> Out
     return Outcome()
 
 
-async def cannot_mms(deps: Deps, row: Any, reason: str, otherwise: Move) -> Outcome:
+async def cannot_mms(deps: Deps, row: Delivery, reason: str, otherwise: Move) -> Outcome:
     """MMS is impossible for this recipient: the SMS-with-link fallback when the send allows
     it (the follow-up job, told why), else `otherwise` (E101/E102, as Sinch ends a send
     without fallback)."""
@@ -204,7 +205,7 @@ def fallback_job(tracking_id: str, reason: str) -> FollowUp:
     )
 
 
-async def finish(deps: Deps, row: Any, move: Move) -> bool:
+async def finish(deps: Deps, row: Delivery, move: Move) -> bool:
     """Apply `move` with its postback; False when the recipient had already moved past it."""
     moved = await deliveries.advance(deps.db, row, move, now=deps.clock())
     if moved:  # a failure (E101, E102) is the operator's to see, at warning
@@ -213,7 +214,7 @@ async def finish(deps: Deps, row: Any, move: Move) -> bool:
     return moved
 
 
-async def prepared_for(deps: Deps, row: Any, profile: CarrierProfile) -> prepare.Prepared:
+async def prepared_for(deps: Deps, row: Delivery, profile: CarrierProfile) -> prepare.Prepared:
     """The message prepared for `profile`, from this worker's cache (`media.prepared`) when
     the same template with the same personalisation was prepared before, or is being
     prepared."""

@@ -27,10 +27,11 @@ async def encode_template(job: Job, deps: Deps) -> Outcome:
     if row is None:
         return Outcome()  # deleted while it waited: nothing left to encode
     cache = StoreCache(deps.db, deps.blobs)
+    slides = [slide.to_data() for slide in row.slides]
     reports: dict[str, Any] = {}
     try:
         for profile in deps.profiles:
-            prepared = await prepare.prepare(row.slides, profile, deps.blobs.get, cache)
+            prepared = await prepare.prepare(slides, profile, deps.blobs.get, cache)
             reports[profile.name] = prepared.report
     except prepare.PartFailed as failed:
         code = prepare.failure_code(failed.kind)

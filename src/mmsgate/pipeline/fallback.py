@@ -17,7 +17,6 @@ import datetime as dt
 import secrets
 import zlib
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import structlog
 
@@ -31,14 +30,15 @@ from mmsgate.pipeline.worker import Outcome, keep_trying
 from mmsgate.settings import SmsRoute
 from mmsgate.store import deliveries, fallbacks
 from mmsgate.store.db import Database
-from mmsgate.store.deliveries import Move
+from mmsgate.store.deliveries import Delivery, Move
+from mmsgate.store.fallbacks import SmsFallback
 from mmsgate.store.jobs import Job
 
 log = structlog.get_logger(__name__)
 S = models.RecipientState
 
 
-def link_disabled(row: Any) -> bool:
+def link_disabled(row: Delivery) -> bool:
     return bool(row.disable_fallback_link or row.template_link_disabled)
 
 
@@ -48,7 +48,7 @@ def compose_text(text: str | None, link: str | None) -> str:
     return " ".join(w for w in (words, link) if w)
 
 
-async def begin(deps: Deps, row: Any, slides: Sequence[prepare.Json], reason: str) -> bool:
+async def begin(deps: Deps, row: Delivery, slides: Sequence[prepare.Json], reason: str) -> bool:
     """Put the queued recipient on the fallback path; False when it had already moved on."""
     token = None if link_disabled(row) else secrets.token_urlsafe(24)  # 192 random bits
     link = f"{deps.public_url}/m/{token}" if token else None
@@ -88,7 +88,7 @@ async def _begin_if_queued(job: Job, deps: Deps) -> None:
     if reason is None:  # queued with the fallback already begun
         return
     row = await deliveries.for_delivery(deps.db, job.tracking_id)
-    if row is None or row.state != S.QUEUED.value:
+    if row is None or row.state != S.QUEUED:
         return
     try:
         await begin(deps, row, slides_of(row), reason)
@@ -107,7 +107,7 @@ async def send_sms(job: Job, deps: Deps) -> Outcome:
     assert job.tracking_id is not None
     await _begin_if_queued(job, deps)
     row = await fallbacks.for_sms(deps.db, job.tracking_id)
-    if row is None or row.state != S.FALLBACK.value:
+    if row is None or row.state != S.FALLBACK:
         return Outcome()  # already sent or ended
     now = deps.clock()
     if now >= row.expires_at:
@@ -146,7 +146,7 @@ async def send_sms(job: Job, deps: Deps) -> Outcome:
 
 
 async def _record_taken(
-    deps: Deps, row: Any, route: str, sms: SmsSubmit, result: SmsResult
+    deps: Deps, row: SmsFallback, route: str, sms: SmsSubmit, result: SmsResult
 ) -> None:
     """Record the parts the SMSC took (all: the SMS is submitted; some: a retry sends only
     the rest). Each write is retried while our database fails (`keep_trying`): a failure

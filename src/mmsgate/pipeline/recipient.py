@@ -3,24 +3,24 @@ slides personalised, and whether it may fall back to SMS."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from mmsgate import models
+from mmsgate.models import JSONValue
+from mmsgate.store.deliveries import Delivery
 
 
-def slides_of(row: Any) -> list[dict[str, Any]]:
+def slides_of(row: Delivery) -> list[dict[str, JSONValue]]:
     """The template's slides with this send's custom texts and merge data filled in."""
     custom = row.custom_texts or {}
     data = row.merge_data or {}
     slides = []
     for number, slide in enumerate(row.slides, start=1):
-        text = custom.get(str(number), slide.get("text"))
+        text = custom.get(str(number), slide.text)
         if text:
             text = models.render_merge_tags(text, data)
-        slides.append({**slide, "text": text})
+        slides.append({**slide.to_data(), "text": text})
     return slides
 
 
-def may_fall_back(row: Any) -> bool:
+def may_fall_back(row: Delivery) -> bool:
     """Whether this send may fall back: an optimized account, and not disabled."""
-    return row.account_mode == models.AccountMode.OPTIMIZED.value and not row.disable_fallback
+    return row.account_mode == models.AccountMode.OPTIMIZED and not row.disable_fallback

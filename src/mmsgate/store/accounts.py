@@ -12,13 +12,15 @@ import datetime as dt
 import hashlib
 import hmac
 import secrets
-from typing import Any
+from typing import TypedDict, Unpack
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mmsgate import http_client, models
 from mmsgate.errors import AccountError
 from mmsgate.store.db import Database
+from mmsgate.store.rows import Row
 from mmsgate.store.schema import (
     accounts,
     fallbacks,
@@ -45,6 +47,21 @@ class NewAccount:
     postback_secret: str
 
 
+class AccountChanges(TypedDict, total=False):
+    """The settings `update` may change (the accounts table's columns of those names)."""
+
+    senders: list[str]
+    service_ids: list[str]
+    postback_url: str | None
+    mode: str  # an AccountMode's value
+    allowed_ips: list[str]
+    allowed_actions: list[str] | None  # None: every action
+    max_rps: float | None
+    daily_limit: int | None
+    mms_expiry_hours: int | None
+    api_enabled: bool
+
+
 def hash_key(api_key: str) -> str:
     return hashlib.sha256(api_key.encode("utf-8")).hexdigest()
 
@@ -53,7 +70,7 @@ def new_api_key() -> str:
     return secrets.token_urlsafe(24)
 
 
-def _row_to_account(row: Any) -> models.Account:
+def _row_to_account(row: Row) -> models.Account:
     return models.Account(
         id=row.id,
         name=row.name,
@@ -164,7 +181,9 @@ async def rotate_key(db: Database, name: str) -> str | None:
     return api_key if result.rowcount == 1 else None
 
 
-async def update(db: Database, name: str, **changes: Any) -> models.Account | None:
+async def update(
+    db: Database, name: str, **changes: Unpack[AccountChanges]
+) -> models.Account | None:
     """Change account settings (columns of the accounts table); None if no such account.
     AccountError when new senders include one another account has, or the new postback URL
     is not one a postback can be sent to."""
@@ -192,7 +211,9 @@ def _check_postback_url(url: str | None) -> None:
         raise AccountError(f"postback URL {url!r} {problem}: give an http:// or https:// URL")
 
 
-async def _refuse_owned_senders(conn: Any, senders: list[str], own_id: int | None) -> None:
+async def _refuse_owned_senders(
+    conn: AsyncConnection, senders: list[str], own_id: int | None
+) -> None:
     """AccountError if another account than `own_id` has one of `senders`: a message's
     sender must say which account it is (MO, receipts, the E111 check)."""
     rows = (await conn.execute(sa.select(accounts.c.name, accounts.c.id, accounts.c.senders))).all()
@@ -252,7 +273,7 @@ async def delete(db: Database, name: str, *, force: bool = False) -> Deleted:
     return Deleted(found=True, deleted=True, in_flight=in_flight or 0)
 
 
-async def _delete_owned(conn: Any, account_id: int) -> None:
+async def _delete_owned(conn: AsyncConnection, account_id: int) -> None:
     """Delete the account's rows, those referring to others first (foreign keys)."""
     tracking = sa.select(recipients.c.tracking_id).where(recipients.c.account_id == account_id)
     owned_templates = sa.select(templates.c.id).where(templates.c.account_id == account_id)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -22,6 +21,7 @@ from mmsgate.store import hot
 from mmsgate.store.db import Database
 from mmsgate.store.hot import Hot
 from mmsgate.store.jobs import new_job
+from mmsgate.store.rows import Row
 from mmsgate.store.schema import (
     accounts,
     jobs,
@@ -59,6 +59,92 @@ class Move:
     handset: str | None = None
     sent_as: str | None = None
     status: str | None = None  # the postback's status text, when not the code's usual one
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Recipient:
+    """One recipient of a send, with what its moves and postbacks name (`advance`)."""
+
+    tracking_id: str
+    msisdn: str
+    state: models.RecipientState
+    account_id: int
+    carrier_message_id: str | None
+    sender: str
+    operator_id: int | None
+    template_id: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Reported(Recipient):
+    """The recipient a delivery report is for, and the route it was submitted over."""
+
+    route: str | None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Delivery(Recipient):
+    """A recipient with its message and template: what delivering it needs."""
+
+    message_id: str
+    service_id: str | None
+    subject: str | None
+    custom_texts: dict[str, str] | None  # slide number (from 1) -> that slide's text
+    merge_data: dict[str, str] | None
+    expires_at: dt.datetime
+    disable_fallback: bool
+    disable_fallback_link: bool
+    fallback_sms_text: str | None
+    link_expires_at: dt.datetime
+    slides: tuple[models.StoredSlide, ...]
+    template_subject: str | None
+    template_fallback_text: str | None
+    template_link_disabled: bool | None
+    account_mode: models.AccountMode
+
+
+def delivery_of(row: Row) -> Delivery:
+    """A row of `_DELIVERY` as a Delivery."""
+    return Delivery(
+        tracking_id=row.tracking_id,
+        msisdn=row.msisdn,
+        state=models.RecipientState(row.state),
+        account_id=row.account_id,
+        carrier_message_id=row.carrier_message_id,
+        sender=row.sender,
+        operator_id=row.operator_id,
+        template_id=row.template_id,
+        message_id=row.message_id,
+        service_id=row.service_id,
+        subject=row.subject,
+        custom_texts=row.custom_texts,
+        merge_data=row.merge_data,
+        expires_at=row.expires_at,
+        disable_fallback=row.disable_fallback,
+        disable_fallback_link=row.disable_fallback_link,
+        fallback_sms_text=row.fallback_sms_text,
+        link_expires_at=row.link_expires_at,
+        slides=tuple(models.StoredSlide.from_data(slide) for slide in row.slides),
+        template_subject=row.template_subject,
+        template_fallback_text=row.template_fallback_text,
+        template_link_disabled=row.template_link_disabled,
+        account_mode=models.AccountMode(row.account_mode),
+    )
+
+
+def reported_of(row: Row) -> Reported:
+    """A row of `_REPORT_ROW` as a Reported recipient."""
+    return Reported(
+        tracking_id=row.tracking_id,
+        msisdn=row.msisdn,
+        state=models.RecipientState(row.state),
+        account_id=row.account_id,
+        carrier_message_id=row.carrier_message_id,
+        sender=row.sender,
+        operator_id=row.operator_id,
+        template_id=row.template_id,
+        route=row.route,
+    )
 
 
 _DELIVERY = sa.select(
@@ -133,7 +219,7 @@ _OPTIONAL = ("carrier_message_id", "route", "handset", "sent_as")  # kept when t
 def _update(to: models.RecipientState) -> sa.Update:
     """The UPDATE that moves a recipient to `to` from the states before it (`FROM`), and
     keeps each of `_OPTIONAL` when the move brings none."""
-    before: list[sa.ColumnElement[Any]] = [
+    before: list[sa.ColumnElement[str]] = [
         sa.literal_column(f"'{state.value}'") for state in FROM[to]
     ]
     return (
@@ -196,22 +282,24 @@ _EVENT = Hot(recipient_events.insert(), keys=_EVENT_KEYS)
 _JOB = Hot(jobs.insert(), keys=_JOB_KEYS)
 
 
-async def for_delivery(db: Database, tracking_id: str) -> Any:
+async def for_delivery(db: Database, tracking_id: str) -> Delivery | None:
     """The recipient with its message and template, or None."""
-    return await db.read_hot_row(_BY_TRACKING_ID, _BY_TRACKING_IDS, "tracking_id", tracking_id)
+    row = await db.read_hot_row(_BY_TRACKING_ID, _BY_TRACKING_IDS, "tracking_id", tracking_id)
+    return None if row is None else delivery_of(row)
 
 
-async def by_carrier_message_id(db: Database, carrier_message_id: str) -> Any:
+async def by_carrier_message_id(db: Database, carrier_message_id: str) -> Reported | None:
     """The recipient an MMSC's MessageID belongs to (with what `advance` needs of its
     message, and the route it was submitted over), or None."""
-    return await db.read_hot_row(
+    row = await db.read_hot_row(
         _BY_CARRIER_MESSAGE_ID, _BY_CARRIER_MESSAGE_IDS, "carrier_message_id", carrier_message_id
     )
+    return None if row is None else reported_of(row)
 
 
 async def by_carrier_message_id_on(
     db: Database, carrier_message_id: str, route_names: Sequence[str]
-) -> Any:
+) -> Reported | None:
     """As `by_carrier_message_id`, but only among recipients submitted over `route_names`,
     the newest first: two MMSCs may hand out the same MessageID, and each one's report
     must find its own recipient. The indexed lookup above answers nearly every report; this
@@ -220,7 +308,8 @@ async def by_carrier_message_id_on(
         found = await conn.execute(
             _ON_ROUTES, {"key": carrier_message_id, "routes": list(route_names)}
         )
-        return found.first()
+        row = found.first()
+    return None if row is None else reported_of(row)
 
 
 Also = Callable[[AsyncConnection], Awaitable[None]]
@@ -238,7 +327,7 @@ async def move(
     """Move the recipient to `to` if that goes forward: state, event, the postback
     and `also`'s writes in one transaction. False, and nothing written,
     otherwise."""
-    values: dict[str, Any] = {
+    values: dict[str, object] = {
         "key": tracking_id,
         "now": now,
         **{f"new_{column}": getattr(to, column) for column in _OPTIONAL},
@@ -277,7 +366,7 @@ async def move(
 
 
 async def advance(
-    db: Database, row: Any, to: Move, *, now: dt.datetime, also: Also | None = None
+    db: Database, row: Recipient, to: Move, *, now: dt.datetime, also: Also | None = None
 ) -> bool:
     """Move a recipient read by `for_delivery`/`by_carrier_message_id` and queue the
     Sinch postback for the new state (none for `fallback`, which the customer is told of
@@ -302,7 +391,7 @@ async def advance(
     return await move(db, row.tracking_id, to, postback=event, now=now, also=also)
 
 
-def postback_job(event: models.PostbackEvent, now: dt.datetime) -> dict[str, Any]:
+def postback_job(event: models.PostbackEvent, now: dt.datetime) -> dict[str, object]:
     """A postback job row, inserted in the same transaction as the change it reports. It
     holds the event as data; the sender renders it in the account's format. (Jobs queued
     by earlier versions hold a rendered `body` and `content_type` instead.)"""

@@ -21,14 +21,17 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from collections.abc import Mapping
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mmsgate import errors, models
+from mmsgate.models import JSONValue
 from mmsgate.store.db import Database
-from mmsgate.store.deliveries import Move, advance
+from mmsgate.store.deliveries import Delivery, Move, Recipient, advance
+from mmsgate.store.rows import Row
 from mmsgate.store.schema import UtcDateTime, fallbacks, jobs, messages, recipients, sms_parts
 
 S = models.RecipientState
@@ -54,7 +57,7 @@ class Page:
 
 
 async def begin(
-    db: Database, row: Any, fallback: dict[str, Any], *, reason: str, now: dt.datetime
+    db: Database, row: Delivery, fallback: Mapping[str, object], *, reason: str, now: dt.datetime
 ) -> bool:
     """Put a queued recipient on the fallback path: its page, with the move. (The job that
     sends the SMS is the one beginning it: it was queued when the MMS was given up.)
@@ -68,6 +71,40 @@ async def begin(
     return await advance(db, row, Move(S.FALLBACK, None, reason), now=now, also=also)
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class SmsFallback(Recipient):
+    """A recipient on the fallback path, with what sending its SMS needs."""
+
+    reason: str
+    token: str | None  # None when the link is disabled
+    sms_text: str
+    sms_coding: str
+    sms_parts: int
+    parts_sent: int  # parts the SMSC has taken so far: a retried submit starts after them
+    expires_at: dt.datetime
+
+
+def sms_fallback_of(row: Row) -> SmsFallback:
+    """A row of `_SMS` as an SmsFallback."""
+    return SmsFallback(
+        tracking_id=row.tracking_id,
+        msisdn=row.msisdn,
+        state=models.RecipientState(row.state),
+        account_id=row.account_id,
+        carrier_message_id=row.carrier_message_id,
+        sender=row.sender,
+        operator_id=row.operator_id,
+        template_id=row.template_id,
+        reason=row.reason,
+        token=row.token,
+        sms_text=row.sms_text,
+        sms_coding=row.sms_coding,
+        sms_parts=row.sms_parts,
+        parts_sent=row.parts_sent,
+        expires_at=row.expires_at,
+    )
+
+
 _SMS = sa.select(
     fallbacks.c.tracking_id,
     fallbacks.c.reason,
@@ -79,6 +116,7 @@ _SMS = sa.select(
     recipients.c.state,
     recipients.c.msisdn,
     recipients.c.account_id,
+    recipients.c.carrier_message_id,
     messages.c.sender,
     messages.c.operator_id,
     messages.c.template_id,
@@ -90,11 +128,12 @@ _SMS = sa.select(
 )
 
 
-async def for_sms(db: Database, tracking_id: str) -> Any:
+async def for_sms(db: Database, tracking_id: str) -> SmsFallback | None:
     """The fallback with what sending its SMS needs, or None."""
     async with db.read() as conn:
         query = _SMS.where(fallbacks.c.tracking_id == tracking_id)
-        return (await conn.execute(query)).first()
+        row = (await conn.execute(query)).first()
+    return None if row is None else sms_fallback_of(row)
 
 
 async def expect_parts(
@@ -135,7 +174,7 @@ async def _insert_parts(
 
 async def submitted(
     db: Database,
-    row: Any,
+    row: SmsFallback,
     route: str,
     message_ids: tuple[str, ...],
     *,
@@ -175,7 +214,7 @@ async def _taken(
     message_ids: tuple[str, ...],
     now: dt.datetime,
     first: int,
-    **values: Any,
+    **values: str,
 ) -> None:
     """Record parts `first`.. as taken by the SMSC, and how many are taken in all."""
     await _insert_parts(conn, tracking_id, route, message_ids, now, first)
@@ -186,7 +225,7 @@ async def _taken(
     )
 
 
-async def failed(db: Database, row: Any, detail: str, *, now: dt.datetime) -> bool:
+async def failed(db: Database, row: Recipient, detail: str, *, now: dt.datetime) -> bool:
     """The SMS could not be sent, or not delivered: E202."""
     move = Move(S.SMS_FAILED, "E202", detail, sent_as="SMS")
     return await advance(db, row, move, now=now)
@@ -227,7 +266,8 @@ async def apply_receipt(
             .values(stat=stat, error=error, updated_at=now)
         )
     row = await for_sms(db, part.tracking_id)
-    if row.state == S.FALLBACK.value:
+    assert row is not None  # a part's fallback is never deleted
+    if row.state == S.FALLBACK:
         # The receipt beat the record of the submit (or came while the rest of a long SMS
         # waits for a retry). Once every part is known taken, by the SMSC's answer or by a
         # receipt of its own, the SMS is sent: the customer hears N101 first, as always.
@@ -244,7 +284,7 @@ async def conclude(db: Database, tracking_id: str, *, now: dt.datetime) -> bool:
     when that moved the recipient on. Receipts can all be in before the submit is recorded,
     so this runs after the record as well as after each receipt."""
     row = await for_sms(db, tracking_id)
-    if row is None or row.state != S.SMS_SUBMITTED.value:
+    if row is None or row.state != S.SMS_SUBMITTED:
         return False
     parts = await _stats(db, tracking_id)
     stats = [stat for _, stat, _ in parts]
@@ -390,8 +430,37 @@ async def _count_opens(conn: AsyncConnection, items: list[tuple[str, dt.datetime
     return [None] * len(items)
 
 
-async def status(db: Database, tracking_id: str) -> Any:
+@dataclasses.dataclass(frozen=True, slots=True)
+class Fallback:
+    """A recipient's fallback as stored: why, its page, its SMS and the page's opens."""
+
+    tracking_id: str
+    reason: str
+    token: str | None
+    link_expires_at: dt.datetime
+    subject: str | None
+    slides: list[dict[str, JSONValue]]  # as `Page.slides`
+    sms_text: str
+    sms_coding: str
+    sms_parts: int
+    parts_sent: int
+    sms_route: str | None
+    opened_at: dt.datetime | None
+    opens: int
+    created_at: dt.datetime
+
+
+def fallback_of(row: Row) -> Fallback:
+    """A row of the fallbacks table as a Fallback."""
+    return Fallback(**{field.name: getattr(row, field.name) for field in _FALLBACK_FIELDS})
+
+
+_FALLBACK_FIELDS = dataclasses.fields(Fallback)
+
+
+async def status(db: Database, tracking_id: str) -> Fallback | None:
     """The fallback as the status API shows it, or None."""
     async with db.read() as conn:
         query = sa.select(fallbacks).where(fallbacks.c.tracking_id == tracking_id)
-        return (await conn.execute(query)).first()
+        row = (await conn.execute(query)).first()
+    return None if row is None else fallback_of(row)

@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, TypedDict
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mmsgate import models
+from mmsgate.models import JSONValue
 from mmsgate.store import workers
 from mmsgate.store.db import Database
+from mmsgate.store.rows import Row
 from mmsgate.store.schema import UtcDateTime, jobs, recipients
 
 
@@ -67,7 +69,7 @@ _PENDING = (
 )
 
 
-def _take(due: sa.Select[Any], skip_locked: bool) -> Any:
+def _take(due: sa.Select[tuple[int]], skip_locked: bool) -> sa.Executable:
     """The UPDATE … RETURNING that leases up to `limit` of the jobs `due` selects."""
     due = due.limit(sa.bindparam("limit", type_=sa.Integer()))
     if skip_locked:
@@ -122,13 +124,13 @@ async def claim(
     index in run_at order and stops after `limit` rows, so a claim costs the same with ten
     jobs queued or a million (one query with OR between the two would read and sort every
     due job). On PostgreSQL, FOR UPDATE SKIP LOCKED lets workers claim side by side."""
-    params: dict[str, Any] = {
+    params: dict[str, object] = {
         "now": now,
         "until": now + lease,
         "kinds": [k.value for k in kinds],
         "worker": worker,
     }
-    taken: list[Any] = []
+    taken: list[Row] = []
     async with db.write() as conn:
         if beat:
             await workers.beat(conn, worker, now)
@@ -142,7 +144,7 @@ async def claim(
     return sorted((_job(r) for r in taken), key=lambda j: j.id)
 
 
-def _job(row: Any) -> Job:
+def _job(row: Row) -> Job:
     return Job(
         id=row.id,
         kind=models.JobKind(row.kind),
@@ -154,7 +156,7 @@ def _job(row: Any) -> Job:
     )
 
 
-async def _finish(db: Database, job: Job, worker: str, **values: Any) -> bool:
+async def _finish(db: Database, job: Job, worker: str, **values: object) -> bool:
     """Record an outcome, only if `worker` still holds the job (a taken-over job is not ours).
     Outcomes of concurrent jobs share one commit."""
     statement = (
@@ -237,7 +239,7 @@ _COMPLETE = (
 _Done = tuple[int, dt.datetime, tuple[FollowUp, ...]]
 
 
-def _complete(worker: str) -> Callable[[AsyncConnection, list[_Done]], Any]:
+def _complete(worker: str) -> Callable[[AsyncConnection, list[_Done]], Awaitable[list[bool]]]:
     async def work(conn: AsyncConnection, items: list[_Done]) -> list[bool]:
         ids = [job_id for job_id, _, _ in items]
         params = {"ids": ids, "worker": worker, "now": max(now for _, now, _ in items)}
@@ -305,7 +307,15 @@ async def counts(db: Database) -> dict[tuple[str, str], int]:
     return {(r[0], r[1]): int(r[2]) for r in rows}
 
 
-async def system_state(db: Database, now: dt.datetime) -> dict[str, Any]:
+class SystemState(TypedDict):
+    """The whole system's state, as `/metrics` shows it."""
+
+    recipients: dict[tuple[str, str], int]  # by (state, route; "" before one is chosen)
+    jobs: dict[tuple[str, str], int]  # by (kind, state)
+    oldest: dict[str, float]  # by kind: seconds the oldest due job has waited
+
+
+async def system_state(db: Database, now: dt.datetime) -> SystemState:
     """Recipients by state and route; jobs by kind and state; the oldest due job's age."""
     async with db.read() as conn:
         by_state = (
@@ -346,8 +356,8 @@ def new_job(
     *,
     tracking_id: str | None = None,
     template_id: int | None = None,
-    payload: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+    payload: Mapping[str, object] | None = None,
+) -> dict[str, object]:
     """A pending job row, due now, for inserting in the transaction that makes it needed."""
     return {
         "kind": kind.value,
@@ -362,6 +372,35 @@ def new_job(
     }
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class QueuedPostback:
+    """A postback job as the operator sees it: its state, tries and last error."""
+
+    id: int
+    state: models.JobState
+    attempts: int
+    created_at: dt.datetime
+    last_error: str | None
+    payload: dict[str, JSONValue] | None  # the account and the event (`postback_job`)
+
+    @property
+    def account_id(self) -> object:
+        """The account it goes to, as the job names it."""
+        return (self.payload or {}).get("account_id")
+
+
+def queued_postback_of(row: Row) -> QueuedPostback:
+    """A row of the jobs table as a QueuedPostback."""
+    return QueuedPostback(
+        id=row.id,
+        state=models.JobState(row.state),
+        attempts=row.attempts,
+        created_at=row.created_at,
+        last_error=row.last_error,
+        payload=row.payload,
+    )
+
+
 async def postbacks(
     db: Database,
     account_id: int | None,
@@ -369,7 +408,7 @@ async def postbacks(
     failed_only: bool,
     since: dt.datetime | None,
     limit: int,
-) -> list[Any]:
+) -> list[QueuedPostback]:
     """Postback jobs, newest first: optionally one account's, only dead ones, since a time."""
     where: list[sa.ColumnElement[bool]] = [jobs.c.kind == models.JobKind.POSTBACK.value]
     if failed_only:
@@ -382,9 +421,8 @@ async def postbacks(
                 sa.select(jobs).where(*where).order_by(jobs.c.id.desc()).limit(limit)
             )
         ).all()
-    return [
-        r for r in rows if account_id is None or (r.payload or {}).get("account_id") == account_id
-    ]
+    found = [queued_postback_of(r) for r in rows]
+    return [p for p in found if account_id is None or p.account_id == account_id]
 
 
 async def replay_postbacks(

@@ -10,7 +10,6 @@ waiting for the slot, and slots taken in the same instant are handed out one int
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -23,7 +22,7 @@ _NOW = sa.bindparam("now", type_=sa.Float())
 _GAP = sa.bindparam("gap", type_=sa.Float())
 
 
-def _upsert(insert: Any) -> Any:
+def _upsert(insert: Callable[[sa.Table], sqlite.Insert | postgresql.Insert]) -> sa.Executable:
     """Built once per dialect: building it per submit cost more than running it."""
     statement = insert(route_pacing).values(route=sa.bindparam("route"), next_slot=_NOW + _GAP)
     later = sa.case((route_pacing.c.next_slot > _NOW, route_pacing.c.next_slot), else_=_NOW)

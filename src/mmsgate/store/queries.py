@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
-from typing import Any
+from collections.abc import Iterable
 
 import sqlalchemy as sa
 
 from mmsgate import models
 from mmsgate.store.db import Database
+from mmsgate.store.fallbacks import Fallback, fallback_of
+from mmsgate.store.rows import Row
 from mmsgate.store.schema import (
     fallbacks,
     media_cache,
@@ -20,7 +23,7 @@ from mmsgate.store.schema import (
 )
 
 
-def _template_info(row: Any) -> models.TemplateInfo:
+def _template_info(row: Row) -> models.TemplateInfo:
     return models.TemplateInfo(
         id=row.id,
         account_id=row.account_id,
@@ -102,9 +105,63 @@ async def delete_template(db: Database, account_id: int, mms_id: int) -> bool:
     return result.rowcount == 1
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Event:
+    """One move of a recipient: the state it reached, its code and why, and when."""
+
+    state: models.RecipientState
+    code: str | None
+    detail: str | None
+    at: dt.datetime
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RecipientStatus:
+    """Everything the status API shows about one recipient of one send."""
+
+    tracking_id: str
+    template_id: int
+    action: str  # the request that sent it (sendMMS, sendSavedMMS)
+    msisdn: str
+    sender: str
+    operator_id: int | None
+    client_reference: str | None
+    state: models.RecipientState
+    sent_as: str | None
+    route: str | None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    expires_at: dt.datetime
+    events: tuple[Event, ...]  # oldest first
+    fallback: Fallback | None
+
+
+def recipient_status_of(
+    row: Row, events: Iterable[Row], fallback: Fallback | None
+) -> RecipientStatus:
+    """A row of `recipient_status`'s query, with the recipient's events and fallback."""
+    return RecipientStatus(
+        tracking_id=row.tracking_id,
+        template_id=row.template_id,
+        action=row.action,
+        msisdn=row.msisdn,
+        sender=row.sender,
+        operator_id=row.operator_id,
+        client_reference=row.client_reference,
+        state=models.RecipientState(row.state),
+        sent_as=row.sent_as,
+        route=row.route,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        expires_at=row.expires_at,
+        events=tuple(Event(models.RecipientState(e.state), e.code, e.detail, e.at) for e in events),
+        fallback=fallback,
+    )
+
+
 async def recipient_status(
     db: Database, account_id: int, tracking_id: str
-) -> dict[str, Any] | None:
+) -> RecipientStatus | None:
     """Everything the status API shows about one recipient of one send, or None."""
     query = (
         sa.select(
@@ -134,25 +191,43 @@ async def recipient_status(
         fallback = (
             await conn.execute(sa.select(fallbacks).where(fallbacks.c.tracking_id == tracking_id))
         ).first()
-    return {
-        "recipient": row._mapping,
-        "events": [e._mapping for e in events],
-        "fallback": None if fallback is None else fallback._mapping,
-    }
+    return recipient_status_of(row, events, None if fallback is None else fallback_of(fallback))
 
 
 def url_hash(url: str) -> str:
     return hashlib.sha256(url.encode("utf-8")).hexdigest()
 
 
-async def cached_media(db: Database, url: str) -> Any:
-    """The cache row for a media URL (etag, last_modified, content_type, blob_key), or None."""
+@dataclasses.dataclass(frozen=True, slots=True)
+class CachedMedia:
+    """What a media URL served when last fetched: its validators, and where its bytes are."""
+
+    url: str
+    etag: str | None
+    last_modified: str | None
+    content_type: str
+    blob_key: str
+    size: int
+    fetched_at: dt.datetime
+
+
+def cached_media_of(row: Row) -> CachedMedia:
+    """A row of the media_cache table as CachedMedia."""
+    return CachedMedia(**{field.name: getattr(row, field.name) for field in _MEDIA_FIELDS})
+
+
+_MEDIA_FIELDS = dataclasses.fields(CachedMedia)
+
+
+async def cached_media(db: Database, url: str) -> CachedMedia | None:
+    """What a media URL served when last fetched, or None."""
     async with db.read() as conn:
-        return (
+        row = (
             await conn.execute(
                 sa.select(media_cache).where(media_cache.c.url_hash == url_hash(url))
             )
         ).first()
+    return None if row is None else cached_media_of(row)
 
 
 async def remember_media(

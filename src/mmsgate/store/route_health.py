@@ -11,12 +11,13 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import enum
-from typing import Any
+from collections.abc import Callable
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from mmsgate.store.db import Database
+from mmsgate.store.rows import Row
 from mmsgate.store.schema import route_health
 
 
@@ -38,7 +39,7 @@ class Change(enum.Enum):
     REASON = "reason"  # still unhealthy, for another reason
 
 
-def _row(row: Any) -> RouteHealth:
+def _row(row: Row) -> RouteHealth:
     return RouteHealth(row.route, bool(row.healthy), row.reason, row.since)
 
 
@@ -63,7 +64,7 @@ async def known(db: Database) -> list[RouteHealth]:
         return [_row(row) for row in rows]
 
 
-def _insert(insert: Any) -> Any:
+def _insert(insert: Callable[[sa.Table], sqlite.Insert | postgresql.Insert]) -> sa.Executable:
     return (
         insert(route_health)
         .values(route=sa.bindparam("route"), healthy=False, reason=sa.bindparam("reason"),

@@ -3,35 +3,65 @@ the cache of transcoded parts."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
-from typing import Any
+from collections.abc import Mapping
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from mmsgate import models
+from mmsgate.models import JSONValue
 from mmsgate.store.db import Database
+from mmsgate.store.rows import Row
 from mmsgate.store.schema import jobs, templates, transcodes
 
 
-async def for_encoding(db: Database, template_id: int) -> Any:
-    """The template row (account, slides, state), or None once deleted."""
+@dataclasses.dataclass(frozen=True, slots=True)
+class Template:
+    """A stored template: whose, its content, and where its encoding is."""
+
+    id: int
+    account_id: int
+    kind: str  # "saved" by saveMMS, "inline": the content of one sendMMS
+    name: str
+    subject: str | None
+    state: models.TemplateState
+    slides: tuple[models.StoredSlide, ...]
+
+
+def template_of(row: Row) -> Template:
+    """A row of the templates table as a Template."""
+    return Template(
+        id=row.id,
+        account_id=row.account_id,
+        kind=row.kind,
+        name=row.name,
+        subject=row.subject,
+        state=models.TemplateState(row.state),
+        slides=tuple(models.StoredSlide.from_data(slide) for slide in row.slides),
+    )
+
+
+async def for_encoding(db: Database, template_id: int) -> Template | None:
+    """The template (account, slides, state), or None once deleted."""
     async with db.read() as conn:
-        return (
+        row = (
             await conn.execute(
                 sa.select(templates).where(
                     templates.c.id == template_id, templates.c.deleted_at.is_(None)
                 )
             )
         ).first()
+    return None if row is None else template_of(row)
 
 
 async def finish_encoding(
     db: Database,
     template_id: int,
     state: models.TemplateState,
-    reports: dict[str, Any],
-    postback: dict[str, Any] | None,
+    reports: Mapping[str, object],
+    postback: Mapping[str, object] | None,
 ) -> None:
     """Record the outcome and queue its postback in one transaction."""
     async with db.write() as conn:
@@ -44,10 +74,21 @@ async def finish_encoding(
             await conn.execute(jobs.insert().values(postback))
 
 
-async def report(db: Database, account_id: int, template_id: int) -> Any:
+@dataclasses.dataclass(frozen=True, slots=True)
+class Report:
+    """Where a template's encoding is, and what it made of it for each carrier profile."""
+
+    state: models.TemplateState
+    reports: (
+        dict[str, JSONValue] | None
+    )  # profile name -> its transcode report; None while encoding
+    kind: str
+
+
+async def report(db: Database, account_id: int, template_id: int) -> Report | None:
     """State and per-profile reports of a live template of this account, or None."""
     async with db.read() as conn:
-        return (
+        row = (
             await conn.execute(
                 sa.select(templates.c.state, templates.c.reports, templates.c.kind).where(
                     templates.c.id == template_id,
@@ -56,15 +97,32 @@ async def report(db: Database, account_id: int, template_id: int) -> Any:
                 )
             )
         ).first()
+    if row is None:
+        return None
+    return Report(models.TemplateState(row.state), row.reports, row.kind)
 
 
-async def cached_transcode(db: Database, key: str) -> Any:
+@dataclasses.dataclass(frozen=True, slots=True)
+class Transcode:
+    """A transcoded part kept in the blob store under `output_key`, and its report."""
+
+    key: str
+    output_key: str
+    content_type: str
+    report: dict[str, JSONValue]
+    created_at: dt.datetime
+
+
+async def cached_transcode(db: Database, key: str) -> Transcode | None:
     async with db.read() as conn:
-        return (await conn.execute(sa.select(transcodes).where(transcodes.c.key == key))).first()
+        row = (await conn.execute(sa.select(transcodes).where(transcodes.c.key == key))).first()
+    if row is None:
+        return None
+    return Transcode(row.key, row.output_key, row.content_type, row.report, row.created_at)
 
 
 async def remember_transcode(
-    db: Database, key: str, output_key: str, content_type: str, report: dict[str, Any]
+    db: Database, key: str, output_key: str, content_type: str, report: Mapping[str, object]
 ) -> None:
     """Keep a transcoded output. Two workers may make the same one at once: the first row
     stays and the second insert does nothing (both hold the same bytes)."""

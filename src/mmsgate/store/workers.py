@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from typing import Any
+from collections.abc import Callable
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -37,7 +37,7 @@ class Progress:
         return self.last_beat is None or now - self.last_beat >= after
 
 
-def _upsert(insert: Any) -> Any:
+def _upsert(insert: Callable[[sa.Table], sqlite.Insert | postgresql.Insert]) -> sa.Executable:
     statement = insert(workers).values(name=sa.bindparam("worker"), beat_at=sa.bindparam("now"))
     return statement.on_conflict_do_update(
         index_elements=[workers.c.name], set_={"beat_at": statement.excluded.beat_at}
@@ -80,7 +80,7 @@ async def progress(db: Database, now: dt.datetime) -> Progress:
     return Progress(_aware(last_beat) if last_beat else None, min(due) if due else None)
 
 
-def _aware(value: Any) -> dt.datetime:
+def _aware(value: object) -> dt.datetime:
     """Aggregates come back untyped (SQLite gives text): as aware UTC, like the columns."""
     if isinstance(value, str):
         value = dt.datetime.fromisoformat(value)
