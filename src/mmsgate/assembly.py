@@ -18,7 +18,6 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-import httpx
 import uvicorn
 from uvicorn.supervisors import Multiprocess
 
@@ -29,6 +28,7 @@ from mmsgate.carriers.mm7 import Mm7Carrier
 from mmsgate.carriers.smpp import SmppConnector
 from mmsgate.pipeline import deliver, encode, fallback, postbacks
 from mmsgate.pipeline.deps import Deps
+from mmsgate.pipeline.postback_sender import PostbackSender
 from mmsgate.pipeline.shares import PostbackShares
 from mmsgate.pipeline.worker import RetryPolicy, Worker
 from mmsgate.store.blobs import FileBlobStore
@@ -162,13 +162,14 @@ def build_deps(cfg: settings.Settings) -> Deps:
     deps = Deps(
         db=Database(cfg.db_url),
         blobs=FileBlobStore(cfg.blob_dir),
-        http=httpx.AsyncClient(),
+        http=PostbackSender(
+            allow_private_networks=cfg.media.allow_private_networks,
+            timeout=cfg.postbacks.timeout,
+        ),
         profiles=cfg.profiles_in_use,
-        allow_private_networks=cfg.media.allow_private_networks,
         routes=cfg.routes,
         carriers=carriers_for(cfg),
         route_gates={r.name: asyncio.Semaphore(r.concurrency) for r in cfg.routes if r.concurrency},
-        postback_timeout=cfg.postbacks.timeout,
         postback_shares=PostbackShares.for_worker(cfg.worker_concurrency, cfg.postbacks.per_host),
         sms_routes=sms_routes,
         public_url=cfg.public_url,
@@ -226,7 +227,7 @@ async def stop_pipeline(worker: Worker) -> None:
         await carrier.close()
     for connector in worker.deps.sms_connectors.values():
         await connector.close()
-    await worker.deps.http.aclose()
+    await worker.deps.aclose()
     await worker.db.close()
 
 

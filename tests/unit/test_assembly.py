@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+import datetime as dt
 from pathlib import Path
 
 import pytest
 
-from mmsgate import assembly, settings
+from mmsgate import assembly, models, settings
 from mmsgate.carriers.mm7 import Mm7Carrier
 from mmsgate.carriers.smpp import SmppConnector
-from mmsgate.store import startup
+from mmsgate.store import accounts, startup
 from mmsgate.store.db import Database
+from mmsgate.store.jobs import new_job
+from mmsgate.store.schema import jobs
 
 pytestmark = pytest.mark.anyio
 
@@ -38,3 +43,43 @@ async def test_ready_schema_migrates_the_embedded_database(tmp_path: Path) -> No
         assert await startup.set_up(db, startup.Schema.READY) == []
     finally:
         await db.close()
+
+
+async def test_stopping_the_pipeline_closes_the_postback_connections(tmp_path: Path) -> None:
+    """The keep-alive connection a postback opened to the customer is closed once the
+    worker's pipeline stops, not left to the end of the process."""
+    served, closed = asyncio.Event(), asyncio.Event()
+
+    async def customer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+        await reader.readexactly(length)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+        served.set()
+        await reader.read()  # b"" once the gateway closes its end
+        closed.set()
+        writer.close()
+
+    listener = await asyncio.start_server(customer, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{listener.sockets[0].getsockname()[1]}/hook"
+    cfg = settings.load(None, {}, data_dir=tmp_path)
+    cfg = dataclasses.replace(
+        cfg, media=dataclasses.replace(cfg.media, allow_private_networks=True)
+    )
+    worker = assembly.build_worker(cfg)
+    try:
+        await startup.set_up(worker.db, startup.Schema.READY)
+        created = await accounts.create(worker.db, "acme", senders=["28444"], postback_url=url)
+        assert created is not None
+        payload = {"account_id": created.account.id, "body": "<postback/>"}
+        job = new_job(models.JobKind.POSTBACK, dt.datetime.now(dt.UTC), payload=payload)
+        async with worker.db.write() as conn:
+            await conn.execute(jobs.insert(), [job])
+        await worker.run_once()
+        assert served.is_set()
+    finally:
+        await assembly.stop_pipeline(worker)
+    async with asyncio.timeout(5):
+        await closed.wait()
+    listener.close()
+    await listener.wait_closed()

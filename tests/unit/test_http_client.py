@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
@@ -150,7 +150,7 @@ async def test_truncated_body_is_cut_at_the_cap_and_the_connection_dropped() -> 
     """With truncate_body, a body over max_body comes back cut at the cap (not an error),
     and its connection is not reused: the rest of the body is never read."""
     async with (
-        serving(ok(b"x" * 2000), ok(b"small")) as server,
+        serving(ok(b"x" * 4_000_000), ok(b"small")) as server,
         client(max_body=1000, truncate_body=True) as http,
     ):
         response = await http.post(server.url, b"")
@@ -289,3 +289,124 @@ async def test_https_url_speaks_tls() -> None:
         with pytest.raises(http_client.HttpError):
             await http.post(server.url.replace("http://", "https://"), b"")
     assert server.requests == []
+
+
+# --- the address guard ---------------------------------------------------------------------
+
+
+def named(names: dict[str, list[str]]) -> Callable[[str, int], Awaitable[list[str]]]:
+    """A resolver over a fixed table of names."""
+
+    async def resolve(host: str, port: int) -> list[str]:
+        return names[host]
+
+    return resolve
+
+
+async def test_guard_refuses_a_name_resolving_to_loopback_unless_allowed() -> None:
+    """A name that resolves to 127.0.0.1 is refused before any connection, unless private
+    networks are allowed; an address written in the URL is judged the same way."""
+    resolve = named({"customer.example": ["127.0.0.1"]})
+    async with serving(ok()) as server:
+        port = server.url.split(":")[2].split("/")[0]
+        url = f"http://customer.example:{port}/hook"
+        async with client(resolve=http_client.guarded(resolve)) as http:
+            with pytest.raises(http_client.Refused, match="not allowed"):
+                await http.post(url, b"")
+            with pytest.raises(http_client.Refused):
+                await http.post(server.url, b"")
+        assert server.connections == 0
+        allowing = http_client.guarded(resolve, allow_private_networks=True)
+        async with client(resolve=allowing) as http:
+            assert (await http.post(url, b"")).status == 200
+    assert server.connections == 1
+
+
+async def test_guard_checks_each_new_connection_as_it_is_opened() -> None:
+    """The guard runs when a connection opens, on the addresses it then uses: a name whose
+    answer turns private after a first, allowed, connection is refused on the next one."""
+    names = {"customer.example": ["127.0.0.1"]}
+    public = http_client.guarded(named(names), allowed=lambda ip: ip == "127.0.0.1")
+    async with serving(ok()) as server, client(resolve=public, keepalive=0.0) as http:
+        url = f"http://customer.example:{server.url.split(':')[2]}"
+        assert (await http.post(url, b"")).status == 200
+        names["customer.example"] = ["127.0.0.2"]  # the DNS answer changes
+        await asyncio.sleep(0.01)  # past keepalive: the next request needs a new connection
+        with pytest.raises(http_client.Refused):
+            await http.post(url, b"")
+    assert server.connections == 1
+
+
+async def test_guard_names_a_host_that_does_not_resolve() -> None:
+    """No address for the name is Unresolved, a ConnectFailed."""
+    async with client(resolve=http_client.guarded(named({"gone.example": []}))) as http:
+        with pytest.raises(http_client.Unresolved, match=r"gone\.example does not resolve"):
+            await http.post("http://gone.example/hook", b"")
+
+
+# --- hostile servers -------------------------------------------------------------------------
+
+
+HOSTILE = {
+    "truncated-chunk": (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n10\r\nonly five"
+    ),
+    "bad-chunk-size": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n",
+    "endless-chunk-size-line": (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + b"1" * 200_000
+    ),
+    "huge-header": b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * 200_000 + b"\r\n\r\n",
+    "endless-head": b"HTTP/1.1 200 OK\r\n" + b"X-A: b\r\n" * 100_000,
+    "negative-length": b"HTTP/1.1 200 OK\r\nContent-Length: -5\r\n\r\nabc",
+    "conflicting-lengths": b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 9\r\n\r\nabc",
+    "length-and-chunked": (
+        b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc"
+    ),
+    "header-without-colon": b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n",
+    "status-word": b"HTTP/1.1 OK 200\r\nContent-Length: 0\r\n\r\n",
+    "http-2-preface": b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+    "nul-bytes": b"\x00" * 1000,
+    "cut-in-the-head": b"HTTP/1.1 200 OK\r\nContent-Len",
+}
+
+
+@pytest.mark.parametrize("answer", HOSTILE.values(), ids=HOSTILE.keys())
+async def test_hostile_answers_are_typed_errors_never_a_hang(answer: bytes) -> None:
+    """Broken framing, oversized or endless heads and invalid lengths fail the request with
+    an HttpError, within its timeout, and the client still works afterwards."""
+    async with (
+        serving(answer) as server,
+        client(timeout=2.0, max_body=64 * 1024) as http,
+    ):
+        async with asyncio.timeout(10):
+            with pytest.raises(http_client.HttpError):
+                await http.post(server.url, b"")
+    async with serving(ok()) as good, client() as http:
+        assert (await http.post(good.url, b"")).status == 200
+
+
+async def test_slow_bytes_end_at_the_timeout() -> None:
+    """A server that trickles its answer a byte at a time is a Timeout at the whole
+    exchange's timeout, however steadily the bytes come."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        try:
+            for byte in b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n" + b"x" * 1000:
+                writer.write(bytes([byte]))
+                await writer.drain()
+                await asyncio.sleep(0.01)  # the trickle itself is what this test is about
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+
+    listener = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = listener.sockets[0].getsockname()[1]
+    try:
+        async with client(timeout=0.5) as http, asyncio.timeout(10):
+            with pytest.raises(http_client.Timeout, match=r"within 0\.5 s"):
+                await http.post(f"http://127.0.0.1:{port}/", b"")
+    finally:
+        listener.close()
+        await listener.wait_closed()

@@ -15,8 +15,8 @@ problem. Three kinds of failure:
 - transient for this message: HTTP 5xx or 429 without a readable answer, the MM7 busy codes.
 - final: every other MM7 refusal, and a 2xx or 4xx that is not MM7.
 
-The HTTP is `mmsgate.http_client` (keep-alive, at most IN_FLIGHT connections to the MMSC):
-at hundreds of submits a second httpx cost more CPU than composing the messages.
+The HTTP is `mmsgate.http_client`, mmsgate's one outbound client (keep-alive, at most
+IN_FLIGHT connections to the MMSC).
 """
 
 from __future__ import annotations

@@ -9,10 +9,9 @@ import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import httpx
-
 from mmsgate.carriers.base import Carrier, SmsConnector
 from mmsgate.pipeline.health import RouteWatch
+from mmsgate.pipeline.postback_sender import PostbackSender
 from mmsgate.pipeline.shares import PostbackShares
 from mmsgate.profiles import PROFILES, CarrierProfile
 from mmsgate.settings import Route, SmsRoute
@@ -22,15 +21,13 @@ from mmsgate.store.db import Database
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Deps:
-    """The database, blob store, HTTP client and policies the steps use."""
+    """The database, blob store, postback sender and policies the steps use."""
 
     db: Database
     blobs: BlobStore
-    http: httpx.AsyncClient
+    http: PostbackSender  # the postbacks' HTTP client and targets; closed with the worker
     profiles: Sequence[CarrierProfile] = ()
-    allow_private_networks: bool = False
     postback_window: dt.timedelta = dt.timedelta(hours=24)
-    postback_timeout: float = 10.0  # seconds a customer has to answer a postback
     clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
     routes: Sequence[Route] = ()
     carriers: Mapping[str, Carrier] = dataclasses.field(default_factory=dict)
@@ -47,6 +44,10 @@ class Deps:
     postback_shares: PostbackShares = dataclasses.field(default_factory=PostbackShares)
     # Each route's health as this worker last saw it (written to the database on change).
     health: RouteWatch = dataclasses.field(default_factory=RouteWatch)
+
+    async def aclose(self) -> None:
+        """Close what the deps hold open: the postback sender's connections."""
+        await self.http.aclose()
 
     def route_gate(self, name: str) -> contextlib.AbstractAsyncContextManager[Any]:
         """The route's concurrency gate, or no gate when the route sets none."""

@@ -69,12 +69,7 @@ class SimulatedMmsc:
         async def lifespan(_app: Starlette) -> AsyncIterator[None]:
             self.resume()
             yield
-            # Owed reports stay in the journal (when there is one) for the next start.
-            for task in list(self.tasks):
-                task.cancel()
-            await asyncio.gather(*self.tasks, return_exceptions=True)
-            if self.client is not None:
-                await self.client.aclose()
+            await self.aclose()
 
         return http_server.Guarded(
             Starlette(
@@ -85,6 +80,16 @@ class SimulatedMmsc:
                 lifespan=lifespan,
             )
         )
+
+    async def aclose(self) -> None:
+        """Stop sending reports and close their connections. Owed reports stay in the
+        journal (when there is one) for the next start."""
+        for task in list(self.tasks):
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        if self.client is not None:
+            await self.client.aclose()
+            self.client = None
 
     def resume(self) -> None:
         """Schedule the reports the journal owes (those never marked sent)."""
