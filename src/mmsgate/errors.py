@@ -27,7 +27,7 @@
     ├── store.fallbacks.UnknownPart (LookupError)  a receipt names no SMS part we sent
     ├── carriers.smpp_pdu.PduError   bytes that are not an SMPP PDU
     └── private to their module, never seen outside it: carriers.smpp's _NotSent,
-        _Unanswered, _NotBound, _Refused
+        _Unanswered, _NotBound, _Refused; http_lean's _Cut
 
 Where a class also has a stdlib base, callers that catch that base keep working.
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 
-from mmsgate import http_client
+from mmsgate import http_client, http_lean
 from mmsgate.store import accounts
 from mmsgate.store.db import Database
 
@@ -23,7 +23,7 @@ class PostbackSender:
     """The postback HTTP client and the accounts' postback targets; `aclose` at shutdown."""
 
     def __init__(self, *, allow_private_networks: bool = False, timeout: float = 10.0) -> None:
-        self.client = http_client.HttpClient(
+        self.client = http_lean.LeanClient(
             timeout=timeout,
             connect_timeout=timeout,
             max_connections=POSTS_IN_FLIGHT,
