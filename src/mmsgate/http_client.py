@@ -23,9 +23,9 @@ rescanning its queue). What both clients do, for every caller alike:
 - a body always sent with Content-Length, never `Expect: 100-continue` (several MMSCs stall
   on it); interim 1xx answers skipped.
 - a connect timeout and a timeout for the whole exchange; TLS (verified) for https URLs.
-- `resolve`: an optional hook that names the addresses a new connection may use, called by
-  aiohttp's connector as it opens the connection (a custom `AbstractResolver`), so the
-  address checked is the address connected to. `guarded` builds the hook that refuses
+- `resolve`: an optional hook that names the addresses a new connection may use, called as
+  the connection opens (in aiohttp's connector, through a custom `AbstractResolver`), so
+  the address checked is the address connected to. `guarded` builds the hook that refuses
   private, loopback and link-local addresses (the SSRF guard).
 - a cap on response bodies: a hostile server cannot make the gateway buffer without limit.
   With `truncate_body`, a longer body is cut at the cap instead of failing the request (the
