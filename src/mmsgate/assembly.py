@@ -19,7 +19,6 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Protocol
 
-import httpx
 import uvicorn
 from uvicorn.supervisors import Multiprocess
 
@@ -30,6 +29,7 @@ from mmsgate.carriers.mm7 import Mm7Carrier
 from mmsgate.carriers.smpp import SmppConnector
 from mmsgate.pipeline import deliver, encode, fallback, postbacks
 from mmsgate.pipeline.deps import Deps, utc_now
+from mmsgate.pipeline.postback_sender import PostbackSender
 from mmsgate.pipeline.shares import PostbackShares
 from mmsgate.pipeline.worker import FOREVER, Worker
 from mmsgate.store.blobs import FileBlobStore
@@ -165,14 +165,15 @@ def build_deps(cfg: settings.Settings) -> Deps:
     return Deps(
         db=db,
         blobs=FileBlobStore(cfg.blob_dir),
-        http=httpx.AsyncClient(),
+        http=PostbackSender(
+            allow_private_networks=cfg.media.allow_private_networks,
+            timeout=cfg.postbacks.timeout,
+        ),
         profiles=cfg.profiles_in_use,
-        allow_private_networks=cfg.media.allow_private_networks,
         clock=clock,
         routes=cfg.routes,
         carriers=MappingProxyType(carriers_for(cfg)),
         route_gates={r.name: asyncio.Semaphore(r.concurrency) for r in cfg.routes if r.concurrency},
-        postback_timeout=cfg.postbacks.timeout,
         postback_shares=PostbackShares.for_worker(cfg.worker_concurrency, cfg.postbacks.per_host),
         sms_routes=sms_routes,
         sms_connectors=MappingProxyType(

@@ -19,13 +19,15 @@
     ├── mime.MimeError (ValueError)     bytes that are not a readable multipart body
     ├── http_client.HttpError    a request got no usable HTTP response
     │   ├── ConnectFailed        refused, unreachable, TLS failed
-    │   ├── Timeout              no connection or answer in time
-    │   ├── ProtocolError        closed early, or an answer that is not HTTP/1.x
-    │   └── pipeline.postbacks.Refused   the postback host resolves to a forbidden address
+    │   │   ├── Refused          the host resolves to an address the guard forbids (SSRF)
+    │   │   ├── Unresolved       the host name has no address
+    │   │   └── ConnectTimeout   no connection in time (a Timeout too)
+    │   ├── Timeout              no answer in time
+    │   └── ProtocolError        closed early, or an answer that is not HTTP/1.x
     ├── store.fallbacks.UnknownPart (LookupError)  a receipt names no SMS part we sent
     ├── carriers.smpp_pdu.PduError   bytes that are not an SMPP PDU
     └── private to their module, never seen outside it: carriers.smpp's _NotSent,
-        _Unanswered, _NotBound, _Refused; http_client's _Cut
+        _Unanswered, _NotBound, _Refused; http_lean's _Cut
 
 Where a class also has a stdlib base, callers that catch that base keep working.
 

@@ -1,64 +1,95 @@
-"""A small HTTP/1.1 client for the requests mmsgate sends by the thousand: MM7 submits to an
-MMSC, delivery reports from the simulated MMSC, postbacks to customers.
+"""mmsgate's outbound HTTP: the calls, errors, limits and address guard every request
+mmsgate sends goes through. `HttpClient` is aiohttp behind them (sendsms requests to Kannel,
+media fetches); `http_lean.LeanClient` answers to the same calls and errors for the requests
+sent for every message (MM7 submits, the simulated MMSC's reports, postbacks), where
+aiohttp's CPU cost would show in the delivery rate (its docstring has the figures).
 
     client = HttpClient(timeout=30.0, connect_timeout=5.0)
     response = await client.post(url, body, {"Content-Type": "text/xml"})
     response.status, response.headers["content-type"], response.body
+    async with client.stream(url, headers) as streamed:  # read as it arrives (media)
+        async for chunk in streamed.chunks(): ...
     await client.aclose()
 
-Why not httpx on these paths: profiled at a few hundred requests a second, httpx spent more
-CPU than the work itself (request and response models, auth and redirect layers, a pool that
-rescans every queued request and probes every idle socket on each change). Measured on
-loopback, 16 in flight, client CPU per POST: httpx 0.28 about 1300 µs (some of it httpcore
-trying `import sniffio` again on every request, sniffio not being installed), aiohttp 3.14
-about 65 µs, this client about 25 µs (1 KB bodies; 55 µs with 100 KB). It does only what
-those paths need, on asyncio protocols:
+Why aiohttp rather than httpx: on loopback, 16 in flight, client CPU per 1 KB POST was about
+85 µs against httpx 0.28's 1300 µs (request models, auth and redirect layers, a pool
+rescanning its queue). What both clients do, for every caller alike:
 
 - keep-alive connections, at most `max_connections` per origin; further requests wait for a
-  free one in order. A connection the server closes while idle is dropped as soon as the
-  event loop sees the close, so no socket is probed before it is reused; one idle longer
-  than `keepalive` seconds is closed rather than reused (a firewall may have dropped it).
+  free one in order, and that wait is not counted against the timeout. A connection idle
+  longer than `keepalive` seconds is closed rather than reused (a firewall may have dropped
+  it). No cookie jar, no proxies from the environment, no redirects (media fetch follows
+  them itself, checking each hop), no decompression (the caller decides).
 - a body always sent with Content-Length, never `Expect: 100-continue` (several MMSCs stall
-  on it); interim 1xx answers skipped; responses read by Content-Length, chunked, or to EOF.
+  on it); interim 1xx answers skipped.
 - a connect timeout and a timeout for the whole exchange; TLS (verified) for https URLs.
-- `resolve`: an optional hook that names the addresses a new connection may use (the
-  postback address guard), so the address checked is the address connected to.
+- `resolve`: an optional hook that names the addresses a new connection may use, called as
+  the connection opens (in aiohttp's connector, through a custom `AbstractResolver`), so
+  the address checked is the address connected to. `guarded` builds the hook that refuses
+  private, loopback and link-local addresses (the SSRF guard).
 - a cap on response bodies: a hostile server cannot make the gateway buffer without limit.
   With `truncate_body`, a longer body is cut at the cap instead of failing the request (the
   connection is then closed), and a timeout after the status line still returns it: for
   answers judged by their status alone, such as a customer's to a postback.
 
-Not here: redirects, cookies, compression, proxies. Every failure is an `HttpError`.
+Every failure is an `HttpError`: `ConnectFailed` (with `Refused`, `Unresolved` and
+`ConnectTimeout`), `Timeout`, `ProtocolError`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import collections
+import contextlib
 import dataclasses
+import ipaddress
+import socket
 import ssl
-import typing
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from typing import Protocol
 from urllib.parse import urlsplit
 
-from mmsgate import errors, numbers
+import aiohttp
+import aiohttp.abc
+import yarl
+
+from mmsgate import errors
 
 __all__ = [
+    "Client",
     "ConnectFailed",
+    "ConnectTimeout",
     "HttpClient",
     "HttpError",
     "ProtocolError",
+    "Refused",
     "Response",
+    "Streamed",
     "Timeout",
+    "Unresolved",
+    "address_allowed",
     "basic_auth",
+    "guarded",
+    "resolve_host",
     "url_problem",
 ]
 
-MAX_HEAD = 64 * 1024
-CONTENT_LENGTH_DIGITS = 18  # far past any max_body; a longer one is refused unread
+MAX_HEAD_LINE = 8190  # bytes in the status line or one header line (aiohttp's default)
+MAX_HEAD_FIELD = 64 * 1024  # bytes in one header's value
 _OWN_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "expect", "connection"})
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 Resolver = Callable[[str, int], Awaitable[Sequence[str]]]
+"""Turns a host name and port into the addresses to connect to, preferred first."""
+
+
+class Client(Protocol):
+    """What the callers of either client use: a POST read whole, and closing."""
+
+    async def post(
+        self, url: str, body: bytes, headers: Mapping[str, str] | None = None
+    ) -> Response: ...
+
+    async def aclose(self) -> None: ...
 
 
 class HttpError(errors.MmsgateError):
@@ -71,6 +102,18 @@ class ConnectFailed(HttpError):
 
 class Timeout(HttpError):
     """The server took longer than the timeout to connect or to answer."""
+
+
+class ConnectTimeout(Timeout, ConnectFailed):
+    """No connection within the connect timeout: both a timeout and no connection."""
+
+
+class Refused(ConnectFailed):
+    """The host resolves to an address this client may not connect to."""
+
+
+class Unresolved(ConnectFailed):
+    """The host name has no address."""
 
 
 class ProtocolError(HttpError):
@@ -91,17 +134,6 @@ def basic_auth(username: str, password: str) -> str:
     return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class _Target:
-    """A URL split once: where to connect, and the request line's path and Host header."""
-
-    scheme: str
-    host: str
-    port: int
-    path: str
-    host_header: str
-
-
 def url_problem(url: str) -> str | None:
     """Why this client can never request `url` (not http or https, no host, a bad port), or
     None when it can."""
@@ -119,245 +151,132 @@ def url_problem(url: str) -> str | None:
     return None
 
 
-def _target(url: str) -> _Target:
-    problem = url_problem(url)
-    if problem is not None:
-        raise HttpError(f"{url} {problem}")
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    default = 443 if scheme == "https" else 80
-    port = parts.port or default
-    assert parts.hostname is not None
-    host = parts.hostname
-    shown = f"[{host}]" if ":" in host else host
-    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    return _Target(scheme, host, port, path, shown if port == default else f"{shown}:{port}")
+# --- the address guard -------------------------------------------------------------------
 
 
-class _Connection(asyncio.Protocol):
-    """One HTTP/1.1 connection: sends a request, parses the one response it waits for."""
+async def resolve_host(host: str, port: int) -> list[str]:
+    """Every address `host` resolves to, in the order the system prefers them."""
+    loop = asyncio.get_running_loop()
+    infos = await loop.getaddrinfo(host.encode("idna"), port, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
-    def __init__(self) -> None:
-        self.transport: asyncio.Transport | None = None
-        self.closed = False
-        self.buffer = bytearray()
-        self.waiter: asyncio.Future[Response] | None = None
-        self.head_request = False
-        self.max_body = 0
-        self.truncate = False
-        self.timer: asyncio.TimerHandle | None = None
-        self._reset()
 
-    def _reset(self) -> None:
-        self.status = 0
-        self.headers: dict[str, str] = {}
-        self.keep_alive = True
-        self.mode = ""  # "" reading the head, then "length", "chunked" or "eof"
-        self.remaining = 0  # bytes of the body still due ("length")
-        self.body = bytearray()
+def address_allowed(address: str) -> bool:
+    """Whether the guard lets a connection go to `address`: only globally routable unicast
+    addresses."""
+    try:
+        ip = ipaddress.ip_address(address.partition("%")[0])
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip in _NAT64:
+            # DNS64 hands out these for IPv4-only hosts; judge the IPv4 address inside.
+            return address_allowed(str(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)))
+        embedded = ip.ipv4_mapped or ip.sixtofour
+        if embedded is not None and not address_allowed(str(embedded)):
+            return False
+    # is_global already excludes private, loopback, link-local (so 169.254.169.254 metadata),
+    # unspecified, CGNAT 100.64/10 and ULA; multicast and reserved ranges count as global.
+    return ip.is_global and not (ip.is_multicast or ip.is_reserved)
 
-    # asyncio.Protocol ---------------------------------------------------------------------
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = typing.cast(asyncio.Transport, transport)  # uvloop's: no subclass
 
-    def data_received(self, data: bytes) -> None:
-        if self.waiter is None or self.waiter.done():
-            self.close()  # bytes nobody asked for: the connection is out of step
-            return
-        self.buffer += data
-        try:
-            self._parse()
-        except _Cut:  # enough of the body: answer with what is in, drop the connection
-            del self.body[self.max_body :]
-            self.keep_alive = False
-            self._done()
-        except ProtocolError as exc:
-            self._fail(exc)
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.partition("%")[0])
+    except ValueError:
+        return False
+    return True
 
-    def eof_received(self) -> bool:
-        self.closed = True
-        if self.waiter is not None and not self.waiter.done():
-            if self.mode == "eof":
-                self.keep_alive = False
-                self._done()
-            else:
-                self._fail(ProtocolError("connection closed before the response ended"))
-        return False  # let the transport close
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        if self.waiter is not None and not self.waiter.done():
-            self._fail(ProtocolError(f"connection lost: {exc or 'closed by the server'}"))
+def guarded(
+    resolve: Resolver = resolve_host,
+    *,
+    allow_private_networks: bool = False,
+    allowed: Callable[[str], bool] = address_allowed,
+    most: int = 8,
+) -> Resolver:
+    """A `resolve` hook for HttpClient: the host's addresses (at most `most`) when every one
+    is `allowed` (or private networks are); `Refused` when one is not, `Unresolved` when
+    there are none. An address in the URL itself is judged without a lookup."""
 
-    # the exchange -------------------------------------------------------------------------
-    def send(
-        self, data: bytes, *, head: bool, max_body: int, truncate: bool, timeout: float
-    ) -> Awaitable[Response]:
-        assert self.transport is not None
-        loop = asyncio.get_running_loop()
-        self.waiter = loop.create_future()
-        self.head_request, self.max_body, self.truncate = head, max_body, truncate
-        self.timer = loop.call_later(timeout, self._timed_out, timeout)
-        self.transport.write(data)
-        return self.waiter
-
-    def _timed_out(self, timeout: float) -> None:
-        if self.truncate and self.mode:  # the status line is in: that is the answer
-            self.keep_alive = False
-            self._done()
-            return
-        self._fail(Timeout(f"no complete response within {timeout:g} s"))
-
-    def _fail(self, exc: HttpError) -> None:
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_exception(exc)
-        self.close()
-
-    def _done(self) -> None:
-        response = Response(self.status, self.headers, bytes(self.body))
-        if self.timer is not None:
-            self.timer.cancel()
-        if self.buffer or not self.keep_alive:
-            self.close()  # more bytes than one response: not safe to reuse
-        self._reset()
-        assert self.waiter is not None
-        self.waiter.set_result(response)
-
-    def close(self) -> None:
-        self.closed = True
-        if self.timer is not None:
-            self.timer.cancel()
-        if self.transport is not None:
-            self.transport.close()
-
-    # parsing ------------------------------------------------------------------------------
-    def _parse(self) -> None:
-        while not self.mode:
-            end = self.buffer.find(b"\r\n\r\n")
-            if end < 0:
-                if len(self.buffer) > MAX_HEAD:
-                    raise ProtocolError("response head too large")
-                return
-            head = bytes(self.buffer[:end])
-            del self.buffer[: end + 4]
-            self._read_head(head)
-        if self.mode == "length":
-            take = min(self.remaining, len(self.buffer))
-            self.body += self.buffer[:take]
-            del self.buffer[:take]
-            self.remaining -= take
-            if self.remaining or len(self.body) > self.max_body:
-                self._check_size(0)  # with `truncate`: cut once the cap is reached
-            if not self.remaining:
-                self._done()
-        elif self.mode == "chunked":
-            self._read_chunks()
-        else:  # "eof": everything until the server closes
-            self.body += self.buffer
-            self.buffer.clear()
-            self._check_size(0)
-
-    def _read_head(self, head: bytes) -> None:
-        lines = head.decode("latin-1").split("\r\n")
-        version, _, rest = lines[0].partition(" ")
-        status = numbers.decimal(rest[:3], 3)  # ASCII only: latin-1 has `²` and `³`
-        if not version.startswith("HTTP/1.") or status is None:
-            raise ProtocolError(f"not an HTTP/1.x status line: {lines[0][:80]!r}")
-        if 100 <= status < 200 and status != 101:
-            return  # an interim answer (100 Continue, 103 Early Hints): the real one follows
-        headers: dict[str, str] = {}
-        for line in lines[1:]:
-            name, colon, value = line.partition(":")
-            if not colon:
-                raise ProtocolError(f"bad header line: {line[:80]!r}")
-            name, value = name.strip().lower(), value.strip()
-            headers[name] = f"{headers[name]}, {value}" if name in headers else value
-        self.status, self.headers = status, headers
-        connection = headers.get("connection", "").lower()
-        self.keep_alive = (
-            "keep-alive" in connection if version == "HTTP/1.0" else "close" not in connection
-        )
-        if self.head_request or status in (204, 304):
-            self.mode, self.remaining = "length", 0
-        elif "chunked" in headers.get("transfer-encoding", "").lower():
-            self.mode = "chunked"
-        elif "content-length" in headers:
-            raw = headers["content-length"].split(",")[0].strip()
-            length = numbers.decimal(raw, CONTENT_LENGTH_DIGITS)
-            if length is None:
-                raise ProtocolError(f"bad Content-Length {raw[:40]!r}")
-            self.mode, self.remaining = "length", length
-            self._check_size(self.remaining)
+    async def checked(host: str, port: int) -> Sequence[str]:
+        if _is_address(host):
+            addresses: Sequence[str] = [host]
         else:
-            self.mode, self.keep_alive = "eof", False
+            try:
+                addresses = await resolve(host, port)
+            except (OSError, UnicodeError):
+                raise Unresolved(f"{host} does not resolve") from None
+        if not addresses:
+            raise Unresolved(f"{host} does not resolve")
+        if not allow_private_networks and not all(allowed(address) for address in addresses):
+            # Say no more than this: which address it was would map the inside for a prober.
+            raise Refused("points at an address that is not allowed")
+        return addresses[:most]
 
-    def _read_chunks(self) -> None:
-        while True:
-            if self.remaining < 0:  # after the last chunk: the trailer, up to an empty line
-                end = self.buffer.find(b"\r\n")
-                if end < 0:
-                    return
-                line = bytes(self.buffer[:end])
-                del self.buffer[: end + 2]
-                if not line:
-                    self._done()
-                    return
+    return checked
+
+
+class _HookResolver(aiohttp.abc.AbstractResolver):
+    """aiohttp's connector asks this for the addresses of each new connection: the hook's."""
+
+    def __init__(self, resolve: Resolver) -> None:
+        self._resolve = resolve
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[aiohttp.abc.ResolveResult]:
+        addresses = await self._resolve(host, port)
+        results: list[aiohttp.abc.ResolveResult] = []
+        for address in addresses:
+            if "%" in address:
+                continue  # a scoped IPv6 address names no interface aiohttp can use
+            kind = socket.AF_INET6 if ":" in address else socket.AF_INET
+            if family not in (socket.AF_UNSPEC, kind):
                 continue
-            if self.remaining == 0:  # a chunk-size line
-                end = self.buffer.find(b"\r\n")
-                if end < 0:
-                    if len(self.buffer) > 1024:
-                        raise ProtocolError("chunk size line too long")
-                    return
-                size = bytes(self.buffer[:end]).split(b";")[0].strip()
-                try:
-                    length = int(size, 16)
-                except ValueError:
-                    raise ProtocolError(f"bad chunk size {size[:20]!r}") from None
-                del self.buffer[: end + 2]
-                self._check_size(length)
-                self.remaining = length + 2 if length else -1  # data and its CRLF
-                continue
-            if len(self.buffer) < self.remaining:
-                return
-            self.body += self.buffer[: self.remaining - 2]
-            del self.buffer[: self.remaining]
-            self.remaining = 0
-            self._check_size(0)
+            results.append(
+                {"hostname": host, "host": address, "port": port, "family": kind,
+                 "proto": 0, "flags": socket.AI_NUMERICHOST}
+            )  # fmt: skip
+        if not results:
+            raise Unresolved(f"{host} has no address")
+        return results
 
-    def _check_size(self, coming: int) -> None:
-        """Refuse a body that is (or is announced) over the cap; with `truncate`, end it
-        instead once the cap is reached."""
-        if self.truncate:
-            if len(self.body) >= self.max_body:
-                raise _Cut
-        elif len(self.body) + coming > self.max_body:
-            raise ProtocolError(f"response body over {self.max_body} bytes")
+    async def close(self) -> None:
+        """Nothing held."""
 
 
-class _Cut(errors.MmsgateError):
-    """The body reached the cap of a request that takes a truncated body."""
+# --- the client --------------------------------------------------------------------------
 
 
-class _Pool:
-    """The connections to one origin: idle ones to reuse, and a cap on how many exist."""
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Target:
+    """A URL parsed once: what aiohttp requests, the origin its slots belong to."""
 
-    def __init__(self, max_connections: int, keepalive: float) -> None:
-        self.idle: collections.deque[tuple[float, _Connection]] = collections.deque()
-        self.slots = asyncio.Semaphore(max_connections)
-        self.busy: set[_Connection] = set()
-        self.keepalive = keepalive
+    url: yarl.URL
+    origin: tuple[str, str, int]
+    host: str
+    port: int
 
-    def take_idle(self, now: float) -> _Connection | None:
-        while self.idle:
-            since, conn = self.idle.pop()  # the most recently used: the least likely closed
-            if not conn.closed and now - since <= self.keepalive:
-                return conn
-            conn.close()
-        return None
 
-    def put_idle(self, conn: _Connection, now: float) -> None:
-        self.idle.append((now, conn))
+class Streamed:
+    """A response whose body is read as it arrives (`chunks`), as the server sent it."""
+
+    def __init__(
+        self, response: aiohttp.ClientResponse, fail: Callable[[BaseException], HttpError]
+    ):
+        self.status = response.status
+        self.headers = _headers(response)
+        self._response = response
+        self._fail = fail
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """The body's bytes as they come (de-chunked, never decompressed)."""
+        try:
+            async for chunk in self._response.content.iter_any():
+                yield chunk
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise self._fail(exc) from None
 
 
 class HttpClient:
@@ -383,7 +302,8 @@ class HttpClient:
         self._ssl = ssl_context
         self._resolve = resolve
         self._user_agent = user_agent
-        self._pools: dict[tuple[str, str, int], _Pool] = {}
+        self._session: aiohttp.ClientSession | None = None
+        self._slots: dict[tuple[str, str, int], asyncio.Semaphore] = {}
         self._targets: dict[str, _Target] = {}
         self._closed = False
 
@@ -393,105 +313,174 @@ class HttpClient:
         """POST `body` (with Content-Length) and read the whole response."""
         return await self.request("POST", url, body, headers)
 
+    async def get(self, url: str, headers: Mapping[str, str] | None = None) -> Response:
+        """GET `url` and read the whole response."""
+        return await self.request("GET", url, None, headers)
+
     async def request(
         self,
         method: str,
         url: str,
-        body: bytes = b"",
+        body: bytes | None = b"",
         headers: Mapping[str, str] | None = None,
     ) -> Response:
         """Send one request and read the whole response; raises `HttpError` on failure."""
+        target = await self._checked(url)
+        sent = self._headers(headers)
+        async with self._slot(target.origin):
+            try:
+                async with self._open().request(
+                    method, target.url, data=body, headers=sent, allow_redirects=False
+                ) as response:
+                    return await self._read(response)
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                raise self._failure(exc, target) from None
+
+    @contextlib.asynccontextmanager
+    async def stream(
+        self, url: str, headers: Mapping[str, str] | None = None
+    ) -> AsyncIterator[Streamed]:
+        """GET `url` (parsed and percent-encoded as a browser would) and hand over the
+        response once its head is in; the body is the caller's to read (no `max_body`)."""
+        target = await self._checked(url, encoded=False)
+        sent = self._headers(headers)
+        async with self._slot(target.origin):
+            try:
+                async with self._open().get(
+                    target.url, headers=sent, allow_redirects=False
+                ) as response:
+                    yield Streamed(response, lambda exc: self._failure(exc, target))
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                raise self._failure(exc, target) from None
+
+    async def aclose(self) -> None:
+        """Close every connection; requests still running fail."""
+        self._closed = True
+        if self._session is not None:
+            await self._session.close()
+        self._session = None
+
+    # ----------------------------------------------------------------------------------------
+    def _open(self) -> aiohttp.ClientSession:
+        """The session, made on first use (aiohttp binds it to the running event loop)."""
+        if self._session is None:
+            connector = aiohttp.TCPConnector(
+                limit=0,  # the slots bound connections per origin
+                limit_per_host=self.max_connections,
+                keepalive_timeout=self.keepalive,
+                use_dns_cache=False,  # looked up (and checked) for each new connection
+                resolver=_HookResolver(self._resolve) if self._resolve else None,
+                ssl=self._ssl if self._ssl is not None else True,
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                cookie_jar=aiohttp.DummyCookieJar(),
+                timeout=aiohttp.ClientTimeout(
+                    total=self.timeout, sock_connect=self.connect_timeout
+                ),
+                auto_decompress=False,
+                headers={"User-Agent": self._user_agent},
+                skip_auto_headers=("Accept", "Accept-Encoding", "Content-Type"),
+                max_line_size=MAX_HEAD_LINE,
+                max_field_size=MAX_HEAD_FIELD,
+            )
+        return self._session
+
+    async def _checked(self, url: str, *, encoded: bool = True) -> _Target:
+        """The URL parsed (once for each URL seen recently); with a `resolve` hook, an
+        address written in the URL is put to the hook too, as aiohttp looks none up."""
         if self._closed:
             raise HttpError("client is closed")
-        target = self._targets.get(url)
+        target = self._targets.get(url) if encoded else None
         if target is None:
-            target = _target(url)
-            if len(self._targets) >= 256:
-                self._targets.clear()
-            self._targets[url] = target
-        data = self._head(method, target, body, headers) + body
-        key = (target.scheme, target.host, target.port)
-        pool = self._pools.get(key)
-        if pool is None:
-            pool = self._pools[key] = _Pool(self.max_connections, self.keepalive)
-        loop = asyncio.get_running_loop()
-        async with pool.slots:
-            conn = pool.take_idle(loop.time()) or await self._connect(target)
-            pool.busy.add(conn)
-            try:
-                response = await conn.send(
-                    data,
-                    head=method == "HEAD",
-                    max_body=self.max_body,
-                    truncate=self.truncate_body,
-                    timeout=self.timeout,
-                )
-            except BaseException:
-                conn.close()  # cancelled or failed mid-exchange: its state is unknown
-                raise
-            finally:
-                pool.busy.discard(conn)
-            if not conn.closed and not self._closed:
-                pool.put_idle(conn, loop.time())
-            return response
+            target = _target(url, encoded)
+            if encoded:
+                if len(self._targets) >= 256:
+                    self._targets.clear()
+                self._targets[url] = target
+        if self._resolve is not None and _is_address(target.host):
+            await self._resolve(target.host, target.port)
+        return target
 
-    def _head(
-        self, method: str, target: _Target, body: bytes, headers: Mapping[str, str] | None
-    ) -> bytes:
-        lines = [
-            f"{method} {target.path} HTTP/1.1",
-            f"Host: {target.host_header}",
-            f"User-Agent: {self._user_agent}",
-            f"Content-Length: {len(body)}",
-        ]
+    def _slot(self, origin: tuple[str, str, int]) -> asyncio.Semaphore:
+        slot = self._slots.get(origin)
+        if slot is None:
+            slot = self._slots[origin] = asyncio.Semaphore(self.max_connections)
+        return slot
+
+    @staticmethod
+    def _headers(headers: Mapping[str, str] | None) -> Mapping[str, str] | None:
         for name, value in (headers or {}).items():
             if "\r" in value or "\n" in value or "\r" in name or "\n" in name:
                 raise HttpError(f"line break in header {name!r}")
             if name.lower() in _OWN_HEADERS:
                 raise HttpError(f"{name} is the client's to send")
-            lines.append(f"{name}: {value}")
-        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        return headers
 
-    async def _connect(self, target: _Target) -> _Connection:
-        loop = asyncio.get_running_loop()
-        context = None
-        if target.scheme == "https":
-            context = self._ssl = self._ssl or ssl.create_default_context()
-        addresses = (
-            await self._resolve(target.host, target.port)
-            if self._resolve is not None
-            else [target.host]
-        )
-        problem: Exception | None = None
-        for address in addresses:
-            try:
-                async with asyncio.timeout(self.connect_timeout):
-                    _transport, conn = await loop.create_connection(
-                        _Connection,
-                        address,
-                        target.port,
-                        ssl=context,
-                        server_hostname=target.host if context else None,
-                    )
-                return conn
-            except TimeoutError:
-                problem = Timeout(
-                    f"no connection to {target.host} within {self.connect_timeout:g} s"
-                )
-            except ssl.SSLError as exc:  # an OSError too: told apart, as its fix differs
-                reason = getattr(exc, "verify_message", None) or exc.reason or exc
-                problem = ConnectFailed(
-                    f"TLS handshake with {target.host}:{target.port} failed: {reason}"
-                )
-            except OSError as exc:
-                problem = ConnectFailed(f"cannot connect to {target.host}:{target.port}: {exc}")
-        raise problem or ConnectFailed(f"{target.host} has no address")
+    async def _read(self, response: aiohttp.ClientResponse) -> Response:
+        """The whole body, within the cap; with `truncate_body`, what came before the cap,
+        the end or the timeout."""
+        cap, body = self.max_body, bytearray()
+        length = response.content_length
+        if not self.truncate_body and length is not None and length > cap:
+            raise ProtocolError(f"response body over {cap} bytes")
+        try:
+            if length is not None and length <= cap and not self.truncate_body:
+                body += await response.read()
+            else:
+                while len(body) <= cap and (chunk := await response.content.read(cap + 1)):
+                    body += chunk
+        except TimeoutError:
+            if not self.truncate_body:
+                raise
+            response.close()  # the status line is in: that is the answer
+        if len(body) > cap:
+            if not self.truncate_body:
+                raise ProtocolError(f"response body over {cap} bytes")
+            del body[cap:]
+            response.close()  # the rest is never read: the connection cannot be reused
+        return Response(response.status, _headers(response), bytes(body))
 
-    async def aclose(self) -> None:
-        """Close every connection; requests still running fail."""
-        self._closed = True
-        for pool in self._pools.values():
-            for conn in (*(c for _, c in pool.idle), *pool.busy):
-                conn.close()
-            pool.idle.clear()
-        self._pools.clear()
+    def _failure(self, exc: BaseException, target: _Target) -> HttpError:
+        """The HttpError an aiohttp failure is, in words that name what went wrong."""
+        if isinstance(exc, HttpError):
+            return exc  # the resolve hook's, as it was raised
+        where = f"{target.host}:{target.port}"
+        if isinstance(exc, aiohttp.ConnectionTimeoutError):
+            return ConnectTimeout(
+                f"no connection to {target.host} within {self.connect_timeout:g} s"
+            )
+        if isinstance(exc, TimeoutError):
+            return Timeout(f"no complete response within {self.timeout:g} s")
+        if isinstance(exc, aiohttp.ClientConnectorError):
+            cause = exc.os_error
+            if isinstance(cause, ssl.SSLError):  # told apart, as its fix differs
+                reason = getattr(cause, "verify_message", None) or cause.reason or cause
+                return ConnectFailed(f"TLS handshake with {where} failed: {reason}")
+            return ConnectFailed(f"cannot connect to {where}: {cause}")
+        if isinstance(exc, aiohttp.InvalidURL | aiohttp.NonHttpUrlClientError):
+            return HttpError(f"{target.url} is not a URL this client can request")
+        if isinstance(exc, aiohttp.ClientResponseError):
+            return ProtocolError(f"not an HTTP/1.x answer: {exc.message}"[:200])
+        return ProtocolError(f"connection lost: {exc or 'closed by the server'}"[:200])
+
+
+def _target(url: str, encoded: bool) -> _Target:
+    problem = url_problem(url)
+    if problem is not None:
+        raise HttpError(f"{url} {problem}")
+    try:
+        # `encoded`: the URL goes as written (MM7, postbacks, Kannel's pre-encoded query)
+        parsed = yarl.URL(url, encoded=encoded and url.isascii())
+    except (ValueError, UnicodeError):
+        raise HttpError(f"{url} has a bad port or host") from None
+    host, port = parsed.raw_host or "", parsed.port or 0
+    return _Target(parsed, (parsed.scheme, host, port), host, port)
+
+
+def _headers(response: aiohttp.ClientResponse) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for name, value in response.headers.items():
+        name = name.lower()
+        headers[name] = f"{headers[name]}, {value}" if name in headers else value
+    return headers

@@ -12,14 +12,14 @@ import socket
 import time
 import urllib.parse
 import zlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 
 import httpx
 import pytest
 import sqlalchemy as sa
 import uvicorn
 
-from mmsgate import models
+from mmsgate import http_client, models
 from mmsgate.api.app import build_services, create_app
 from mmsgate.carriers.kannel import KannelConnector
 from mmsgate.settings import Settings, SmsRoute
@@ -339,16 +339,11 @@ async def test_an_sms_queued_while_the_smsc_is_away_goes_when_it_is_back(
         ) as kannel:
             await sim.stop()
             await kannel_peer.wait_link(kannel, online=False)
-            replies: list[str] = []
-
-            async def keep(response: httpx.Response) -> None:
-                replies.append((await response.aread()).decode())
-
-            client = httpx.AsyncClient(event_hooks={"response": [keep]})
+            client = Keeping()
             base = str(live_gateway.client.base_url)
             connector = KannelConnector(kannel_route(kannel), base, client)
             tracking_id = await fall_back(live_gateway, media_server, connector)
-            assert replies == ["3: Queued for later delivery"]
+            assert client.replies == ["3: Queued for later delivery"]
             assert await state_and_codes(live_gateway, tracking_id) == ("sms_submitted", ["N101"])
             assert sim.submitted == []
             await back.start("127.0.0.1", port)
@@ -402,27 +397,51 @@ async def test_kannel_unreachable_is_retried_not_failed(
 # --- /kannel/dlr, in-process ---------------------------------------------------------------
 
 
-class FakeKannel:
-    """Kannel's sendsms, answering every request alike and keeping them."""
+class Keeping(http_client.HttpClient):
+    """The real client, keeping the text of every answer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.replies: list[str] = []
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        body: bytes | None = b"",
+        headers: Mapping[str, str] | None = None,
+    ) -> http_client.Response:
+        response = await super().request(method, url, body, headers)
+        self.replies.append(response.body.decode())
+        return response
+
+
+class FakeKannel(http_client.HttpClient):
+    """Kannel's sendsms, answering every request alike and keeping the URLs asked for."""
 
     def __init__(self, status: int = 202, text: str = "0: Accepted for delivery") -> None:
+        super().__init__()
         self.status, self.text = status, text
-        self.requests: list[httpx.Request] = []
+        self.requests: list[str] = []
 
     def connector(self, route_name: str = "kannel") -> KannelConnector:
-        route = ROUTES[route_name]
-        client = httpx.AsyncClient(transport=httpx.MockTransport(self._answer))
-        return KannelConnector(route, "http://mmsgate.test", client)
+        return KannelConnector(ROUTES[route_name], "http://mmsgate.test", self)
 
     def params(self, n: int) -> dict[str, str]:
         """Request n's query, each value as its raw bytes in a latin-1 str (the UDH is
         bytes, the text UTF-8)."""
-        query = self.requests[n].url.query.decode("ascii")
+        query = urllib.parse.urlsplit(self.requests[n]).query
         return dict(urllib.parse.parse_qsl(query, encoding="latin-1", strict_parsing=True))
 
-    def _answer(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
-        return httpx.Response(self.status, text=self.text)
+    async def request(
+        self,
+        method: str,
+        url: str,
+        body: bytes | None = b"",
+        headers: Mapping[str, str] | None = None,
+    ) -> http_client.Response:
+        self.requests.append(url)
+        return http_client.Response(self.status, {}, self.text.encode())
 
 
 def signed(params: dict[str, str]) -> dict[str, str]:

@@ -9,7 +9,6 @@ import datetime as dt
 import types
 from typing import Any, cast
 
-import httpx
 import pytest
 import sqlalchemy as sa
 
@@ -18,6 +17,7 @@ from mmsgate.carriers.base import SubmitResult
 from mmsgate.mm7_codec import Submit
 from mmsgate.pipeline import deliver
 from mmsgate.pipeline.deps import Deps
+from mmsgate.pipeline.postback_sender import PostbackSender
 from mmsgate.pipeline.postbacks import body_of
 from mmsgate.pipeline.worker import Worker
 from mmsgate.profiles import PROFILES
@@ -61,7 +61,7 @@ async def run_deliveries(
     deps = Deps(
         gateway.services.db,
         gateway.services.blobs,
-        httpx.AsyncClient(),
+        PostbackSender(),
         profiles=[PROFILES["default"]],
         carriers={routing.SIMULATOR.name: carrier},
         clock=(lambda: clock) if clock else (lambda: dt.datetime.now(dt.UTC)),

@@ -7,7 +7,6 @@ import datetime as dt
 import io
 from typing import Any
 
-import httpx
 import pytest
 import sqlalchemy as sa
 from PIL import Image
@@ -16,6 +15,7 @@ from mmsgate import models
 from mmsgate.media import av, images
 from mmsgate.pipeline import encode, postbacks
 from mmsgate.pipeline.deps import Deps
+from mmsgate.pipeline.postback_sender import PostbackSender
 from mmsgate.pipeline.worker import Worker
 from mmsgate.profiles import PROFILES
 from mmsgate.store import accounts
@@ -63,9 +63,8 @@ def worker_for(gw: Gateway) -> Worker:
     deps = Deps(
         gw.services.db,
         gw.services.blobs,
-        httpx.AsyncClient(),
+        PostbackSender(allow_private_networks=True),
         profiles=[PROFILES["default"], PROFILES["legacy"]],
-        allow_private_networks=True,
     )
     steps = {
         models.JobKind.ENCODE_TEMPLATE: encode.encode_template,

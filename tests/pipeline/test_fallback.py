@@ -8,7 +8,6 @@ import dataclasses
 import datetime as dt
 from typing import Any
 
-import httpx
 import pytest
 import sqlalchemy as sa
 
@@ -17,6 +16,7 @@ from mmsgate.carriers.base import SmsReceipt, SmsResult, SmsSubmit, SubmitResult
 from mmsgate.carriers.smpp import SmppConnector
 from mmsgate.pipeline import deliver, fallback
 from mmsgate.pipeline.deps import Deps, utc_now
+from mmsgate.pipeline.postback_sender import PostbackSender
 from mmsgate.pipeline.postbacks import body_of
 from mmsgate.pipeline.worker import Worker
 from mmsgate.profiles import PROFILES
@@ -80,7 +80,7 @@ def deps_for(
     return Deps(
         gateway.services.db,
         gateway.services.blobs,
-        httpx.AsyncClient(),
+        PostbackSender(),
         profiles=profiles,
         routes=[route],
         carriers={route.name: carrier},
@@ -397,7 +397,7 @@ async def test_a_long_sms_cut_short_is_resumed_not_resent(
         assert (await the_fallback(gateway, tracking_id)).parts_sent == 1
         async with gateway.services.db.write() as conn:  # the retry is due now
             await conn.execute(jobs.update().values(run_at=dt.datetime.now(dt.UTC)))
-        await run_all(dataclasses.replace(deps, http=httpx.AsyncClient()))
+        await run_all(dataclasses.replace(deps, http=PostbackSender()))
         for _ in range(500):  # the receipts come back on the bind: 10 s at most
             if (await state_and_codes(gateway, tracking_id))[0] == "sms_delivered":
                 break

@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import sqlalchemy as sa
 
@@ -21,6 +20,7 @@ from mmsgate import models
 from mmsgate.errors import AccountError
 from mmsgate.pipeline import postbacks
 from mmsgate.pipeline.deps import Deps
+from mmsgate.pipeline.postback_sender import PostbackSender
 from mmsgate.pipeline.shares import PostbackShares
 from mmsgate.pipeline.worker import Worker
 from mmsgate.store import accounts
@@ -154,9 +154,7 @@ def worker_for(db: Database, concurrency: int, timeout: float, **shares: Any) ->
     deps = Deps(
         db,
         FileBlobStore(Path(tempfile.mkdtemp())),
-        httpx.AsyncClient(),
-        allow_private_networks=True,
-        postback_timeout=timeout,
+        PostbackSender(allow_private_networks=True, timeout=timeout),
         postback_shares=PostbackShares(**shares)
         if shares
         else PostbackShares.for_worker(concurrency, 16),

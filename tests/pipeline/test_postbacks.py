@@ -12,13 +12,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import sqlalchemy as sa
 
 from mmsgate import models, postback_xml
 from mmsgate.pipeline import postbacks
 from mmsgate.pipeline.deps import Deps
+from mmsgate.pipeline.postback_sender import PostbackSender
 from mmsgate.pipeline.worker import Worker
 from mmsgate.store import accounts
 from mmsgate.store.blobs import FileBlobStore
@@ -93,8 +93,7 @@ async def setup(
     deps = Deps(
         db,
         FileBlobStore(Path(tempfile.mkdtemp())),
-        httpx.AsyncClient(),
-        allow_private_networks=allow_private,
+        PostbackSender(allow_private_networks=allow_private),
         clock=clock,
     )
     worker = Worker(db, {models.JobKind.POSTBACK: postbacks.send_postback}, deps, clock=clock)

@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import httpx
 import pytest
 import sqlalchemy as sa
 import structlog.testing
@@ -26,6 +25,7 @@ from mmsgate.carriers.mm7 import Mm7Carrier
 from mmsgate.pipeline import deliver
 from mmsgate.pipeline.deps import Deps
 from mmsgate.pipeline.health import RouteWatch
+from mmsgate.pipeline.postback_sender import PostbackSender
 from mmsgate.pipeline.worker import Worker
 from mmsgate.profiles import PROFILES
 from mmsgate.settings import Route
@@ -131,7 +131,7 @@ async def pipeline(gateway: Gateway, peer: Peer) -> Any:
     deps = Deps(
         db,
         gateway.services.blobs,
-        httpx.AsyncClient(),
+        PostbackSender(),
         profiles=[PROFILES["default"]],
         routes=[route],
         carriers={"att": Mm7Carrier(route)},
@@ -277,7 +277,7 @@ async def test_the_route_number_format_reaches_the_mmsc(
     deps = Deps(
         gateway.services.db,
         gateway.services.blobs,
-        httpx.AsyncClient(),
+        PostbackSender(),
         profiles=[PROFILES["default"]],
         routes=[route],
         carriers={"att": carrier},

@@ -12,7 +12,6 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
-import httpx
 import pytest
 import sqlalchemy as sa
 import structlog.testing
@@ -22,6 +21,7 @@ from mmsgate import models
 from mmsgate.carriers.mm7 import Mm7Carrier
 from mmsgate.pipeline import deliver, fallback
 from mmsgate.pipeline.deps import Deps
+from mmsgate.pipeline.postback_sender import PostbackSender
 from mmsgate.pipeline.worker import Outcome, RetryPolicy, Worker
 from mmsgate.profiles import PROFILES
 from mmsgate.store import deliveries, fallbacks, workers
@@ -188,7 +188,7 @@ async def delivery(gateway: Gateway, peer: Peer) -> AsyncIterator[Delivery]:
     deps = Deps(
         db,
         gateway.services.blobs,
-        httpx.AsyncClient(),
+        PostbackSender(),
         profiles=[PROFILES["default"]],
         routes=[route],
         carriers={"att": Mm7Carrier(route)},

@@ -56,6 +56,16 @@ async def reports(receiver: Receiver, count: int) -> list[mm7.Incoming]:  # noqa
     return [mm7.decode_request("text/xml", body) for _, body in receiver.received]
 
 
+@contextlib.asynccontextmanager
+async def reporting(url: str, **options: object) -> AsyncIterator[SimulatedMmsc]:
+    """A simulated MMSC reporting to `url`, closed (its report client too) after the block."""
+    sim = SimulatedMmsc(url, **options)  # type: ignore[arg-type]
+    try:
+        yield sim
+    finally:
+        await sim.aclose()
+
+
 async def send(sim: SimulatedMmsc, number: str, **changes: object) -> object:
     async with carrier_for(sim) as carrier:
         return await carrier.submit(dataclasses.replace(SUBMIT, recipients=[number], **changes))  # type: ignore[arg-type]
@@ -63,11 +73,11 @@ async def send(sim: SimulatedMmsc, number: str, **changes: object) -> object:
 
 async def test_ordinary_number_is_accepted_and_retrieved(receiver: Receiver) -> None:  # noqa: F811
     """Any other number is accepted with a MessageID and gets one Retrieved report."""
-    sim = SimulatedMmsc(receiver.url)
-    result = await send(sim, "17745550100")
+    async with reporting(receiver.url) as sim:
+        result = await send(sim, "17745550100")
+        [report] = await reports(receiver, 1)
     assert result.accepted  # type: ignore[attr-defined]
     assert result.message_id  # type: ignore[attr-defined]
-    [report] = await reports(receiver, 1)
     assert report.kind == "DeliveryReportReq"
     assert report.fields["MessageID"] == result.message_id  # type: ignore[attr-defined]
     assert (report.fields["MMStatus"], report.fields["Recipient"]) == ("Retrieved", "17745550100")
@@ -75,9 +85,9 @@ async def test_ordinary_number_is_accepted_and_retrieved(receiver: Receiver) -> 
 
 async def test_duplicate_and_out_of_order_reports(receiver: Receiver) -> None:  # noqa: F811
     """Numbers ending 0004 get Retrieved, Forwarded and Retrieved again."""
-    sim = SimulatedMmsc(receiver.url)
-    await send(sim, "17745550004")
-    got = await reports(receiver, 3)
+    async with reporting(receiver.url) as sim:
+        await send(sim, "17745550004")
+        got = await reports(receiver, 3)
     assert sorted(r.fields["MMStatus"] for r in got) == ["Forwarded", "Retrieved", "Retrieved"]
 
 
@@ -154,8 +164,8 @@ async def test_corrupt_request_is_2007() -> None:
 
 async def test_reports_present_the_basic_pair(receiver: Receiver) -> None:  # noqa: F811
     """Given a pair, the simulated MMSC sends it as HTTP Basic on every report."""
-    sim = SimulatedMmsc(receiver.url, report_auth=("sim-mmsc", "sim-secret"))
-    await send(sim, "17745550100")
-    await reports(receiver, 1)
+    async with reporting(receiver.url, report_auth=("sim-mmsc", "sim-secret")) as sim:
+        await send(sim, "17745550100")
+        await reports(receiver, 1)
     [(headers, _)] = receiver.received
     assert headers["authorization"] == "Basic c2ltLW1tc2M6c2ltLXNlY3JldA=="

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import datetime as dt
 from pathlib import Path
 
-import httpx
 import pytest
 
 from mmsgate import assembly, models, settings
 from mmsgate.carriers.mm7 import Mm7Carrier
 from mmsgate.carriers.smpp import SmppConnector
 from mmsgate.pipeline.worker import FOREVER
-from mmsgate.store import startup
+from mmsgate.store import accounts, startup
 from mmsgate.store.db import Database
+from mmsgate.store.jobs import new_job
+from mmsgate.store.schema import jobs
 
 pytestmark = pytest.mark.anyio
 
@@ -54,6 +57,9 @@ class Closing:
         if self.fails:
             raise OSError(f"{self.name} would not close")
 
+    async def aclose(self) -> None:
+        await self.close()
+
 
 async def test_deps_are_built_complete_before_the_worker_starts(tmp_path: Path) -> None:
     """The worker's deps hold their carriers and SMS connectors from the start, read-only,
@@ -69,11 +75,10 @@ async def test_deps_are_built_complete_before_the_worker_starts(tmp_path: Path) 
             assert worker.policies[kind] is FOREVER
     finally:
         await assembly.stop_pipeline(worker)
-    assert worker.deps.http.is_closed
 
 
 async def test_aclose_closes_everything_the_deps_own(tmp_path: Path) -> None:
-    """aclose closes every carrier and connector, the HTTP client and the database, even
+    """aclose closes every carrier and connector, the postback sender and the database, even
     when one of them fails to close; that first failure is raised after."""
     closed: list[str] = []
     deps = assembly.build_deps(settings.load(None, {}, data_dir=tmp_path))
@@ -81,11 +86,50 @@ async def test_aclose_closes_everything_the_deps_own(tmp_path: Path) -> None:
     deps = dataclasses.replace(
         deps,
         db=Database(settings.load(None, {}, data_dir=tmp_path).db_url),
-        http=httpx.AsyncClient(),
+        http=Closing(closed, "http"),  # type: ignore[arg-type]
         carriers={"a": Closing(closed, "a", fails=True), "b": Closing(closed, "b")},  # type: ignore[dict-item]
         sms_connectors={"s": Closing(closed, "s")},  # type: ignore[dict-item]
     )
     with pytest.raises(OSError, match="a would not close"):
         await deps.aclose()
-    assert closed == ["a", "b", "s"]
-    assert deps.http.is_closed
+    assert closed == ["a", "b", "s", "http"]
+
+
+async def test_stopping_the_pipeline_closes_the_postback_connections(tmp_path: Path) -> None:
+    """The keep-alive connection a postback opened to the customer is closed once the
+    worker's pipeline stops, not left to the end of the process."""
+    served, closed = asyncio.Event(), asyncio.Event()
+
+    async def customer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+        await reader.readexactly(length)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+        served.set()
+        await reader.read()  # b"" once the gateway closes its end
+        closed.set()
+        writer.close()
+
+    listener = await asyncio.start_server(customer, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{listener.sockets[0].getsockname()[1]}/hook"
+    cfg = settings.load(None, {}, data_dir=tmp_path)
+    cfg = dataclasses.replace(
+        cfg, media=dataclasses.replace(cfg.media, allow_private_networks=True)
+    )
+    worker = assembly.build_worker(cfg)
+    try:
+        await startup.set_up(worker.db, startup.Schema.READY)
+        created = await accounts.create(worker.db, "acme", senders=["28444"], postback_url=url)
+        assert created is not None
+        payload = {"account_id": created.account.id, "body": "<postback/>"}
+        job = new_job(models.JobKind.POSTBACK, dt.datetime.now(dt.UTC), payload=payload)
+        async with worker.db.write() as conn:
+            await conn.execute(jobs.insert(), [job])
+        await worker.run_once()
+        assert served.is_set()
+    finally:
+        await assembly.stop_pipeline(worker)
+    async with asyncio.timeout(5):
+        await closed.wait()
+    listener.close()
+    await listener.wait_closed()

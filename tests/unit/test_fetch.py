@@ -6,21 +6,20 @@ import dataclasses
 import gzip
 import socket
 import threading
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import anyio
-import httpx
 import pytest
 
 import mmsgate
 from mmsgate.codes import ErrorCode
 from mmsgate.errors import MediaError
+from mmsgate.http_client import address_allowed
 from mmsgate.media.fetch import (
     CachedCopy,
     Fetched,
     Fetcher,
-    address_allowed,
     fetch_all,
 )
 from mmsgate.models import MediaKind, MediaRef
@@ -147,7 +146,7 @@ def closed_port() -> Iterator[int]:
 
 
 async def test_refused_connection_is_a_fetch_error(closed_port: int) -> None:
-    """Nobody listening on the port is a fetch error, not an exception from httpx."""
+    """Nobody listening on the port is a fetch error, not an exception from the HTTP client."""
     error = await fetch_error(LOCAL, image(f"http://127.0.0.1:{closed_port}/a.jpg"))
     assert error.code is ErrorCode.IMAGE_FETCH
     assert "could not connect" in error.info
@@ -221,78 +220,92 @@ async def test_loopback_is_fetched_when_private_networks_are_allowed(
         assert (await fetcher.fetch(image(url), 1)).data == JPEG_BYTES
 
 
-class Body(httpx.AsyncByteStream):
-    """A response body that streams, as a real connection's does."""
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        yield self.data
-
-
-Answer = tuple[int, dict[str, str], bytes]
-
-
-def fake_fetcher(
-    hosts: Mapping[str, Sequence[str]],
-    requests: list[httpx.Request],
-    answers: Mapping[str, Answer],
+def named_fetcher(
+    hosts: Mapping[str, Sequence[str]], settings: MediaSettings | None = None
 ) -> Fetcher:
-    """A Fetcher on a fake public network: names resolve from `hosts`, answers go by Host."""
+    """A Fetcher on a small named network: names resolve from `hosts`, and the guard takes
+    127.0.0.1 (where the test's media server is) for the one public address there is."""
 
     async def resolve(host: str, port: int) -> Sequence[str]:
         return hosts[host]
 
-    def respond(request: httpx.Request) -> httpx.Response:
-        requests.append(request)
-        status, headers, body = answers[request.headers["Host"]]
-        return httpx.Response(status, headers=headers, stream=Body(body))
-
-    return Fetcher(MediaSettings(), resolver=resolve, transport=httpx.MockTransport(respond))
+    return Fetcher(
+        settings or MediaSettings(), resolver=resolve, allowed=lambda ip: ip == "127.0.0.1"
+    )
 
 
-async def test_connects_to_the_checked_address_with_the_name_for_host_and_tls() -> None:
-    """The request goes to the resolved address, with the name as Host and as TLS SNI."""
-    requests: list[httpx.Request] = []
-    answers: dict[str, Answer] = {"media.example": (200, {}, JPEG_BYTES)}
-    async with fake_fetcher({"media.example": ["93.184.215.14"]}, requests, answers) as fetcher:
-        fetched = await fetcher.fetch(image("https://media.example/a.jpg"), 1)
+async def test_connects_to_the_checked_address_with_the_name_for_host(
+    media_server: MediaServer,
+) -> None:
+    """The request goes to the resolved address, with the name (and port) as Host."""
+    media_server.serve("/a.jpg", JPEG_BYTES, "image/jpeg")
+    url = f"http://media.example:{media_server.port}/a.jpg"
+    async with named_fetcher({"media.example": ["127.0.0.1"]}) as fetcher:
+        fetched = await fetcher.fetch(image(url), 1)
     assert fetched.data == JPEG_BYTES
-    (request,) = requests
-    assert request.url == httpx.URL("https://93.184.215.14/a.jpg")
-    assert request.headers["Host"] == "media.example"
-    assert request.extensions["sni_hostname"] == "media.example"
+    (seen,) = media_server.seen
+    assert seen.headers["Host"] == f"media.example:{media_server.port}"
 
 
-async def test_every_resolved_address_is_checked() -> None:
+async def test_a_name_resolving_to_loopback_is_refused_unless_private_networks_are_allowed(
+    media_server: MediaServer,
+) -> None:
+    """A name that resolves to 127.0.0.1 is refused by the real address policy, never
+    connected to; with allow_private_networks it is fetched."""
+    media_server.serve("/a.jpg", JPEG_BYTES, "image/jpeg")
+    url = f"http://media.example:{media_server.port}/a.jpg"
+
+    async def resolve(host: str, port: int) -> Sequence[str]:
+        return ["127.0.0.1"]
+
+    async with Fetcher(MediaSettings(), resolver=resolve) as fetcher:
+        with pytest.raises(MediaError) as caught:
+            await fetcher.fetch(image(url), 1)
+    assert (
+        caught.value.info == f"Could not copy image in slide 1: the address of {url} is not allowed"
+    )
+    assert media_server.seen == []
+    allowing = MediaSettings(allow_private_networks=True)
+    async with Fetcher(allowing, resolver=resolve) as fetcher:
+        assert (await fetcher.fetch(image(url), 1)).data == JPEG_BYTES
+
+
+async def test_a_name_that_does_not_resolve_says_so() -> None:
+    """A host without addresses is a fetch error naming the URL, not an exception."""
+    async with named_fetcher({"nowhere.example": []}) as fetcher:
+        with pytest.raises(MediaError) as caught:
+            await fetcher.fetch(image("http://nowhere.example/a.jpg"), 1)
+    assert caught.value.info == (
+        "Could not copy image in slide 1: the host of http://nowhere.example/a.jpg"
+        " could not be resolved"
+    )
+
+
+async def test_every_resolved_address_is_checked(media_server: MediaServer) -> None:
     """A name with one public and one private address is refused as a whole."""
-    requests: list[httpx.Request] = []
-    hosts = {"mixed.example": ["93.184.215.14", "10.0.0.7"]}
-    async with fake_fetcher(hosts, requests, {}) as fetcher:
+    hosts = {"mixed.example": ["127.0.0.1", "10.0.0.7"]}
+    async with named_fetcher(hosts) as fetcher:
         with pytest.raises(MediaError, match="is not allowed"):
-            await fetcher.fetch(image("http://mixed.example/a.jpg"), 1)
-    assert requests == []
+            await fetcher.fetch(image(f"http://mixed.example:{media_server.port}/a.jpg"), 1)
+    assert media_server.seen == []
 
 
 @pytest.mark.parametrize(
-    "location", ["http://127.0.0.1/admin", "http://internal.example/a.jpg", "file:///etc/passwd"]
+    "location",
+    ["http://127.0.0.2/admin", "http://internal.example/a.jpg", "file:///etc/passwd"],
 )
-async def test_redirect_to_a_private_address_is_refused(location: str) -> None:
+async def test_redirect_to_a_private_address_is_refused(
+    media_server: MediaServer, location: str
+) -> None:
     """Each redirect hop is checked again: a public URL cannot bounce into the inside."""
-    requests: list[httpx.Request] = []
-    hosts = {
-        "media.example": ["93.184.215.14"],
-        "internal.example": ["10.0.0.7"],
-        "127.0.0.1": ["127.0.0.1"],
-    }
-    answers: dict[str, Answer] = {"media.example": (302, {"Location": location}, b"")}
-    async with fake_fetcher(hosts, requests, answers) as fetcher:
+    media_server.serve("/a.jpg", b"", None, status=302, headers={"Location": location})
+    hosts = {"media.example": ["127.0.0.1"], "internal.example": ["10.0.0.7"]}
+    async with named_fetcher(hosts) as fetcher:
         with pytest.raises(MediaError) as caught:
-            await fetcher.fetch(image("http://media.example/a.jpg"), 1)
+            await fetcher.fetch(image(f"http://media.example:{media_server.port}/a.jpg"), 1)
     assert caught.value.code is ErrorCode.IMAGE_FETCH
     assert "not allowed" in caught.value.info or "not an http or https URL" in caught.value.info
-    assert len(requests) == 1
+    assert media_server.paths() == ["/a.jpg"]
 
 
 async def test_redirects_are_followed(media_server: MediaServer) -> None:

@@ -21,13 +21,19 @@ from __future__ import annotations
 
 import urllib.parse
 
-import httpx
-
-from mmsgate import sms_text
+from mmsgate import http_client, sms_text
 from mmsgate.carriers.base import SmsResult, SmsSubmit
 from mmsgate.settings import SmsRoute
 
-TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+TIMEOUT, CONNECT_TIMEOUT = 10.0, 5.0
+IN_FLIGHT = 100  # connections (so sendsms requests in flight) to one Kannel
+# How a failed request is named in the SMS's error text (the words it has always used).
+FAILURE_WORDS = {
+    http_client.ConnectTimeout: "ConnectTimeout",
+    http_client.ConnectFailed: "ConnectError",
+    http_client.Timeout: "ReadTimeout",
+    http_client.ProtocolError: "RemoteProtocolError",
+}
 DLR_MASK = 19
 CODING = {"gsm7": "0", "ucs2": "2"}
 SHORT_CODE_DIGITS = 8  # longer all-digit addresses are international numbers (as for SMPP)
@@ -40,14 +46,16 @@ class KannelConnector:
     """Submits fallback SMS to one Kannel sendsms URL."""
 
     def __init__(
-        self, route: SmsRoute, dlr_base: str, client: httpx.AsyncClient | None = None
+        self, route: SmsRoute, dlr_base: str, client: http_client.HttpClient | None = None
     ) -> None:
         if not route.url:
             raise ValueError(f"sms route {route.name} has no url")
         self.route = route
         self.token = route.receipt_token()
         self.dlr_base = dlr_base.rstrip("/")
-        self._client = client or httpx.AsyncClient(timeout=TIMEOUT)
+        self._client = client or http_client.HttpClient(
+            timeout=TIMEOUT, connect_timeout=CONNECT_TIMEOUT, max_connections=IN_FLIGHT
+        )
 
     async def start(self) -> None:
         """Nothing to connect: each submit is an HTTP request."""
@@ -96,10 +104,10 @@ class KannelConnector:
             taken = ids[: seq - sms.first]
             try:
                 response = await self._client.get(f"{self.route.url}?{query}")
-            except httpx.HTTPError as exc:
-                return _not_taken(seq, taken, 0, f"{type(exc).__name__} talking to Kannel", True)
-            said = response.text.strip()[:200]
-            status = response.status_code
+            except http_client.HttpError as exc:
+                return _not_taken(seq, taken, 0, f"{_failure(exc)} talking to Kannel", True)
+            said = response.body.decode("utf-8", "replace").strip()[:200]
+            status = response.status
             if status in REFUSED_CREDENTIALS:  # the route's fault, not the SMS's: try again
                 said = f"Kannel refused our credentials: {said}"
                 return _not_taken(seq, taken, status, said, True)
@@ -121,6 +129,11 @@ def kannel_address(address: str) -> str:
     if digits.isdecimal() and digits.isascii() and len(digits) > SHORT_CODE_DIGITS:
         return "+" + digits
     return address
+
+
+def _failure(exc: http_client.HttpError) -> str:
+    kind = next((kind for kind in FAILURE_WORDS if isinstance(exc, kind)), None)
+    return FAILURE_WORDS[kind] if kind is not None else "HTTPError"
 
 
 def _not_taken(

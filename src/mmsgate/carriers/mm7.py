@@ -15,13 +15,13 @@ problem. Three kinds of failure:
 - transient for this message: HTTP 5xx or 429 without a readable answer, the MM7 busy codes.
 - final: every other MM7 refusal, and a 2xx or 4xx that is not MM7.
 
-The HTTP is `mmsgate.http_client` (keep-alive, at most IN_FLIGHT connections to the MMSC):
-at hundreds of submits a second httpx cost more CPU than composing the messages.
+The HTTP is `mmsgate.http_lean`, the lean client for requests sent for every message
+(keep-alive, at most IN_FLIGHT connections to the MMSC).
 """
 
 from __future__ import annotations
 
-from mmsgate import http_client
+from mmsgate import http_client, http_lean
 from mmsgate.carriers.base import SubmitResult
 from mmsgate.mm7_codec import Mm7FormatError, Response, Submit, decode_response, encode_submit
 from mmsgate.settings import Route
@@ -38,11 +38,11 @@ ROUTE_CODES = frozenset({4001, 4002})
 class Mm7Carrier:
     """Submits to one MMSC over MM7."""
 
-    def __init__(self, route: Route, client: http_client.HttpClient | None = None) -> None:
+    def __init__(self, route: Route, client: http_client.Client | None = None) -> None:
         if not route.url:
             raise ValueError(f"route {route.name} has no url")
         self.route = route
-        self._client = client or http_client.HttpClient(
+        self._client = client or http_lean.LeanClient(
             timeout=TIMEOUT, connect_timeout=CONNECT_TIMEOUT, max_connections=IN_FLIGHT
         )
         self._headers = {"SOAPAction": '""'}

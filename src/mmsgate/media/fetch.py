@@ -1,47 +1,45 @@
 """Fetch slide media by URL at accept time, as Sinch does before it answers (API reference §9).
 
 This is the one place where a client makes mmsgate open connections, so it is guarded
-(the SSRF guard): http and https only; every address the host resolves to is checked, and the
-connection goes to a checked address rather than through a second lookup, so DNS rebinding
-cannot swap it; redirects are followed by hand and each hop is checked again; the byte cap is
-enforced while streaming; connect and total timeouts bound every fetch.
+(the SSRF guard, `http_client.guarded`): http and https only; every address the host resolves
+to is checked as the connection is opened (a resolver inside the HTTP client's connector), and
+the connection goes to a checked address rather than through a second lookup, so DNS
+rebinding cannot swap it; redirects are followed by hand and each hop is checked again; the
+byte cap is enforced while streaming; connect and total timeouts bound every fetch.
 
 Fetches share the connections fairly: at most `max_fetches_per_account` in flight for one
 account and `max_fetches_per_host` to one media host (of `max_concurrent_fetches` in all), so
 an account whose media server hangs waits on its own fetches only. A fetch waiting for its
 share counts against its total timeout: the request that made it still ends in time.
 
-    fetch_all ─▶ Fetcher.fetch ─▶ resolve + check ─▶ GET (per hop) ─▶ capped read ─▶ Fetched
+    fetch_all ─▶ Fetcher.fetch ─▶ GET per hop (resolve + check on connect) ─▶ capped read
+              ─▶ Fetched
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import ipaddress
-import socket
 import zlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Sequence
+from collections.abc import AsyncIterator, Callable, Hashable, Mapping, Sequence
 from typing import Protocol
 
 import anyio
-import httpx
+import yarl
 
-from mmsgate import __version__
+from mmsgate import __version__, http_client
 from mmsgate.codes import ErrorCode
 from mmsgate.errors import MediaError
 from mmsgate.media.kinds import FETCH_CODES, TOO_BIG_CODES, byte_cap, noun, subject
 from mmsgate.models import MediaKind, MediaRef
 from mmsgate.settings import MediaSettings
 
-Resolver = Callable[[str, int], Awaitable[Sequence[str]]]
-"""Turns a host name and port into the addresses to connect to, preferred first."""
+Resolver = http_client.Resolver
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 # Connection attempts per hop: enough to get past an unreachable IPv6 address to an IPv4 one.
 _MAX_ADDRESSES = 4
 _MAX_URL_IN_TEXT = 200
-_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -74,30 +72,6 @@ class FetchCache(Protocol):
     async def remember(self, fetched: Fetched) -> None: ...
 
 
-async def resolve_host(host: str, port: int) -> list[str]:
-    """Every address `host` resolves to, in the order the system prefers them."""
-    infos = await anyio.getaddrinfo(host.encode("ascii"), port, type=socket.SOCK_STREAM)
-    return list(dict.fromkeys(str(info[4][0]) for info in infos))
-
-
-def address_allowed(address: str) -> bool:
-    """Whether a fetch may connect to `address`: only globally routable unicast addresses."""
-    try:
-        ip = ipaddress.ip_address(address.partition("%")[0])
-    except ValueError:
-        return False
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip in _NAT64:
-            # DNS64 hands out these for IPv4-only hosts; judge the IPv4 address inside.
-            return address_allowed(str(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)))
-        embedded = ip.ipv4_mapped or ip.sixtofour
-        if embedded is not None and not address_allowed(str(embedded)):
-            return False
-    # is_global already excludes private, loopback, link-local (so 169.254.169.254 metadata),
-    # unspecified, CGNAT 100.64/10 and ULA; multicast and reserved ranges count as global.
-    return ip.is_global and not (ip.is_multicast or ip.is_reserved)
-
-
 @dataclasses.dataclass(frozen=True, slots=True)
 class _Slot:
     """The media element being fetched; it words the errors about it."""
@@ -120,11 +94,11 @@ class _Slot:
         )
 
 
-def shown(url: httpx.URL | str) -> str:
+def shown(url: yarl.URL | str) -> str:
     """A URL as error texts show it: without user info, cut short if very long."""
     try:
-        text = str(httpx.URL(url).copy_with(userinfo=b""))
-    except httpx.InvalidURL:
+        text = str((yarl.URL(url) if isinstance(url, str) else url).with_user(None))
+    except (ValueError, TypeError):
         text = str(url)
     return text if len(text) <= _MAX_URL_IN_TEXT else text[: _MAX_URL_IN_TEXT - 1] + "…"
 
@@ -151,7 +125,7 @@ class _Shares:
 
 
 class Fetcher:
-    """Fetches media URLs through one shared HTTP/1.1 client; close it with `aclose`."""
+    """Fetches media URLs through one shared HTTP client; close it with `aclose`."""
 
     def __init__(
         self,
@@ -159,25 +133,26 @@ class Fetcher:
         cache: FetchCache | None = None,
         *,
         resolver: Resolver | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
+        allowed: Callable[[str], bool] = http_client.address_allowed,
     ) -> None:
+        """`resolver` names a host's addresses (the system's lookup by default), `allowed`
+        the addresses a fetch may connect to unless private networks are allowed."""
         self._settings = settings
         self._cache = cache
-        self._resolve = resolver or resolve_host
         self._accounts = _Shares(settings.max_fetches_per_account)
         self._hosts = _Shares(settings.max_fetches_per_host)
-        limits = httpx.Limits(
+        self._all = anyio.Semaphore(settings.max_concurrent_fetches)
+        self._client = http_client.HttpClient(
+            timeout=settings.total_timeout,
+            connect_timeout=settings.connect_timeout,
             max_connections=settings.max_concurrent_fetches,
-            max_keepalive_connections=settings.max_concurrent_fetches,
-        )
-        self._client = httpx.AsyncClient(
-            transport=transport or httpx.AsyncHTTPTransport(limits=limits, http1=True),
-            timeout=httpx.Timeout(settings.total_timeout, connect=settings.connect_timeout),
-            follow_redirects=False,
-            # Proxies from the environment would connect on our behalf, past the address check.
-            trust_env=False,
-            # Asking for identity keeps Content-Length comparable with the byte cap.
-            headers={"User-Agent": f"mmsgate/{__version__}", "Accept-Encoding": "identity"},
+            resolve=http_client.guarded(
+                resolver or http_client.resolve_host,
+                allow_private_networks=settings.allow_private_networks,
+                allowed=allowed,
+                most=_MAX_ADDRESSES,
+            ),
+            user_agent=f"mmsgate/{__version__}",
         )
 
     async def __aenter__(self) -> Fetcher:
@@ -201,9 +176,9 @@ class Fetcher:
             with anyio.fail_after(total):
                 async with share:
                     fetched = await self._follow(slot, cached)
-        except (TimeoutError, httpx.TimeoutException):
+        except (TimeoutError, http_client.Timeout):
             raise slot.failed(f"{shown(ref.url)} could not be fetched within {total:g} s") from None
-        except httpx.TransportError:
+        except http_client.HttpError:
             raise slot.failed(f"the connection to {shown(ref.url)} failed") from None
         has_validator = fetched.etag is not None or fetched.last_modified is not None
         if self._cache is not None and not fetched.revalidated and has_validator:
@@ -213,68 +188,40 @@ class Fetcher:
     async def _follow(self, slot: _Slot, cached: CachedCopy | None) -> Fetched:
         url = _checked_url(slot, slot.ref.url, None)
         for _ in range(self._settings.max_redirects + 1):
-            async with self._hosts.hold((url.scheme, url.host, url.port)):  # each hop, its host's
-                response = await self._send(slot, url, cached)
-                try:
-                    location = response.headers.get("location")
-                    if response.status_code not in _REDIRECTS or not location:
-                        return await self._receive(slot, url, response, cached)
-                finally:
-                    await response.aclose()
+            host = (url.scheme, url.host, url.port)
+            async with self._hosts.hold(host), self._all, self._hop(slot, url, cached) as response:
+                location = response.headers.get("location")
+                if response.status not in _REDIRECTS or not location:
+                    return await self._receive(slot, url, response, cached)
             url = _checked_url(slot, location, url)
         raise slot.failed(
             f"more than {self._settings.max_redirects} redirects from {shown(slot.ref.url)}"
         )
 
-    async def _send(self, slot: _Slot, url: httpx.URL, cached: CachedCopy | None) -> httpx.Response:
-        addresses = await self._checked_addresses(slot, url)
-        for address in addresses[:_MAX_ADDRESSES]:
-            request = self._request(url, address, cached)
-            try:
-                return await self._client.send(request, stream=True)
-            except (httpx.ConnectError, httpx.ConnectTimeout):
-                continue
-        raise slot.failed(f"could not connect to {shown(url)}")
-
-    async def _checked_addresses(self, slot: _Slot, url: httpx.URL) -> list[str]:
-        host = url.raw_host.decode("ascii")
-        port = url.port or (443 if url.scheme == "https" else 80)
+    @contextlib.asynccontextmanager
+    async def _hop(
+        self, slot: _Slot, url: yarl.URL, cached: CachedCopy | None
+    ) -> AsyncIterator[http_client.Streamed]:
+        """One GET, its failures to reach the host worded for the client."""
         try:
-            addresses = list(await self._resolve(host, port))
-        except (OSError, UnicodeError):
-            addresses = []
-        if not addresses:
-            raise slot.failed(f"the host of {shown(url)} could not be resolved")
-        if not self._settings.allow_private_networks and not all(
-            address_allowed(address) for address in addresses
-        ):
-            # Say no more than this: which address it was would map the inside for a prober.
-            raise slot.failed(f"the address of {shown(url)} is not allowed")
-        # A scoped IPv6 address cannot be written into a URL; only allowed private networks
-        # can produce one, and its host usually has another address.
-        return [address for address in addresses if "%" not in address]
-
-    def _request(self, url: httpx.URL, address: str, cached: CachedCopy | None) -> httpx.Request:
-        headers = {"Host": url.netloc.decode("ascii")}
-        extensions: dict[str, str] = {}
-        if url.scheme == "https":
-            # Connect to the checked address, but verify the certificate for the name.
-            extensions["sni_hostname"] = url.raw_host.decode("ascii")
-            # The pool keys connections by address only, so a connection verified for another
-            # name at this address could be reused for this one: never let it be pooled.
-            headers["Connection"] = "close"
-        if cached is not None and cached.etag is not None:
-            headers["If-None-Match"] = cached.etag
-        if cached is not None and cached.last_modified is not None:
-            headers["If-Modified-Since"] = cached.last_modified
-        target = url.copy_with(host=address)
-        return self._client.build_request("GET", target, headers=headers, extensions=extensions)
+            async with self._client.stream(str(url), _request_headers(cached)) as response:
+                yield response
+        except http_client.Refused:
+            raise slot.failed(f"the address of {shown(url)} is not allowed") from None
+        except http_client.Unresolved:
+            raise slot.failed(f"the host of {shown(url)} could not be resolved") from None
+        except http_client.ConnectFailed:
+            raise slot.failed(f"could not connect to {shown(url)}") from None
 
     async def _receive(
-        self, slot: _Slot, url: httpx.URL, response: httpx.Response, cached: CachedCopy | None
+        self,
+        slot: _Slot,
+        url: yarl.URL,
+        response: http_client.Streamed,
+        cached: CachedCopy | None,
     ) -> Fetched:
         headers = response.headers
-        if response.status_code == 304 and cached is not None:
+        if response.status == 304 and cached is not None:
             return Fetched(
                 url=slot.ref.url,
                 data=cached.data,
@@ -283,11 +230,11 @@ class Fetcher:
                 last_modified=headers.get("last-modified", cached.last_modified),
                 revalidated=True,
             )
-        if not 200 <= response.status_code < 300:
-            raise slot.failed(f"HTTP {response.status_code} from {shown(url)}")
+        if not 200 <= response.status < 300:
+            raise slot.failed(f"HTTP {response.status} from {shown(url)}")
         declared = media_type(headers.get("content-type", ""))
         if self._settings.strict:
-            _check_strictly(slot, url, response, declared)
+            _check_strictly(slot, url, headers, declared)
         data = await _read_capped(slot, url, response, declared, self._settings)
         if not data:
             raise slot.failed(f"{shown(url)} is empty")
@@ -301,26 +248,37 @@ class Fetcher:
         )
 
 
+def _request_headers(cached: CachedCopy | None) -> dict[str, str]:
+    # Asking for identity keeps Content-Length comparable with the byte cap.
+    headers = {"Accept-Encoding": "identity"}
+    if cached is not None and cached.etag is not None:
+        headers["If-None-Match"] = cached.etag
+    if cached is not None and cached.last_modified is not None:
+        headers["If-Modified-Since"] = cached.last_modified
+    return headers
+
+
 def media_type(header: str) -> str:
     """The media type of a Content-Type value, lower-cased and without parameters."""
     return header.partition(";")[0].strip().lower()
 
 
-def _checked_url(slot: _Slot, text: str, base: httpx.URL | None) -> httpx.URL:
+def _checked_url(slot: _Slot, text: str, base: yarl.URL | None) -> yarl.URL:
     """Parse a URL (a redirect's Location relative to `base`) and accept only http and https."""
     try:
-        url = httpx.URL(text) if base is None else base.join(text)
-    except (httpx.InvalidURL, UnicodeError):
-        url = None
-    if url is None or url.scheme not in ("http", "https") or not url.raw_host:
+        url: yarl.URL | None = yarl.URL(text) if base is None else base.join(yarl.URL(text))
+        usable = url is not None and http_client.url_problem(str(url)) is None
+    except (ValueError, TypeError, UnicodeError):
+        url, usable = None, False
+    if url is None or not usable or url.scheme not in ("http", "https") or not url.raw_host:
         raise slot.failed(f"{shown(text)} is not an http or https URL")
     return url
 
 
-def _check_strictly(slot: _Slot, url: httpx.URL, response: httpx.Response, declared: str) -> None:
+def _check_strictly(slot: _Slot, url: yarl.URL, headers: Mapping[str, str], declared: str) -> None:
     """Refuse what Sinch refuses (API reference §9): no Content-Length, no usable type."""
-    chunked = "chunked" in response.headers.get("transfer-encoding", "").lower()
-    if chunked or _content_length(response) is None:
+    chunked = "chunked" in headers.get("transfer-encoding", "").lower()
+    if chunked or _content_length(headers) is None:
         raise slot.failed(f"{shown(url)} was served without Content-Length")
     if declared in ("", "application/octet-stream"):
         served = f"as {declared}" if declared else "without Content-Type"
@@ -330,14 +288,14 @@ def _check_strictly(slot: _Slot, url: httpx.URL, response: httpx.Response, decla
         )
 
 
-def _content_length(response: httpx.Response) -> int | None:
+def _content_length(headers: Mapping[str, str]) -> int | None:
     try:
-        return int(response.headers["content-length"])
+        return int(headers["content-length"])
     except (KeyError, ValueError):
         return None
 
 
-def _decoder(slot: _Slot, url: httpx.URL, response: httpx.Response) -> zlib._Decompress | None:
+def _decoder(slot: _Slot, url: yarl.URL, response: http_client.Streamed) -> zlib._Decompress | None:
     """A decompressor for a body served compressed although we asked for identity."""
     encoding = response.headers.get("content-encoding", "identity").strip().lower()
     if encoding in ("", "identity"):
@@ -349,17 +307,21 @@ def _decoder(slot: _Slot, url: httpx.URL, response: httpx.Response) -> zlib._Dec
 
 
 async def _read_capped(
-    slot: _Slot, url: httpx.URL, response: httpx.Response, declared: str, settings: MediaSettings
+    slot: _Slot,
+    url: yarl.URL,
+    response: http_client.Streamed,
+    declared: str,
+    settings: MediaSettings,
 ) -> bytes:
     """Read the body, holding at most cap + 1 bytes, and stop as soon as it is over the cap."""
     kind = slot.ref.kind
     cap = byte_cap(kind, settings, gif=declared == "image/gif")
     decoder = _decoder(slot, url, response)
-    length = _content_length(response)
+    length = _content_length(response.headers)
     if decoder is None and length is not None and length > cap:
         raise slot.too_big(cap)
     body = bytearray()
-    async for raw in response.aiter_raw():
+    async for raw in response.chunks():
         room = cap + 1 - len(body)
         try:
             # max_length bounds what one compressed chunk may expand to.

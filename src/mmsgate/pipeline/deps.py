@@ -9,11 +9,10 @@ import dataclasses
 import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
 
-import httpx
-
 from mmsgate.carriers.base import Carrier, SmsConnector
 from mmsgate.media.prepared import PreparedCache
 from mmsgate.pipeline.health import RouteWatch
+from mmsgate.pipeline.postback_sender import PostbackSender
 from mmsgate.pipeline.shares import PostbackShares
 from mmsgate.profiles import PROFILES, CarrierProfile
 from mmsgate.settings import Route, SmsRoute
@@ -27,17 +26,15 @@ def utc_now() -> dt.datetime:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Deps:
-    """The database, blob store, HTTP client, carriers, connectors and policies the steps
+    """The database, blob store, postback sender, carriers, connectors and policies the steps
     use. Nothing in it is replaced once built; the caches and watches it holds keep their
     own state."""
 
     db: Database
     blobs: BlobStore
-    http: httpx.AsyncClient
+    http: PostbackSender  # the postbacks' HTTP client and targets; closed with the worker
     profiles: Sequence[CarrierProfile] = ()
-    allow_private_networks: bool = False
     postback_window: dt.timedelta = dt.timedelta(hours=24)
-    postback_timeout: float = 10.0  # seconds a customer has to answer a postback
     clock: Callable[[], dt.datetime] = utc_now
     routes: Sequence[Route] = ()
     carriers: Mapping[str, Carrier] = dataclasses.field(default_factory=dict)

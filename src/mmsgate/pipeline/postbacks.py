@@ -15,10 +15,10 @@ Each POST carries `X-Mmsgate-Timestamp` and `X-Mmsgate-Signature: v1=<hex>`, the
 HMAC-SHA256 of `timestamp + "." + body` under the account's postback secret. Sinch signs
 nothing; clients that ignore the headers are unaffected.
 
-The POSTs go through `mmsgate.http_client` (keep-alive to each customer, 10 s timeout by
-default). The
-address guard runs when a connection is opened, on the addresses that connection then uses:
-no DNS lookup per postback, and no gap between the address checked and the one connected to.
+The POSTs go through the worker's `PostbackSender` (`Deps.http`: keep-alive to each
+customer, 10 s timeout by default). Its address guard runs when a connection is opened, on
+the addresses that connection then uses: no DNS lookup per postback, and no gap between the
+address checked and the one connected to.
 """
 
 from __future__ import annotations
@@ -27,32 +27,22 @@ import datetime as dt
 import hashlib
 import hmac
 import time
-import weakref
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
 import structlog
 
 from mmsgate import http_client, metrics
-from mmsgate.media import fetch
 from mmsgate.models import PostbackEvent
 from mmsgate.pipeline.deps import Deps
 from mmsgate.pipeline.shares import Host
 from mmsgate.pipeline.worker import Outcome
 from mmsgate.postback_xml import render, template_postback
-from mmsgate.store import accounts
-from mmsgate.store.db import Database
 from mmsgate.store.deliveries import postback_job
 from mmsgate.store.jobs import Job
 
 log = structlog.get_logger(__name__)
-POSTS_IN_FLIGHT = 64  # connections per customer host and worker; `shares` admits fewer
-ANSWER_READ = 8 * 1024  # bytes of a customer's answer read; the rest is never waited for
-# An account's postback URL and secret are read once a second at most: a change takes effect
-# for postbacks sent from a second after it on.
-TARGET_TTL = 1.0
 SIGNATURE_HEADER = "X-Mmsgate-Signature"
 TIMESTAMP_HEADER = "X-Mmsgate-Timestamp"
 __all__ = ["body_of", "postback_job", "send_postback", "signature", "template_postback"]
@@ -76,7 +66,7 @@ def body_of(payload: Mapping[str, Any]) -> tuple[bytes, str]:
 async def send_postback(job: Job, deps: Deps) -> Outcome:
     """Step for JobKind.POSTBACK: POST the event's body, signed; retry until accepted."""
     payload = job.payload or {}
-    target = await _sender(deps).target(deps.db, int(payload["account_id"]))
+    target = await deps.http.target(deps.db, int(payload["account_id"]))
     url, secret = target if target is not None else (None, "")
     if not url:
         log.info("postback.no_url", job_id=job.id)
@@ -138,65 +128,14 @@ async def _post(
         SIGNATURE_HEADER: signature(secret, timestamp, body),
     }
     try:
-        response = await _sender(deps).client.post(url, body, headers)
-    except Refused as exc:
+        response = await deps.http.client.post(url, body, headers)
+    except http_client.Refused as exc:
         return f"postback URL {url} {exc}", False
+    except http_client.Unresolved as exc:
+        return f"ConnectFailed posting to {url}: postback host {exc}", False
     except http_client.HttpError as exc:
         slow = isinstance(exc, http_client.Timeout)
         return f"{type(exc).__name__} posting to {url}: {exc}", slow
     if 200 <= response.status < 300:
         return None, False
     return f"HTTP {response.status} from {url}", False
-
-
-class Refused(http_client.HttpError):
-    """The postback host resolves to an address postbacks may not go to."""
-
-
-async def _public_addresses(host: str, port: int) -> list[str]:
-    """The addresses a postback connection may use: all of the host's, if all are public."""
-    try:
-        addresses = await fetch.resolve_host(host, port)
-    except (OSError, UnicodeError):
-        raise http_client.ConnectFailed(f"postback host {host} does not resolve") from None
-    if not addresses or not all(fetch.address_allowed(a) for a in addresses):
-        raise Refused("points at an address that is not allowed")
-    return addresses
-
-
-class _Sender:
-    """What one worker's postbacks share: keep-alive connections to the customers, and each
-    account's postback URL and secret, read again when older than TARGET_TTL seconds."""
-
-    def __init__(self, allow_private_networks: bool, timeout: float) -> None:
-        self.client = http_client.HttpClient(
-            timeout=timeout,
-            connect_timeout=timeout,
-            max_connections=POSTS_IN_FLIGHT,
-            # Only the status line counts: a long (or endless) answer is cut short, unread.
-            max_body=ANSWER_READ,
-            truncate_body=True,
-            resolve=None if allow_private_networks else _public_addresses,
-        )
-        self.targets: dict[int, tuple[float, tuple[str | None, str] | None]] = {}
-
-    async def target(self, db: Database, account_id: int) -> tuple[str | None, str] | None:
-        now = time.monotonic()
-        known = self.targets.get(account_id)
-        if known is None or now - known[0] > TARGET_TTL:
-            if len(self.targets) > 10_000:
-                self.targets.clear()
-            known = self.targets[account_id] = (now, await accounts.postback_target(db, account_id))
-        return known[1]
-
-
-# Deps carries an httpx client for postbacks, which its owner closes; the sender rides along
-# with it, keyed by it, until Deps can carry the sender itself.
-_senders: weakref.WeakKeyDictionary[httpx.AsyncClient, _Sender] = weakref.WeakKeyDictionary()
-
-
-def _sender(deps: Deps) -> _Sender:
-    sender = _senders.get(deps.http)
-    if sender is None:
-        sender = _senders[deps.http] = _Sender(deps.allow_private_networks, deps.postback_timeout)
-    return sender

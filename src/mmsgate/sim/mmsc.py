@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from mmsgate import errors, http_client, http_server
+from mmsgate import errors, http_client, http_lean, http_server
 from mmsgate import mm7_codec as mm7
 
 log = structlog.get_logger(__name__)
@@ -56,7 +56,7 @@ class SimulatedMmsc:
     submits: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
     accepted: dict[str, str] = dataclasses.field(default_factory=dict)
     tasks: set[asyncio.Task[None]] = dataclasses.field(default_factory=set)
-    client: http_client.HttpClient | None = None  # one pool for all reports, made on first use
+    client: http_lean.LeanClient | None = None  # one pool for all reports, made on first use
     # Reports owed, kept on disk like a real MMSC's store: a restarted simulator sends the
     # ones it had not delivered before it stopped (one JSON line per report and per "sent").
     journal: Path | None = None
@@ -69,12 +69,7 @@ class SimulatedMmsc:
         async def lifespan(_app: Starlette) -> AsyncIterator[None]:
             self.resume()
             yield
-            # Owed reports stay in the journal (when there is one) for the next start.
-            for task in list(self.tasks):
-                task.cancel()
-            await asyncio.gather(*self.tasks, return_exceptions=True)
-            if self.client is not None:
-                await self.client.aclose()
+            await self.aclose()
 
         return http_server.Guarded(
             Starlette(
@@ -85,6 +80,16 @@ class SimulatedMmsc:
                 lifespan=lifespan,
             )
         )
+
+    async def aclose(self) -> None:
+        """Stop sending reports and close their connections. Owed reports stay in the
+        journal (when there is one) for the next start."""
+        for task in list(self.tasks):
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        if self.client is not None:
+            await self.client.aclose()
+            self.client = None
 
     def resume(self) -> None:
         """Schedule the reports the journal owes (those never marked sent)."""
@@ -195,9 +200,9 @@ class SimulatedMmsc:
             headers["Authorization"] = "Basic " + base64.b64encode(pair).decode("ascii")
         return headers
 
-    def http(self) -> http_client.HttpClient:
+    def http(self) -> http_lean.LeanClient:
         if self.client is None:
-            self.client = http_client.HttpClient(timeout=10, max_connections=self.in_flight)
+            self.client = http_lean.LeanClient(timeout=10, max_connections=self.in_flight)
         return self.client
 
     def schedule(self, message_id: str, number: str, status: str, key: str = "") -> None:
