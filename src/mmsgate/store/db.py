@@ -143,7 +143,7 @@ class Database:
             return await self._gather(statement, params["key"])
         if conn is not None:
             if self._sqlite:
-                driver = (await conn.get_raw_connection()).driver_connection
+                driver = hot.driver_connection(conn)
                 assert isinstance(driver, sqlite_driver.Connection)
                 return sqlite_driver.run(driver.handle, statement.compiled(conn.dialect), params)
             return await pg_driver.run(conn, statement, params)
@@ -246,15 +246,15 @@ class Database:
         in a transaction of its own, so one failure fails only its own caller.
         """
         if key is None:
-            group: _Group[object, object] = _Group(_alone(work))
-            self._pending.append(group)
+            alone = _Alone(work)
+            self._pending.append(alone)
+            future = alone.future
         else:
-            found = self._groups.get(key)
-            if found is None or (most is not None and len(found.items) >= most):
-                found = self._groups[key] = _Group(cast(GroupWork[object, object], work))
-                self._pending.append(found)
-            group = found
-        future = group.add(item)
+            group = self._groups.get(key)
+            if group is None or (most is not None and len(group.items) >= most):
+                group = self._groups[key] = _Group(cast(GroupWork[object, object], work))
+                self._pending.append(group)
+            future = group.add(item)
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush(), name="mmsgate-batched-writes")
         return await future
@@ -334,15 +334,6 @@ def _settle(future: asyncio.Future[T], result: T | None, exc: BaseException | No
         future.set_exception(exc)
 
 
-def _alone(work: Callable[[AsyncConnection], Awaitable[T]]) -> GroupWork[object, T]:
-    """Plain batched work as the work of a group of one."""
-
-    async def run(conn: AsyncConnection, _items: list[object]) -> list[T]:
-        return [await work(conn)]
-
-    return run
-
-
 class _Batched(Protocol):
     """Work waiting in a batch (`Database.batched`), whatever its items and results."""
 
@@ -353,6 +344,30 @@ class _Batched(Protocol):
         self, write: Callable[[], contextlib.AbstractAsyncContextManager[AsyncConnection]]
     ) -> None:
         """Run each item in a transaction of its own, handing over its result or error."""
+
+
+class _Alone(Generic[T]):
+    """Plain batched work and its caller."""
+
+    __slots__ = ("future", "work")
+
+    def __init__(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> None:
+        self.work = work
+        self.future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+
+    async def run(self, conn: AsyncConnection) -> Callable[[], None]:
+        return functools.partial(_settle, self.future, await self.work(conn), None)
+
+    async def run_each(
+        self, write: Callable[[], contextlib.AbstractAsyncContextManager[AsyncConnection]]
+    ) -> None:
+        try:
+            async with write() as conn:
+                result = await self.work(conn)
+        except Exception as exc:  # noqa: BLE001 - handed to the caller
+            _settle(self.future, None, exc)
+        else:
+            _settle(self.future, result, None)
 
 
 class _Group(Generic[Item, T]):

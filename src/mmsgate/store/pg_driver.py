@@ -52,7 +52,7 @@ class _Asyncpg(Protocol):
 
 async def run(conn: AsyncConnection, statement: hot.Hot, params: hot.Params) -> hot.Result:
     """Run `statement` with `params` on `conn`, in its transaction if it is in one."""
-    raw = cast(_Asyncpg, (await conn.get_raw_connection()).driver_connection)
+    raw = cast(_Asyncpg, hot.driver_connection(conn))
     compiled = statement.compiled(conn.dialect)
     if compiled.row is not None:
         compiled = statement.typed(conn.dialect) or await _type(raw, statement, compiled, conn)
