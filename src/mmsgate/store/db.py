@@ -27,7 +27,7 @@ from collections.abc import (
     Sequence,
 )
 from pathlib import Path
-from typing import Any, Generic, Protocol, TypeVar, cast, overload
+from typing import Generic, Protocol, TypeVar, cast, overload
 
 import anyio.to_thread
 import sqlalchemy as sa
@@ -41,6 +41,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from mmsgate.store import hot, pg_driver, sqlite_driver
+from mmsgate.store.rows import Row
 
 T = TypeVar("T")
 Item = TypeVar("Item")
@@ -172,7 +173,7 @@ class Database:
 
     async def _answer(self, lookup: hot.Lookup) -> None:
         waiting = self._gathering.pop(id(lookup.many))
-        found: dict[object, list[Any]] = {}
+        found: dict[object, list[Row]] = {}
         failure: Exception | None = None
         try:
             rows = (await self.run(lookup.many, {"keys": list(waiting)})).rows

@@ -388,7 +388,8 @@ async def _write_at_once(
 ) -> bool:
     statement = _MOVES_AT_ONCE[state, job is not None]
     params = {**values, **event, **{f"job_{k}": v for k, v in (job or {}).items()}}
-    return bool((await db.run(statement, params, conn)).first().moved == 1)
+    (counted,) = (await db.run(statement, params, conn)).rows  # count(*): always one row
+    return bool(counted.moved == 1)
 
 
 # On PostgreSQL the move, its event and its job are one statement (`_move_at_once`).

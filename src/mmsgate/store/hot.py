@@ -20,11 +20,13 @@ from __future__ import annotations
 import collections
 import dataclasses
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import NamedTuple, cast
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
+
+from mmsgate.store.rows import Row
 
 _Processor = Callable[[object], object] | None
 Params = Mapping[str, object]
@@ -38,7 +40,7 @@ class Compiled:
     names: tuple[str, ...]  # the bind parameters, in their order in `sql`
     defaults: dict[str, object]  # values the statement itself gives (`state == 'running'`)
     binds: tuple[_Processor, ...]
-    row: Callable[..., tuple[object, ...]] | None  # a named tuple of the selected columns
+    row: Callable[..., Row] | None  # a named tuple of the selected columns
     # How each column is read, when the dialect can tell without the driver's type code
     # for it (SQLite's can; `typed` gives them for asyncpg, whose numbers need it).
     results: tuple[_Processor, ...] | None
@@ -61,7 +63,7 @@ class Compiled:
             for value, process in zip((given[n] for n in self.names), self.binds, strict=True)
         ]
 
-    def rows(self, fetched: Iterable[Sequence[object]]) -> list[Any]:
+    def rows(self, fetched: Iterable[Sequence[object]]) -> list[Row]:
         """Fetched rows as named tuples, each value as the column type reads it."""
         assert self.row is not None
         assert self.results is not None, "read with the driver's column types (`typed`)"
@@ -118,10 +120,10 @@ class Result(NamedTuple):
     """What a hot statement gave: its rows (attribute access by column name, as from
     `conn.execute`) and the count of rows it changed or returned."""
 
-    rows: list[Any]
+    rows: list[Row]
     rowcount: int
 
-    def first(self) -> Any:
+    def first(self) -> Row | None:
         return self.rows[0] if self.rows else None
 
 
@@ -149,7 +151,8 @@ def _compile(statement: sa.Executable, keys: list[str] | None, dialect: Dialect)
     columns = list(getattr(statement, "exported_columns", ()))
     if not columns:
         return Compiled(str(compiled), names, defaults, binds, None, (), ())
-    row = collections.namedtuple("Row", [c.key for c in columns])  # type: ignore[misc]
+    # A named tuple answers its columns by name, as `Row` says.
+    row = cast(Callable[..., Row], collections.namedtuple("Row", [c.key for c in columns]))
     types = tuple(c.type for c in columns)
     try:
         results: tuple[_Processor, ...] | None = tuple(
