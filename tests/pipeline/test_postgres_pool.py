@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from mmsgate import settings as settings_mod
 from mmsgate.store import db as db_mod
 from mmsgate.store.db import Database
-from mmsgate.store.hot import Hot
+from mmsgate.store.hot import Hot, Lookup
 from tests import pg
 
 _names = itertools.count()
@@ -65,7 +65,7 @@ async def test_hot_lookups_share_a_bounded_number_of_connections(pg_url: str) ->
         sa.select(sa.func.pg_backend_pid().label("pid"), sa.func.pg_sleep(0.01).label("slept"))
     )
     try:
-        results = await asyncio.gather(*(pg_db.read_hot(lookup, {}) for _ in range(200)))
+        results = await asyncio.gather(*(pg_db.run(lookup, {}) for _ in range(200)))
     finally:
         await pg_db.close()
     backends = {result.first().pid for result in results}
@@ -89,17 +89,17 @@ async def test_concurrent_row_lookups_share_one_query(
         .order_by(values.c.n)
     )
     queries: list[object] = []
-    read_hot = pg_db.read_hot
+    run = pg_db.run
 
-    async def counted(statement: Hot, params: dict[str, object]) -> object:
+    async def counted(statement: Hot | Lookup, params: dict[str, object]) -> object:
         queries.append(params)
-        return await read_hot(statement, params)
+        return await run(statement, params)
 
-    monkeypatch.setattr(pg_db, "read_hot", counted)
+    monkeypatch.setattr(pg_db, "run", counted)
+    lookup = Lookup(one, many, "name")
     try:
-        rows = await asyncio.gather(
-            *(pg_db.read_hot_row(one, many, "name", key) for key in ("a", "b", "zz", "a"))
-        )
+        found = await asyncio.gather(*(run(lookup, {"key": key}) for key in ("a", "b", "zz", "a")))
+        rows = [result.first() for result in found]
     finally:
         await pg_db.close()
     assert [row and (row.name, row.n) for row in rows] == [("a", 1), ("b", 2), None, ("a", 1)]
@@ -117,7 +117,7 @@ async def test_a_failed_shared_lookup_fails_every_caller(pg_url: str) -> None:
     )
     try:
         outcomes = await asyncio.gather(
-            *(pg_db.read_hot_row(one, broken, "n", key) for key in ("x", "y")),
+            *(pg_db.run(Lookup(one, broken, "n"), {"key": key}) for key in ("x", "y")),
             return_exceptions=True,
         )
     finally:

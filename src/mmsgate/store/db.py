@@ -1,4 +1,7 @@
-"""Engines, connection set-up and migrations for SQLite (embedded) and PostgreSQL.
+"""The database: engines, transactions, group commit, hot statements and migrations, for
+SQLite (embedded) and PostgreSQL. The one module of `store/` that knows which backend runs:
+each backend's machinery below SQLAlchemy is in its own module (`sqlite_driver`,
+`pg_driver`), and a statement spelled per backend is a `PerDialect` the Database picks from.
 
 SQLite runs in WAL mode with synchronous=FULL so that a committed `Success` survives power
 loss; writes go through one connection that begins with BEGIN IMMEDIATE, so two processes
@@ -9,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import fcntl
+import functools
 import os
 import sqlite3
 import time
@@ -19,11 +24,10 @@ from collections.abc import (
     Callable,
     Hashable,
     Iterator,
-    Mapping,
     Sequence,
 )
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Generic, Protocol, TypeVar, cast, overload
 
 import anyio.to_thread
 import sqlalchemy as sa
@@ -32,14 +36,18 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import event
+from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import ConnectionPoolEntry
 
-from mmsgate.store import hot, sqlite_driver
+from mmsgate.store import hot, pg_driver, sqlite_driver
+from mmsgate.store.rows import Row
 
 T = TypeVar("T")
 Item = TypeVar("Item")
-_Work = Callable[[AsyncConnection], Awaitable[Any]]
-_Settle = Callable[[Any, BaseException | None], None]
+# What `Database.batched` runs: the items of one group in a write transaction, a result each.
+GroupWork = Callable[[AsyncConnection, list[Item]], Awaitable[Sequence[T]]]
+_Gathered = dict[object, list["asyncio.Future[hot.Result]"]]  # lookups waiting, by key
 MIGRATIONS = Path(__file__).parent / "migrations"
 _PG_MIGRATION_LOCK = 0x6D6D7367  # "mmsg": advisory lock id held while migrating
 HOT_READS = 16  # PostgreSQL connections a process's hot lookups use at once
@@ -47,29 +55,42 @@ CONNECT_SECONDS = 10.0  # a PostgreSQL host that never answers fails a connect t
 IDLE_PING_SECONDS = 5.0  # a pooled connection unused this long is checked before use
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class PerDialect(Generic[T]):
+    """One thing in each backend's spelling (an upsert, a claim); `Database.pick` chooses."""
+
+    sqlite: T
+    postgresql: T
+
+
 class Database:
-    """The engines one process uses: `reader` for queries and `writer` for transactions."""
+    """The database one process uses. Its ways in:
+
+    - `read()`: a connection for queries; `write()`: one in a write transaction;
+    - `batched(work)`: group commit, work of many concurrent callers in one transaction;
+    - `run(statement, params)`: a hot statement (`store.hot`), on the fastest path the
+      backend has, on its own or in a caller's transaction;
+    - `pick(PerDialect(...))`: the backend's spelling of a statement.
+    """
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self.is_sqlite = url.startswith("sqlite")
+        self._sqlite = url.startswith("sqlite")
         self._local_write = asyncio.Lock()
-        self._pending: list[tuple[_Work, _Settle]] = []
-        self._groups: dict[Hashable, _Group] = {}
+        self._pending: list[_Batched] = []
+        self._groups: dict[Hashable, _Group[object, object]] = {}
         self._flusher: asyncio.Task[None] | None = None
         self._lock_fd: int | None = None
         self._hot_reader: sqlite3.Connection | None = None
         self._hot_reads = asyncio.Semaphore(HOT_READS)
-        self._gathering: dict[int, dict[Any, list[asyncio.Future[Any]]]] = {}
+        self._gathering: dict[int, _Gathered] = {}
         self._answering: set[asyncio.Task[None]] = set()
-        if self.is_sqlite:
+        if self._sqlite:
             self.writer = _sqlite_engine(url, immediate=True, pool_size=1)
             # WAL readers are cheap and do not block one another: as many as the requests a
             # process serves at once, so none waits long for a connection.
             self.reader = _sqlite_engine(url, immediate=False, pool_size=16)
             self._lock_path = _sqlite_path(url).with_suffix(".write.lock")
-            self.thread_writer: sa.Engine | None = _sqlite_sync_engine(url)
-            self._thread_lock_fd: int | None = None
         else:
             # Connections past the pool are opened and closed per use, and a new backend
             # costs PostgreSQL milliseconds of CPU: hot lookups, which the worker's jobs
@@ -83,7 +104,16 @@ class Database:
             # Reads run without BEGIN/ROLLBACK (two round trips each): PostgreSQL's READ
             # COMMITTED gives each statement its own snapshot either way.
             self.reader = self.writer.execution_options(isolation_level="AUTOCOMMIT")
-            self.thread_writer = None
+
+    @property
+    def embedded(self) -> bool:
+        """Whether the database is this data dir's own file (SQLite): nobody else would
+        migrate it, and processes sharing it take turns to write."""
+        return self._sqlite
+
+    def pick(self, choice: PerDialect[T]) -> T:
+        """This backend's one of `choice`."""
+        return choice.sqlite if self._sqlite else choice.postgresql
 
     @contextlib.asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
@@ -92,61 +122,73 @@ class Database:
         async with self.reader.connect() as conn:
             yield conn
 
-    async def read_hot(self, statement: hot.Hot, params: Mapping[str, Any]) -> hot.Result:
-        """Run one hot query (`store.hot`). On SQLite it runs at once on a connection of its
-        own in autocommit, each query its own snapshot: no pool, no BEGIN or ROLLBACK, for
-        the indexed lookups each message makes."""
-        if not self.is_sqlite:
-            async with self._hot_reads, self.read() as conn:
-                return await hot.execute(conn, statement, params)
+    async def run(
+        self,
+        statement: hot.Hot | hot.Lookup,
+        params: hot.Params,
+        conn: AsyncConnection | None = None,
+    ) -> hot.Result:
+        """Run a hot statement (`store.hot`) in `conn`'s transaction, or with no `conn` as a
+        read of its own. A `Lookup` takes `{"key": …}` and gives the rows of that key.
+
+        A read of its own on SQLite runs at once on a connection of its own in
+        autocommit, each query its own snapshot: no pool, no BEGIN or ROLLBACK, for the
+        indexed lookups each message makes. On PostgreSQL, the lookups made while one
+        gathers (until the event loop's next turn) share one query, the lookup's `many`,
+        given all their keys at once: a worker's concurrent jobs and concurrent delivery
+        reports each look up one row, and one round trip for the lot costs the server a
+        fraction of one each."""
+        if isinstance(statement, hot.Lookup):
+            if conn is not None or self._sqlite:
+                return await self.run(statement.one, params, conn)
+            return await self._gather(statement, params["key"])
+        if conn is not None:
+            if self._sqlite:
+                driver = hot.driver_connection(conn)
+                assert isinstance(driver, sqlite_driver.Connection)
+                return sqlite_driver.run(driver.handle, statement.compiled(conn.dialect), params)
+            return await pg_driver.run(conn, statement, params)
+        if not self._sqlite:
+            async with self._hot_reads, self.read() as read:
+                return await pg_driver.run(read, statement, params)
         if self._hot_reader is None:
-            self._hot_reader = sqlite3.connect(
-                _sqlite_path(self.url), isolation_level=None, check_same_thread=False
-            )
-            self._hot_reader.execute("PRAGMA busy_timeout=30000")
-        return hot.run_sqlite(self._hot_reader, statement.compiled(self.reader.dialect), params)
+            self._hot_reader = sqlite_driver.reader(_sqlite_path(self.url))
+        compiled = statement.compiled(self.reader.dialect)
+        return sqlite_driver.run(self._hot_reader, compiled, params)
 
-    async def read_hot_row(self, one: hot.Hot, many: hot.Hot, column: str, key: Any) -> Any:
-        """The first row whose `column` equals `key`, or None.
-
-        On SQLite `one` runs at once with `key`. On PostgreSQL the lookups made while one
-        gathers (until the event loop's next turn) share one query, `many`, given all their
-        keys at once (`keys`): a worker's concurrent jobs and concurrent delivery reports
-        each look up one row, and one round trip for the lot costs the server a fraction
-        of one each."""
-        if self.is_sqlite:
-            return (await self.read_hot(one, {"key": key})).first()
+    async def _gather(self, lookup: hot.Lookup, key: object) -> hot.Result:
         loop = asyncio.get_running_loop()
-        waiting = self._gathering.get(id(many))
+        waiting = self._gathering.get(id(lookup.many))
         if waiting is None:
-            waiting = self._gathering[id(many)] = {}
-            loop.call_soon(self._answer_gathered, many, column)
-        future: asyncio.Future[Any] = loop.create_future()
+            waiting = self._gathering[id(lookup.many)] = {}
+            loop.call_soon(self._answer_gathered, lookup)
+        future: asyncio.Future[hot.Result] = loop.create_future()
         waiting.setdefault(key, []).append(future)
         return await future
 
-    def _answer_gathered(self, many: hot.Hot, column: str) -> None:
-        task = asyncio.get_running_loop().create_task(self._answer(many, column))
+    def _answer_gathered(self, lookup: hot.Lookup) -> None:
+        task = asyncio.get_running_loop().create_task(self._answer(lookup))
         self._answering.add(task)
         task.add_done_callback(self._answering.discard)
 
-    async def _answer(self, many: hot.Hot, column: str) -> None:
-        waiting = self._gathering.pop(id(many))
-        found: dict[Any, Any] = {}
+    async def _answer(self, lookup: hot.Lookup) -> None:
+        waiting = self._gathering.pop(id(lookup.many))
+        found: dict[object, list[Row]] = {}
         failure: Exception | None = None
         try:
-            rows = (await self.read_hot(many, {"keys": list(waiting)})).rows
+            rows = (await self.run(lookup.many, {"keys": list(waiting)})).rows
         except Exception as exc:  # noqa: BLE001 - handed to every caller waiting on it
             failure = exc
         else:
             for row in rows:
-                found.setdefault(getattr(row, column), row)
+                found.setdefault(getattr(row, lookup.column), []).append(row)
         for key, futures in waiting.items():
+            mine = found.get(key, [])
             for future in futures:
                 if future.done():
                     continue
                 if failure is None:
-                    future.set_result(found.get(key))
+                    future.set_result(hot.Result(mine, len(mine)))
                 else:
                     future.set_exception(failure)
 
@@ -158,7 +200,7 @@ class Database:
         BEGIN IMMEDIATE: waiting on the lock wakes a process the moment the other one
         commits, where SQLite's own busy handler would sleep in growing steps.
         """
-        if not self.is_sqlite:
+        if not self._sqlite:
             async with self.writer.begin() as conn:
                 yield conn
             return
@@ -170,80 +212,66 @@ class Database:
             finally:
                 fcntl.flock(fd, fcntl.LOCK_UN)
 
-    async def batched(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
-        """Run `work` in a write transaction shared with all other batched work that is
-        waiting: one commit (one fsync) for the lot. The result comes once it is committed.
+    @overload
+    async def batched(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T: ...
 
-        For small, independent writes from many concurrent tasks (job outcomes, state
-        moves). If any work in a batch fails, the batch is rolled back and each work runs
-        again in a transaction of its own, so one failure fails only its own caller.
-        """
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._pending.append((work, _settle(future)))
-        self._start_flush()
-        return await future
-
-    async def batched_together(
+    @overload
+    async def batched(
         self,
+        work: GroupWork[Item, T],
+        *,
         key: Hashable,
         item: Item,
-        work: Callable[[AsyncConnection, list[Item]], Awaitable[Sequence[T]]],
-    ) -> T:
-        """Like `batched`, and the items given with the same `key` while a batch gathers go
-        to one call of `work(conn, items)`, which returns one result per item, in order:
-        one statement for many rows where `batched` would run one per caller."""
-        group = self._groups.get(key)
-        if group is None:
-            group = self._groups[key] = _Group(work)
-            self._pending.append((group.run, group.settle))
-            self._start_flush()
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        group.items.append(item)
-        group.futures.append(future)
-        return await future
+        most: int | None = None,
+    ) -> T: ...
 
-    def _start_flush(self) -> None:
+    async def batched(
+        self,
+        work: Callable[..., Awaitable[object]],
+        *,
+        key: Hashable | None = None,
+        item: object = None,
+        most: int | None = None,
+    ) -> object:
+        """Group commit: run `work` in a write transaction shared with all other batched
+        work that is waiting, one commit (one fsync) for the lot. The result comes once it
+        is committed.
+
+        `work(conn)` alone, for small, independent writes from many concurrent tasks (job
+        outcomes, state moves). With a `key`, the items given with that key while a batch
+        gathers (up to `most` a call) go to one call of `work(conn, items)`, which returns
+        one result per item, in order: one statement for many rows where plain work would
+        run one per caller.
+
+        If anything in a batch fails, the batch is rolled back and each item runs again
+        in a transaction of its own, so one failure fails only its own caller.
+        """
+        if key is None:
+            alone = _Alone(work)
+            self._pending.append(alone)
+            future = alone.future
+        else:
+            group = self._groups.get(key)
+            if group is None or (most is not None and len(group.items) >= most):
+                group = self._groups[key] = _Group(cast(GroupWork[object, object], work))
+                self._pending.append(group)
+            future = group.add(item)
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush(), name="mmsgate-batched-writes")
+        return await future
 
     async def _flush(self) -> None:
         while self._pending:
             batch, self._pending, self._groups = self._pending, [], {}
             try:
                 async with self.write() as conn:
-                    results = [await work(conn) for work, _ in batch]
+                    settles = [await group.run(conn) for group in batch]
             except Exception:  # noqa: BLE001 - rerun alone, each failure goes to its caller
-                await self._one_by_one(batch)
+                for group in batch:
+                    await group.run_each(self.write)
                 continue
-            for (_, settle), result in zip(batch, results, strict=True):
-                settle(result, None)
-
-    async def _one_by_one(self, batch: list[tuple[_Work, _Settle]]) -> None:
-        for work, settle in batch:
-            try:
-                async with self.write() as conn:
-                    result = await work(conn)
-            except Exception as exc:  # noqa: BLE001 - handed to the caller
-                settle(None, exc)
-            else:
-                settle(result, None)
-
-    def write_in_thread(self, work: Callable[[sa.Connection], T]) -> T:
-        """Run `work` in a write transaction from a worker thread (SQLite only).
-
-        The group-commit writer uses this: the whole batch runs on plain sqlite3 in one
-        thread, with no hop back to the event loop per statement, so the write lock is held
-        only as long as the batch really takes.
-        """
-        assert self.thread_writer is not None
-        if self._thread_lock_fd is None:
-            self._thread_lock_fd = _open_lock(self._lock_path)
-        fcntl.flock(self._thread_lock_fd, fcntl.LOCK_EX)
-        try:
-            with self.thread_writer.begin() as conn:
-                return work(conn)
-        finally:
-            fcntl.flock(self._thread_lock_fd, fcntl.LOCK_UN)
+            for settle in settles:
+                settle()
 
     async def _take_file_lock(self) -> int:
         if self._lock_fd is None:
@@ -258,7 +286,7 @@ class Database:
     async def migrate(self) -> list[str]:
         """Bring the schema to the newest revision; safe to call from several processes.
         Returns the revisions applied, oldest first (none when it was already current)."""
-        if self.is_sqlite:
+        if self._sqlite:
             lock_path = _sqlite_path(self.url).with_suffix(".migrate.lock")
             lock_path.parent.mkdir(parents=True, exist_ok=True)
             with _file_lock(lock_path):
@@ -292,47 +320,96 @@ class Database:
         if self._hot_reader is not None:
             self._hot_reader.close()
             self._hot_reader = None
-        if self.thread_writer is not None:
-            self.thread_writer.dispose()
-            if self._thread_lock_fd is not None:
-                os.close(self._thread_lock_fd)
-                self._thread_lock_fd = None
         await self.writer.dispose()
-        if self.is_sqlite:  # on PostgreSQL the reader shares the writer's pool
+        if self._sqlite:  # on PostgreSQL the reader shares the writer's pool
             await self.reader.dispose()
 
 
-def _settle(future: asyncio.Future[Any]) -> _Settle:
+def _settle(future: asyncio.Future[T], result: T | None, exc: BaseException | None) -> None:
     """Hands a batched work's result (or exception) to the caller waiting on `future`."""
-
-    def settle(result: Any, exc: BaseException | None) -> None:
-        if future.done():
-            return
-        if exc is None:
-            future.set_result(result)
-        else:
-            future.set_exception(exc)
-
-    return settle
+    if future.done():
+        return
+    if exc is None:
+        future.set_result(result)  # type: ignore[arg-type]  # None only with an exception
+    else:
+        future.set_exception(exc)
 
 
-class _Group:
-    """Items waiting for one call of a `batched_together` work, and their callers."""
+class _Batched(Protocol):
+    """Work waiting in a batch (`Database.batched`), whatever its items and results."""
 
-    def __init__(self, work: Callable[[AsyncConnection, list[Any]], Awaitable[Sequence[Any]]]):
+    async def run(self, conn: AsyncConnection) -> Callable[[], None]:
+        """Run in the batch's transaction; what hands the results over once committed."""
+
+    async def run_each(
+        self, write: Callable[[], contextlib.AbstractAsyncContextManager[AsyncConnection]]
+    ) -> None:
+        """Run each item in a transaction of its own, handing over its result or error."""
+
+
+class _Alone(Generic[T]):
+    """Plain batched work and its caller."""
+
+    __slots__ = ("future", "work")
+
+    def __init__(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> None:
         self.work = work
-        self.items: list[Any] = []
-        self.futures: list[asyncio.Future[Any]] = []
+        self.future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
 
-    async def run(self, conn: AsyncConnection) -> Sequence[Any]:
-        results = await self.work(conn, self.items)
-        if len(results) != len(self.items):
-            raise RuntimeError("batched_together work gave a result count unlike its items")
+    async def run(self, conn: AsyncConnection) -> Callable[[], None]:
+        return functools.partial(_settle, self.future, await self.work(conn), None)
+
+    async def run_each(
+        self, write: Callable[[], contextlib.AbstractAsyncContextManager[AsyncConnection]]
+    ) -> None:
+        try:
+            async with write() as conn:
+                result = await self.work(conn)
+        except Exception as exc:  # noqa: BLE001 - handed to the caller
+            _settle(self.future, None, exc)
+        else:
+            _settle(self.future, result, None)
+
+
+class _Group(Generic[Item, T]):
+    """Items waiting for one call of a batched work, and their callers."""
+
+    def __init__(self, work: GroupWork[Item, T]) -> None:
+        self.work = work
+        self.items: list[Item] = []
+        self.futures: list[asyncio.Future[T]] = []
+
+    def add(self, item: Item) -> asyncio.Future[T]:
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self.items.append(item)
+        self.futures.append(future)
+        return future
+
+    async def run(self, conn: AsyncConnection) -> Callable[[], None]:
+        results = await self._call(conn, self.items)
+        return functools.partial(self._settle_all, results)
+
+    async def run_each(
+        self, write: Callable[[], contextlib.AbstractAsyncContextManager[AsyncConnection]]
+    ) -> None:
+        for item, future in zip(self.items, self.futures, strict=True):
+            try:
+                async with write() as conn:
+                    (result,) = await self._call(conn, [item])
+            except Exception as exc:  # noqa: BLE001 - handed to the caller
+                _settle(future, None, exc)
+            else:
+                _settle(future, result, None)
+
+    async def _call(self, conn: AsyncConnection, items: list[Item]) -> Sequence[T]:
+        results = await self.work(conn, items)
+        if len(results) != len(items):
+            raise RuntimeError("batched work gave a result count unlike its items")
         return results
 
-    def settle(self, results: Any, exc: BaseException | None) -> None:
-        for n, future in enumerate(self.futures):
-            _settle(future)(None if exc is not None else results[n], exc)
+    def _settle_all(self, results: Sequence[T]) -> None:
+        for future, result in zip(self.futures, results, strict=True):
+            _settle(future, result, None)
 
 
 def _open_lock(path: Path) -> int:
@@ -383,11 +460,13 @@ def _ping_after_idle(engine: sa.Engine) -> None:
     steady use skip the round trip that checking every checkout (`pool_pre_ping`) costs."""
 
     @event.listens_for(engine, "checkin")
-    def _returned(_dbapi_connection: Any, record: Any) -> None:
+    def _returned(_dbapi_connection: DBAPIConnection, record: ConnectionPoolEntry) -> None:
         record.info["returned_at"] = time.monotonic()
 
     @event.listens_for(engine, "checkout")
-    def _check(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+    def _check(
+        dbapi_connection: DBAPIConnection, record: ConnectionPoolEntry, _proxy: object
+    ) -> None:
         returned = record.info.get("returned_at")
         if returned is None or time.monotonic() - returned < IDLE_PING_SECONDS:
             return
@@ -411,31 +490,17 @@ def _sqlite_engine(url: str, *, immediate: bool, pool_size: int) -> AsyncEngine:
         url,
         pool_size=pool_size,
         max_overflow=0,
-        async_creator=sqlite_driver.creator(str(path), timeout=30),
+        async_creator=sqlite_driver.creator(str(path)),
     )
     _prepare_sqlite(engine.sync_engine, immediate=immediate)
     return engine
 
 
-def _sqlite_sync_engine(url: str) -> sa.Engine:
-    """The blocking engine of the group-commit writer thread (see `Database.write_in_thread`)."""
-    plain = "sqlite:///" + url.split("///", 1)[1]
-    engine = sa.create_engine(
-        plain,
-        pool_size=1,
-        max_overflow=0,
-        connect_args={"timeout": 30, "check_same_thread": False},
-    )
-    _prepare_sqlite(engine, immediate=True)
-    return engine
-
-
 def _prepare_sqlite(engine: sa.Engine, *, immediate: bool) -> None:
     @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        # Take transaction control from the driver so BEGIN IMMEDIATE and SAVEPOINT work
-        # (SQLAlchemy's documented recipe for the pysqlite/aiosqlite drivers).
-        dbapi_connection.isolation_level = None
+    def _on_connect(dbapi_connection: DBAPIConnection, _record: object) -> None:
+        # The driver connection is in autocommit already (`sqlite_driver`), so BEGIN
+        # IMMEDIATE and SAVEPOINT are SQLAlchemy's to send.
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=FULL")

@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mmsgate import metrics, models
-from mmsgate.store import hot
-from mmsgate.store.db import Database
-from mmsgate.store.hot import Hot
+from mmsgate.store.db import Database, PerDialect
+from mmsgate.store.hot import Hot, Lookup
 from mmsgate.store.jobs import new_job
 from mmsgate.store.rows import Row
 from mmsgate.store.schema import (
@@ -180,9 +179,12 @@ _DELIVERY = sa.select(
 
 # The hot statements are built once, with bound parameters: building one per call cost
 # SQLAlchemy more than running it (bench/deliver/README.md).
-_BY_TRACKING_ID = Hot(_DELIVERY.where(recipients.c.tracking_id == sa.bindparam("key")))
 _KEYS = sa.bindparam("keys", type_=sa.ARRAY(sa.String))  # PostgreSQL: many lookups at once
-_BY_TRACKING_IDS = Hot(_DELIVERY.where(recipients.c.tracking_id == sa.any_(_KEYS)))
+_BY_TRACKING_ID = Lookup(
+    Hot(_DELIVERY.where(recipients.c.tracking_id == sa.bindparam("key"))),
+    Hot(_DELIVERY.where(recipients.c.tracking_id == sa.any_(_KEYS))),
+    "tracking_id",
+)
 # What a delivery report needs to move the recipient and write its postback: none of the
 # template's slides (JSON, decoded per row) that a delivery needs.
 _REPORT_ROW = sa.select(
@@ -199,11 +201,12 @@ _REPORT_ROW = sa.select(
 # Newest first: an MMSC that reuses a MessageID (after a reset) reports on the recipient it
 # took last, never on an older one long final.
 _NEWEST = recipients.c.created_at.desc()
-_BY_CARRIER_MESSAGE_ID = Hot(
-    _REPORT_ROW.where(recipients.c.carrier_message_id == sa.bindparam("key")).order_by(_NEWEST)
-)
-_BY_CARRIER_MESSAGE_IDS = Hot(
-    _REPORT_ROW.where(recipients.c.carrier_message_id == sa.any_(_KEYS)).order_by(_NEWEST)
+_BY_CARRIER_MESSAGE_ID = Lookup(
+    Hot(
+        _REPORT_ROW.where(recipients.c.carrier_message_id == sa.bindparam("key")).order_by(_NEWEST)
+    ),
+    Hot(_REPORT_ROW.where(recipients.c.carrier_message_id == sa.any_(_KEYS)).order_by(_NEWEST)),
+    "carrier_message_id",
 )
 _ON_ROUTES = (
     _REPORT_ROW.where(
@@ -284,16 +287,14 @@ _JOB = Hot(jobs.insert(), keys=_JOB_KEYS)
 
 async def for_delivery(db: Database, tracking_id: str) -> Delivery | None:
     """The recipient with its message and template, or None."""
-    row = await db.read_hot_row(_BY_TRACKING_ID, _BY_TRACKING_IDS, "tracking_id", tracking_id)
+    row = (await db.run(_BY_TRACKING_ID, {"key": tracking_id})).first()
     return None if row is None else delivery_of(row)
 
 
 async def by_carrier_message_id(db: Database, carrier_message_id: str) -> Reported | None:
     """The recipient an MMSC's MessageID belongs to (with what `advance` needs of its
     message, and the route it was submitted over), or None."""
-    row = await db.read_hot_row(
-        _BY_CARRIER_MESSAGE_ID, _BY_CARRIER_MESSAGE_IDS, "carrier_message_id", carrier_message_id
-    )
+    row = (await db.run(_BY_CARRIER_MESSAGE_ID, {"key": carrier_message_id})).first()
     return None if row is None else reported_of(row)
 
 
@@ -342,18 +343,11 @@ async def move(
 
     job = postback_job(postback, now) if postback is not None else None
 
+    write = db.pick(_WRITE)
+
     async def work(conn: AsyncConnection) -> bool:
-        if conn.dialect.name == "postgresql":
-            at_once = _MOVES_AT_ONCE[to.state, job is not None]
-            params = values | event | {f"job_{k}": v for k, v in (job or {}).items()}
-            if (await hot.execute(conn, at_once, params)).first().moved != 1:
-                return False
-        else:
-            if (await hot.execute(conn, _MOVES[to.state], values)).rowcount != 1:
-                return False
-            await hot.execute(conn, _EVENT, event)
-            if job is not None:
-                await hot.execute(conn, _JOB, job)
+        if not await write(db, conn, to.state, values, event, job):
+            return False
         if also is not None:
             await also(conn)
         return True
@@ -363,6 +357,43 @@ async def move(
     if moved:
         metrics.STATES.labels(to.state.value).inc()
     return moved
+
+
+_Values = Mapping[str, object]
+
+
+async def _write_apart(
+    db: Database,
+    conn: AsyncConnection,
+    state: models.RecipientState,
+    values: _Values,
+    event: _Values,
+    job: _Values | None,
+) -> bool:
+    if (await db.run(_MOVES[state], values, conn)).rowcount != 1:
+        return False
+    await db.run(_EVENT, event, conn)
+    if job is not None:
+        await db.run(_JOB, job, conn)
+    return True
+
+
+async def _write_at_once(
+    db: Database,
+    conn: AsyncConnection,
+    state: models.RecipientState,
+    values: _Values,
+    event: _Values,
+    job: _Values | None,
+) -> bool:
+    statement = _MOVES_AT_ONCE[state, job is not None]
+    params = {**values, **event, **{f"job_{k}": v for k, v in (job or {}).items()}}
+    (counted,) = (await db.run(statement, params, conn)).rows  # count(*): always one row
+    return bool(counted.moved == 1)
+
+
+# On PostgreSQL the move, its event and its job are one statement (`_move_at_once`).
+_WRITE = PerDialect(sqlite=_write_apart, postgresql=_write_at_once)
 
 
 async def advance(

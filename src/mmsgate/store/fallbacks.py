@@ -407,7 +407,7 @@ async def opened(db: Database, token: str, now: dt.datetime) -> None:
     Opens arriving together share one transaction, one UPDATE per page: a page shared in a
     group chat is opened by many phones at once, and a commit each would queue every view
     behind every other's fsync."""
-    await db.batched_together("page-opens", (token, now), _count_opens)
+    await db.batched(_count_opens, key="page-opens", item=(token, now))
 
 
 async def _count_opens(conn: AsyncConnection, items: list[tuple[str, dt.datetime]]) -> list[None]:

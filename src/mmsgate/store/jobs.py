@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from mmsgate import models
 from mmsgate.models import JSONValue
 from mmsgate.store import workers
-from mmsgate.store.db import Database
+from mmsgate.store.db import Database, PerDialect
 from mmsgate.store.rows import Row
 from mmsgate.store.schema import UtcDateTime, jobs, recipients
 
@@ -88,12 +88,6 @@ def _take(due: sa.Select[tuple[int]], skip_locked: bool) -> sa.Executable:
     )
 
 
-# (abandoned, pending), by whether the database skips rows other workers have locked
-_CLAIMS = {
-    locking: (_take(_ABANDONED, locking), _take(_PENDING, locking)) for locking in (False, True)
-}
-
-
 # A queue's statistics go stale within seconds (thousands of jobs queued since the table was
 # last analysed): PostgreSQL then takes the (state, run_at) index as a bitmap, reads every
 # due job and sorts them, 4-6 ms a claim with 8,000 queued, where walking the index in
@@ -101,6 +95,12 @@ _CLAIMS = {
 # claim's transaction only.
 _INDEX_ORDER = sa.text(
     "SELECT set_config('enable_bitmapscan', 'off', true), set_config('enable_seqscan', 'off', true)"
+)
+# (abandoned, pending, what the claim's transaction runs first): PostgreSQL skips rows other
+# workers have locked; SQLite's write lock already makes one claim at a time.
+_CLAIMS = PerDialect(
+    sqlite=(_take(_ABANDONED, False), _take(_PENDING, False), None),
+    postgresql=(_take(_ABANDONED, True), _take(_PENDING, True), _INDEX_ORDER),
 )
 
 
@@ -131,12 +131,12 @@ async def claim(
         "worker": worker,
     }
     taken: list[Row] = []
+    look_abandoned, look_pending, index_order = db.pick(_CLAIMS)
     async with db.write() as conn:
         if beat:
-            await workers.beat(conn, worker, now)
-        if not db.is_sqlite and limit:
-            await conn.execute(_INDEX_ORDER)
-        look_abandoned, look_pending = _CLAIMS[not db.is_sqlite]
+            await workers.beat(db, conn, worker, now)
+        if index_order is not None and limit:
+            await conn.execute(index_order)
         for statement in (look_abandoned, look_pending) if abandoned else (look_pending,):
             if len(taken) < limit:
                 params["limit"] = limit - len(taken)
@@ -223,7 +223,7 @@ async def complete(
     job taken over by another worker queues its own). The jobs that end while a batch of
     writes gathers are marked with one UPDATE."""
     item = (job.id, now, tuple(follow_ups))
-    return await db.batched_together(("complete", worker), item, _complete(worker))
+    return await db.batched(_complete(worker), key=("complete", worker), item=item)
 
 
 _COMPLETE = (

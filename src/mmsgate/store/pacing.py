@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from mmsgate.store.db import Database
+from mmsgate.store.db import Database, PerDialect
 from mmsgate.store.schema import route_pacing
 
 _NOW = sa.bindparam("now", type_=sa.Float())
@@ -31,7 +31,7 @@ def _upsert(insert: Callable[[sa.Table], sqlite.Insert | postgresql.Insert]) -> 
     ).returning(route_pacing.c.next_slot)
 
 
-_TAKE = {"sqlite": _upsert(sqlite.insert), "postgresql": _upsert(postgresql.insert)}
+_TAKE = PerDialect(sqlite=_upsert(sqlite.insert), postgresql=_upsert(postgresql.insert))
 
 
 async def take_slot(db: Database, route: str, max_mps: float, clock: Callable[[], float]) -> float:
@@ -41,7 +41,7 @@ async def take_slot(db: Database, route: str, max_mps: float, clock: Callable[[]
     (other processes' commits), and a `now` read before that wait would hand out slots
     already past, which the submits would then find late."""
     gap = 1.0 / max_mps
-    statement = _TAKE["sqlite" if db.is_sqlite else "postgresql"]
+    statement = db.pick(_TAKE)
 
     async def work(conn: AsyncConnection) -> float:
         params = {"route": route, "now": clock(), "gap": gap}

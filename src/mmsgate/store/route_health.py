@@ -16,7 +16,7 @@ from collections.abc import Callable
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from mmsgate.store.db import Database
+from mmsgate.store.db import Database, PerDialect
 from mmsgate.store.rows import Row
 from mmsgate.store.schema import route_health
 
@@ -74,7 +74,7 @@ def _insert(insert: Callable[[sa.Table], sqlite.Insert | postgresql.Insert]) -> 
     )  # fmt: skip
 
 
-_INSERT = {"sqlite": _insert(sqlite.insert), "postgresql": _insert(postgresql.insert)}
+_INSERT = PerDialect(sqlite=_insert(sqlite.insert), postgresql=_insert(postgresql.insert))
 
 
 async def change(
@@ -97,7 +97,7 @@ async def change(
         if healthy:
             return Change.NONE
         params = {"route": route, "reason": reason, "now": now}
-        inserted = await conn.execute(_INSERT["sqlite" if db.is_sqlite else "postgresql"], params)
+        inserted = await conn.execute(db.pick(_INSERT), params)
         if inserted.first() is not None:
             return Change.HEALTH
         other = await conn.execute(

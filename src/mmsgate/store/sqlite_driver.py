@@ -1,6 +1,11 @@
-"""The SQLite connection under SQLAlchemy's async engine: the standard `sqlite3` module,
-shaped like the aiosqlite connection SQLAlchemy's `sqlite+aiosqlite` dialect drives (it is
-handed over with `create_async_engine(..., async_creator=...)`).
+"""Everything of SQLite below SQLAlchemy: the connection under its async engine, and hot
+statements (`store.hot`) run on `sqlite3` itself.
+
+The connection is the standard `sqlite3` module, with the awaitable methods SQLAlchemy's
+`sqlite+aiosqlite` dialect calls on a driver connection (handed over with
+`create_async_engine(..., async_creator=...)`). It is opened in autocommit
+(`isolation_level=None`), so SQLAlchemy never needs to change the isolation level and
+BEGIN IMMEDIATE and SAVEPOINT work (SQLAlchemy's documented recipe for SQLite).
 
 Why not aiosqlite itself: it runs every call (cursor, execute, fetch, close, commit) as a hop
 to the connection's thread and back, about four hops per statement; measured, those hops cost
@@ -23,10 +28,13 @@ import asyncio
 import concurrent.futures
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from pathlib import Path
+from typing import TypeVar
 
 import structlog
+
+from mmsgate.store import hot
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -35,30 +43,42 @@ WAIT_LIMIT = 0.1  # wall seconds, the same for a statement that waited (lock, di
 _slow: set[str] = set()  # SQL that once ran slower than INLINE_LIMIT (kept per process)
 
 
-def creator(path: str, *, timeout: float = 30.0) -> Callable[[], Any]:
+_Row = tuple[object, ...]
+BUSY_TIMEOUT = 30.0  # seconds a statement waits for another process's write lock
+
+
+def creator(path: str) -> Callable[[], Awaitable[Connection]]:
     """The `async_creator` for one database file."""
 
     async def connect() -> Connection:
-        raw = sqlite3.connect(path, timeout=timeout, check_same_thread=False, isolation_level=None)
-        return Connection(raw)
+        return Connection(_open(path))
 
     return connect
 
 
-class _Inline:
-    """Stands in for aiosqlite's queue to its thread; SQLAlchemy's adapter puts the
-    isolation-level change on it, and it runs at once."""
+def _open(path: str) -> sqlite3.Connection:
+    return sqlite3.connect(
+        path, timeout=BUSY_TIMEOUT, check_same_thread=False, isolation_level=None
+    )
 
-    def put_nowait(self, item: tuple[asyncio.Future[Any] | None, Callable[[], Any]]) -> None:
-        future, function = item
-        try:
-            result = function()
-        except Exception as exc:  # noqa: BLE001 - handed to the waiting caller
-            if future is not None:
-                future.set_exception(exc)
-        else:
-            if future is not None:
-                future.set_result(result)
+
+def reader(path: Path) -> sqlite3.Connection:
+    """A connection of its own for hot reads: in autocommit, each query its own snapshot,
+    no pool and no BEGIN or ROLLBACK."""
+    return _open(str(path))
+
+
+def run(handle: sqlite3.Connection, compiled: hot.Compiled, params: hot.Params) -> hot.Result:
+    """Run a compiled hot statement on a `sqlite3` connection, where the caller is (in its
+    transaction, if it has one)."""
+    cursor = handle.execute(compiled.sql, compiled.bound(params))
+    try:
+        if compiled.row is None:
+            return hot.Result([], cursor.rowcount)
+        rows = compiled.rows(cursor.fetchall())
+        return hot.Result(rows, len(rows))
+    finally:
+        cursor.close()
 
 
 class Connection:
@@ -66,8 +86,8 @@ class Connection:
 
     def __init__(self, raw: sqlite3.Connection) -> None:
         self._conn = raw
-        self._connection: sqlite3.Connection | None = raw  # falsy once closed
-        self._tx = _Inline()
+        # Falsy once closed: SQLAlchemy's adapter asks this before a COMMIT or ROLLBACK.
+        self._connection: sqlite3.Connection | None = raw
         self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="sqlite")
 
     @property
@@ -75,13 +95,13 @@ class Connection:
         """The `sqlite3` connection itself, for statements run where the caller is."""
         return self._conn
 
-    async def in_thread(self, function: Callable[..., T], *args: Any) -> T:
+    async def in_thread(self, function: Callable[..., T], *args: object) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._thread, function, *args)
 
     def cursor(self) -> Cursor:
         return Cursor(self)
 
-    async def execute(self, sql: str, parameters: Sequence[Any] = ()) -> Cursor:
+    async def execute(self, sql: str, parameters: Sequence[object] = ()) -> Cursor:
         return await self.cursor().execute(sql, parameters)
 
     async def commit(self) -> None:
@@ -100,8 +120,15 @@ class Connection:
             self._conn.close()
             self._thread.shutdown(wait=False)
 
-    async def create_function(self, *args: Any, **kwargs: Any) -> None:
-        self._conn.create_function(*args, **kwargs)
+    async def create_function(
+        self,
+        name: str,
+        narg: int,
+        func: Callable[..., str | bytes | int | float | None] | None,
+        *,
+        deterministic: bool = False,
+    ) -> None:
+        self._conn.create_function(name, narg, func, deterministic=deterministic)
 
     @property
     def isolation_level(self) -> str | None:
@@ -119,8 +146,8 @@ class Cursor:
 
     def __init__(self, connection: Connection) -> None:
         self._connection = connection
-        self._cursor = connection._conn.cursor()
-        self._rows: list[Any] = []
+        self._cursor = connection.handle.cursor()
+        self._rows: list[_Row] = []
 
     async def __aenter__(self) -> Cursor:
         return self
@@ -128,7 +155,7 @@ class Cursor:
     async def __aexit__(self, *_exc: object) -> None:
         await self.close()
 
-    async def execute(self, sql: str, parameters: Sequence[Any] = ()) -> Cursor:
+    async def execute(self, sql: str, parameters: Sequence[object] = ()) -> Cursor:
         if sql in _slow:
             self._rows = await self._connection.in_thread(self._run, sql, parameters)
             return self
@@ -146,11 +173,11 @@ class Cursor:
                 log.info("sqlite.statement_moved_to_thread", sql=sql[:200])
         return self
 
-    def _run(self, sql: str, parameters: Sequence[Any]) -> list[Any]:
+    def _run(self, sql: str, parameters: Sequence[object]) -> list[_Row]:
         self._cursor.execute(sql, parameters)
         return self._cursor.fetchall() if self._cursor.description else []
 
-    async def executemany(self, sql: str, parameters: Iterable[Sequence[Any]]) -> Cursor:
+    async def executemany(self, sql: str, parameters: Iterable[Sequence[object]]) -> Cursor:
         rows = list(parameters)
         if len(rows) > 100 or sql in _slow:
             await self._connection.in_thread(self._cursor.executemany, sql, rows)
@@ -159,14 +186,14 @@ class Cursor:
         self._rows = []
         return self
 
-    async def fetchall(self) -> list[Any]:
+    async def fetchall(self) -> list[_Row]:
         rows, self._rows = self._rows, []
         return rows
 
-    async def fetchone(self) -> Any:
+    async def fetchone(self) -> _Row | None:
         return self._rows.pop(0) if self._rows else None
 
-    async def fetchmany(self, size: int | None = None) -> list[Any]:
+    async def fetchmany(self, size: int | None = None) -> list[_Row]:
         count = size or self.arraysize
         rows, self._rows = self._rows[:count], self._rows[count:]
         return rows
@@ -175,7 +202,7 @@ class Cursor:
         self._cursor.close()
 
     @property
-    def description(self) -> Any:
+    def description(self) -> tuple[tuple[object, ...], ...] | None:
         return self._cursor.description
 
     @property

@@ -31,7 +31,7 @@ class Schema(enum.Enum):
 
 async def set_up(db: Database, schema: Schema) -> list[str]:
     """Set up the schema as `schema` asks; the revisions applied."""
-    if schema is Schema.MIGRATE or db.is_sqlite:
+    if schema is Schema.MIGRATE or db.embedded:
         return await migrate(db)
     await check_database(db)
     return []

@@ -18,7 +18,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mmsgate import models
-from mmsgate.store.db import Database
+from mmsgate.store.db import Database, PerDialect
 from mmsgate.store.schema import jobs, workers
 
 
@@ -44,12 +44,12 @@ def _upsert(insert: Callable[[sa.Table], sqlite.Insert | postgresql.Insert]) -> 
     )
 
 
-_BEAT = {"sqlite": _upsert(sqlite.insert), "postgresql": _upsert(postgresql.insert)}
+_BEAT = PerDialect(sqlite=_upsert(sqlite.insert), postgresql=_upsert(postgresql.insert))
 
 
-async def beat(conn: AsyncConnection, worker: str, now: dt.datetime) -> None:
-    """Record in the caller's write transaction that `worker` claimed at `now`."""
-    await conn.execute(_BEAT[conn.dialect.name], {"worker": worker, "now": now})
+async def beat(db: Database, conn: AsyncConnection, worker: str, now: dt.datetime) -> None:
+    """Record in the caller's write transaction (of `db`) that `worker` claimed at `now`."""
+    await conn.execute(db.pick(_BEAT), {"worker": worker, "now": now})
 
 
 async def leave(db: Database, worker: str) -> None:

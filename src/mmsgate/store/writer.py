@@ -1,10 +1,11 @@
-"""Group commit: every accepted request's rows, written in shared transactions.
+"""Every accepted request's rows, written by the Database's group commit.
 
-Each API request hands its rows to the writer and waits. The writer takes everything that
-queued up while the previous transaction was committing and writes it in one transaction,
-so one fsync covers many requests. A request is answered only after the commit that holds
-its rows; a request whose rows cannot be written is rolled back alone (the batch is retried
-one request at a time) and nothing of it remains.
+Each API request hands its rows to the writer and waits. The requests that queued up while
+the previous transaction was committing are written together, in one transaction of
+`Database.batched` (up to MAX_BATCH in one call), so one fsync covers many requests. A
+request is answered only after the commit that holds its rows; a request whose rows cannot
+be written is rolled back alone (the batch is retried one request at a time) and nothing of
+it remains.
 """
 
 from __future__ import annotations
@@ -12,13 +13,11 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
-import functools
 from collections.abc import Callable, Sequence
-from typing import Any
 
-import anyio.to_thread
 import sqlalchemy as sa
 import structlog
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mmsgate import codes, errors, models
 from mmsgate.store.db import Database
@@ -39,7 +38,7 @@ class NewTemplate:
     name: str
     subject: str | None
     state: models.TemplateState
-    slides: list[dict[str, Any]]
+    slides: list[dict[str, object]]
     total_size: int
     fallback_sms_text: str | None = None
     disable_fallback: bool | None = None
@@ -72,30 +71,25 @@ class NewSend:
     disable_fallback_link: bool = False
 
 
-_Item = tuple[NewTemplate | NewSend, "asyncio.Future[int]"]
-
-
 class Writer:
-    """Queues writes from many requests and commits them together."""
+    """Hands each request's writes to the Database's group commit (`Database.batched`)."""
 
     def __init__(self, db: Database, clock: Callable[[], dt.datetime] | None = None) -> None:
         self._db = db
         self._clock = clock or (lambda: dt.datetime.now(dt.UTC))
-        self._queue: asyncio.Queue[_Item | None] = asyncio.Queue()
-        self._task: asyncio.Task[None] | None = None
+        self._started = False
         self._closing = False
+        self._writing = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="mmsgate-writer")
+        self._started = True
 
     async def close(self) -> None:
-        """Write everything already queued, then stop."""
+        """Wait for everything already handed in to be written; refuse anything more."""
         self._closing = True
-        if self._task is not None:
-            await self._queue.put(None)
-            await self._task
-            self._task = None
+        await self._idle.wait()
 
     async def save_template(self, template: NewTemplate) -> int:
         """Store a template (and its encode job when it is encoding); returns its mms-id."""
@@ -110,56 +104,32 @@ class Writer:
         return await self._submit(send)
 
     async def _submit(self, item: NewTemplate | NewSend) -> int:
-        if self._closing or self._task is None:
+        if self._closing or not self._started:
             raise errors.ApiError(codes.ErrorCode.INTERNAL, "The server is shutting down")
-        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        await self._queue.put((item, future))
-        return await asyncio.shield(future)
-
-    async def _run(self) -> None:
-        stop = False
-        while not stop:
-            first = await self._queue.get()
-            batch: list[_Item] = []
-            if first is None:
-                stop = True
-            else:
-                batch.append(first)
-            while len(batch) < MAX_BATCH and not self._queue.empty():
-                item = self._queue.get_nowait()
-                if item is None:
-                    stop = True
-                    continue
-                batch.append(item)
-            if batch:
-                await self._write_batch(batch)
-
-    async def _write_batch(self, batch: list[_Item]) -> None:
+        self._writing += 1
+        self._idle.clear()
         try:
-            results = await self._transaction([item for item, _ in batch])
-        except Exception as exc:  # noqa: BLE001 - isolate the failing request, keep the rest
-            if len(batch) == 1:
-                log.error("store.write_failed", error=repr(exc))
-                _resolve(batch[0][1], errors.ApiError(codes.ErrorCode.INTERNAL))
-                return
-            for one in batch:
-                await self._write_batch([one])
-            return
-        for (_, future), result in zip(batch, results, strict=True):
-            _resolve(future, result)
+            result = await self._db.batched(self._write, key=_ACCEPTED, item=item, most=MAX_BATCH)
+        except Exception as exc:
+            log.error("store.write_failed", error=repr(exc))
+            raise errors.ApiError(codes.ErrorCode.INTERNAL) from exc
+        finally:
+            self._writing -= 1
+            if not self._writing:
+                self._idle.set()
+        if isinstance(result, errors.ApiError):
+            raise result
+        return result
 
-    async def _transaction(
-        self, items: Sequence[NewTemplate | NewSend]
+    async def _write(
+        self, conn: AsyncConnection, items: list[NewTemplate | NewSend]
     ) -> list[int | errors.ApiError]:
-        now = self._clock()
-        if self._db.thread_writer is not None:
-            return await anyio.to_thread.run_sync(
-                self._db.write_in_thread, functools.partial(_write_items, items=items, now=now)
-            )
-        async with self._db.write() as conn:
-            # One hop into synchronous SQLAlchemy for the whole batch: far cheaper than
-            # switching back and forth for every statement.
-            return await conn.run_sync(_write_items, items, now)
+        # One hop into synchronous SQLAlchemy for the whole batch: far cheaper than
+        # switching back and forth for every statement.
+        return await conn.run_sync(_write_items, items, self._clock())
+
+
+_ACCEPTED = "accepted-requests"  # the group of `Database.batched` every request's rows join
 
 
 def _write_items(
@@ -185,15 +155,6 @@ def _write_items(
             ready.append((send, result))
     _insert_sends(conn, ready, now)
     return results
-
-
-def _resolve(future: asyncio.Future[int], result: int | BaseException) -> None:
-    if future.done():
-        return
-    if isinstance(result, BaseException):
-        future.set_exception(result)
-    else:
-        future.set_result(result)
 
 
 def _insert_template(conn: sa.Connection, t: NewTemplate, now: dt.datetime) -> int:
@@ -298,7 +259,7 @@ def _insert_sends(conn: sa.Connection, sends: list[tuple[NewSend, int]], now: dt
     conn.execute(jobs.insert(), job_rows)
 
 
-def _message_row(send: NewSend, template_id: int, now: dt.datetime) -> dict[str, Any]:
+def _message_row(send: NewSend, template_id: int, now: dt.datetime) -> dict[str, object]:
     return {
         "id": send.message_id,
         "account_id": send.account_id,
