@@ -17,7 +17,7 @@ import socket
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Protocol
+from typing import Protocol
 
 import uvicorn
 from uvicorn.supervisors import Multiprocess
@@ -45,7 +45,7 @@ SIM_LIMITS = http_protocol.ConnectionLimits()
 class Say(Protocol):
     """A start-up line for people (`text`), or with JSON logs the info `event` with `fields`."""
 
-    def __call__(self, text: str, event: str, **fields: Any) -> None: ...
+    def __call__(self, text: str, event: str, **fields: object) -> None: ...
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -3,8 +3,6 @@ ready (postback N003) or failed (E002 audio, E003 video, E004 image, naming the 
 
 from __future__ import annotations
 
-from typing import Any
-
 import structlog
 
 from mmsgate import metrics, models
@@ -28,7 +26,7 @@ async def encode_template(job: Job, deps: Deps) -> Outcome:
         return Outcome()  # deleted while it waited: nothing left to encode
     cache = StoreCache(deps.db, deps.blobs)
     slides = [slide.to_data() for slide in row.slides]
-    reports: dict[str, Any] = {}
+    reports: dict[str, object] = {}
     try:
         for profile in deps.profiles:
             prepared = await prepare.prepare(slides, profile, deps.blobs.get, cache)

@@ -33,7 +33,6 @@ import datetime as dt
 import itertools
 import socket
 from collections.abc import Callable
-from typing import Any
 
 import smpp34
 import structlog
@@ -172,7 +171,7 @@ class Smsc:
         self._ids = itertools.count(first_id)  # 0x12345678 gives hex ids of digits alone
         self._server: asyncio.Server | None = None
         self._connections: set[_Connection] = set()
-        self._serving: set[asyncio.Task[Any]] = set()
+        self._serving: set[asyncio.Task[None]] = set()
         self._outboxes: dict[str, _Outbox] = collections.defaultdict(_Outbox)
         self._holding_answers = False
         self._holding_receipts = False
