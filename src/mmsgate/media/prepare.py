@@ -94,11 +94,12 @@ class TranscodeReport:
             return self.width, self.height, self.duration_ms
         return part.width, part.height, part.duration_ms
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, JSONValue]:
         """As the transcode cache stores it."""
         if not self.transcoded:
             return {"dropped": list(self.dropped)} if self.dropped else {}
-        return {**dataclasses.asdict(self), "dropped": list(self.dropped)}
+        data: dict[str, JSONValue] = dataclasses.asdict(self)
+        return {**data, "dropped": list(self.dropped)}
 
     @classmethod
     def from_json(cls, report: Json) -> TranscodeReport:
