@@ -169,7 +169,7 @@ async def test_the_report_says_which_parts_were_kept(clips: dict[str, bytes]) ->
         for key in ("fits", "high")
     ]
     prepared = await prepare.prepare([{"text": "Hi", "parts": parts}], DEFAULT, load)
-    kept, transcoded = prepared.report["parts"]
+    kept, transcoded = prepared.report.to_json()["parts"]
     assert kept["kept"] == "kept as sent"
     assert kept["output_bytes"] == kept["source_bytes"] == len(clips["baseline"])
     assert transcoded["kept"] is None

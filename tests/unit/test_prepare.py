@@ -59,7 +59,7 @@ async def test_bytes_a_video_leaves_go_to_the_image() -> None:
         {"text": None, "duration": None, "parts": [blobs.part("video", "video/mp4", small_clip())]},
     ]  # fmt: skip
     prepared = await prepare.prepare(slides, DEFAULT, blobs.load)
-    report = prepared.report
+    report = prepared.report.to_json()
     image, video = report["parts"]
     assert report["fits"] is True
     assert prepared.composed is not None
@@ -75,7 +75,7 @@ async def test_objects_the_profile_cannot_take_mean_fallback() -> None:
     pdf = blobs.part("pdf", "application/pdf", b"%PDF-1.4\n" + b"0" * 2000)
     prepared = await prepare.prepare([{"text": "Menu", "parts": [pdf]}], LEGACY, blobs.load)
     assert prepared.fits is False
-    assert "application/pdf" in prepared.report["fallback"]
+    assert "application/pdf" in prepared.report.to_json()["fallback"]
 
 
 async def test_a_message_that_cannot_fit_says_why() -> None:
@@ -86,4 +86,4 @@ async def test_a_message_that_cannot_fit_says_why() -> None:
     slides = [{"text": "x" * 2500, "parts": [photo]}]
     prepared = await prepare.prepare(slides, tiny, blobs.load)
     assert prepared.fits is False
-    assert prepared.report["fallback"]
+    assert prepared.report.to_json()["fallback"]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any
 
 import anyio
 
@@ -28,7 +27,7 @@ TEMPLATE_CACHE_SECONDS = 5.0
 class StoredContent:
     """Slides ready to be written into a template row."""
 
-    slides: list[dict[str, Any]]
+    slides: list[dict[str, models.JSONValue]]
     total_size: int
     has_av: bool
 
@@ -140,7 +139,8 @@ class ContentStore:
 
 
 def _stored(content: Content, parts: list[models.StoredPart]) -> StoredContent:
-    slides, it, total, has_av = [], iter(parts), 0, False
+    slides: list[dict[str, models.JSONValue]] = []
+    it, total, has_av = iter(parts), 0, False
     for spec in content.slides:
         mine = [next(it) for _ in spec.media]
         total += sum(p.size for p in mine) + len((spec.text or "").encode("utf-8"))
@@ -157,8 +157,8 @@ def _stored(content: Content, parts: list[models.StoredPart]) -> StoredContent:
     return StoredContent(slides, total, has_av)
 
 
-def _part_json(part: models.StoredPart) -> dict[str, Any]:
-    data = dataclasses.asdict(part)
+def _part_json(part: models.StoredPart) -> dict[str, models.JSONValue]:
+    data: dict[str, models.JSONValue] = dataclasses.asdict(part)
     data["kind"] = part.kind.value
     data["codecs"] = list(part.codecs)
     return data

@@ -3,7 +3,7 @@ run of a send or save (POST /v1/preview) that stores and sends nothing."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -31,12 +31,13 @@ async def preview(svc: Services, request: Request) -> Response:
     account = await svc.guard.authenticate(request.headers.get("x-api-key"))
     body = await http_server.read_body(request, svc.settings.api.max_body_bytes)
     profiles = await preview_document(svc, account, body)
-    return JSONResponse({"state": "preview", "profiles": profiles})
+    answer = {name: report.to_json() for name, report in profiles.items()}
+    return JSONResponse({"state": "preview", "profiles": answer})
 
 
 async def preview_document(
     svc: Services, account: models.Account, body: bytes
-) -> dict[str, dict[str, Any]]:
+) -> dict[str, prepare.PreparedReport]:
     """The transcode report per profile in use for one request document (the dry run).
 
     Raises ApiError for a request a send would refuse, PartFailed for media that cannot be
@@ -52,7 +53,7 @@ async def preview_document(
 
 async def _slides_of(
     svc: Services, account: models.Account, doc: sinch_xml.Node
-) -> tuple[list[dict[str, Any]], prepare.Load]:
+) -> tuple[Sequence[prepare.Json], prepare.Load]:
     action = requests.action_of(doc)
     if action is models.Action.SEND_SAVED_MMS:
         mms_id = requests.mms_id(doc)

@@ -23,7 +23,7 @@ import anyio.to_thread
 
 from mmsgate import errors
 from mmsgate.media import av, av_source, compose, images
-from mmsgate.models import MediaKind
+from mmsgate.models import JSONValue, MediaKind
 from mmsgate.profiles import WEB, CarrierProfile
 
 VERSION = 2  # bump when transcoding changes, so cached outputs are made anew
@@ -94,11 +94,12 @@ class TranscodeReport:
             return self.width, self.height, self.duration_ms
         return part.width, part.height, part.duration_ms
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, JSONValue]:
         """As the transcode cache stores it."""
         if not self.transcoded:
             return {"dropped": list(self.dropped)} if self.dropped else {}
-        return {**dataclasses.asdict(self), "dropped": list(self.dropped)}
+        data: dict[str, JSONValue] = dataclasses.asdict(self)
+        return {**data, "dropped": list(self.dropped)}
 
     @classmethod
     def from_json(cls, report: Json) -> TranscodeReport:
@@ -134,22 +135,70 @@ class TranscodeCache(Protocol):
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class PartReport:
+    """What one part became for a profile: its bytes before and after, and its measures."""
+
+    slide: int
+    kind: MediaKind
+    content_type: str
+    source_bytes: int
+    output_bytes: int
+    width: int | None
+    height: int | None
+    duration_ms: int | None
+    codec: str | None
+    quality: int | None
+    dropped: tuple[str, ...]
+    kept: str | None
+
+    def to_json(self) -> dict[str, JSONValue]:
+        data: dict[str, JSONValue] = {f.name: getattr(self, f.name) for f in _PART_FIELDS}
+        data["kind"] = self.kind.value
+        data["dropped"] = list(self.dropped)
+        return data
+
+
+_PART_FIELDS = dataclasses.fields(PartReport)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PreparedReport:
+    """The message's size against the profile's budget, whether it fits (else why not),
+    and each part's report."""
+
+    total_bytes: int
+    budget_bytes: int
+    fits: bool
+    fallback: str | None
+    parts: tuple[PartReport, ...]
+
+    def to_json(self) -> dict[str, JSONValue]:
+        """As the preview API answers it, the CLI prints it and the template keeps it."""
+        return {
+            "total_bytes": self.total_bytes,
+            "budget_bytes": self.budget_bytes,
+            "fits": self.fits,
+            "fallback": self.fallback,
+            "parts": [part.to_json() for part in self.parts],
+        }
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Prepared:
     """The message for one profile, or why it cannot be sent as MMS."""
 
     profile: str
     composed: compose.Composed | None
-    report: dict[str, Any]
+    report: PreparedReport
 
     @property
     def fits(self) -> bool:
-        return bool(self.report["fits"])
+        return self.report.fits
 
     @property
     def fallback(self) -> str | None:
         """Why it cannot go as MMS, when it cannot."""
-        why = self.report["fallback"]
-        return None if why is None else str(why)
+        return self.report.fallback
 
 
 Load = Callable[[str], Awaitable[bytes]]
@@ -321,26 +370,26 @@ def _report(
     composed: compose.Composed | None,
     too_big: str | None,
     unsupported: list[str],
-) -> dict[str, Any]:
+) -> PreparedReport:
     parts = []
     for n, (src, outs) in enumerate(zip(sources, outputs, strict=True), start=1):
         for source, out in zip(src, outs, strict=True):
             width, height, duration_ms = out.report.measures(source.part)
             parts.append(
-                {
-                    "slide": n,
-                    "kind": source.part.kind.value,
-                    "content_type": out.content_type,
-                    "source_bytes": len(source.data),
-                    "output_bytes": len(out.data),
-                    "width": width,
-                    "height": height,
-                    "duration_ms": duration_ms,
-                    "codec": out.report.codec,
-                    "quality": out.report.quality,
-                    "dropped": list(out.report.dropped),
-                    "kept": out.report.kept,
-                }
+                PartReport(
+                    slide=n,
+                    kind=source.part.kind,
+                    content_type=out.content_type,
+                    source_bytes=len(source.data),
+                    output_bytes=len(out.data),
+                    width=width,
+                    height=height,
+                    duration_ms=duration_ms,
+                    codec=out.report.codec,
+                    quality=out.report.quality,
+                    dropped=out.report.dropped,
+                    kept=out.report.kept,
+                )
             )
     output_bytes = sum(len(out.data) for outs in outputs for out in outs)
     total = composed.size if composed is not None else output_bytes
@@ -352,13 +401,7 @@ def _report(
         )
     elif unsupported:
         fallback = f"content the destination cannot take: {', '.join(unsupported)}"
-    return {
-        "total_bytes": total,
-        "budget_bytes": profile.budget_bytes,
-        "fits": fits,
-        "fallback": fallback,
-        "parts": parts,
-    }
+    return PreparedReport(total, profile.budget_bytes, fits, fallback, tuple(parts))
 
 
 def failure_code(kind: MediaKind) -> str:

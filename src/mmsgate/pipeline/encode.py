@@ -30,7 +30,7 @@ async def encode_template(job: Job, deps: Deps) -> Outcome:
     try:
         for profile in deps.profiles:
             prepared = await prepare.prepare(slides, profile, deps.blobs.get, cache)
-            reports[profile.name] = prepared.report
+            reports[profile.name] = prepared.report.to_json()
     except prepare.PartFailed as failed:
         code = prepare.failure_code(failed.kind)
         metrics.TEMPLATES.labels("failed").inc()

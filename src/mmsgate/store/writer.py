@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import sqlalchemy as sa
 import structlog
@@ -38,7 +38,7 @@ class NewTemplate:
     name: str
     subject: str | None
     state: models.TemplateState
-    slides: list[dict[str, object]]
+    slides: Sequence[Mapping[str, object]]
     total_size: int
     fallback_sms_text: str | None = None
     disable_fallback: bool | None = None
