@@ -185,6 +185,115 @@ class StoredSlide:
         )
 
 
+def _str(data: Mapping[str, JSONValue], key: str) -> str | None:
+    value = data.get(key)
+    return value if isinstance(value, str) else None
+
+
+def _int(data: Mapping[str, JSONValue], key: str) -> int | None:
+    value = data.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _required(data: Mapping[str, JSONValue], key: str) -> str:
+    value = data.get(key)
+    if not isinstance(value, str):
+        raise ValueError(f"a stored page part has no {key}")
+    return value
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Rendition:
+    """A narrower copy of a hosted page's image, for a phone-width slot."""
+
+    content_type: str
+    blob_key: str
+    bytes: int
+    width: int | None
+    height: int | None
+
+    def to_data(self) -> dict[str, JSONValue]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, JSONValue]) -> Rendition:
+        return cls(
+            _required(data, "content_type"),
+            _required(data, "blob_key"),
+            _int(data, "bytes") or 0,
+            _int(data, "width"),
+            _int(data, "height"),
+        )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class WebPart:
+    """A part of a hosted page, as prepared for a phone's browser and saved as a blob."""
+
+    kind: MediaKind
+    content_type: str
+    blob_key: str
+    bytes: int
+    width: int | None = None
+    height: int | None = None
+    duration_ms: int | None = None
+    name: str | None = None  # the source's file name, for downloads
+    alt: str | None = None
+    small: Rendition | None = None
+
+    def to_data(self) -> dict[str, JSONValue]:
+        """The part as the fallbacks row keeps it."""
+        data: dict[str, JSONValue] = {name: getattr(self, name) for name in _WEB_PLAIN}
+        data["kind"] = self.kind.value
+        data["small"] = None if self.small is None else self.small.to_data()
+        return data
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, JSONValue]) -> WebPart:
+        """The part `to_data` wrote (a key missing from an older row reads as None)."""
+        small = data.get("small")
+        return cls(
+            kind=MediaKind(data.get("kind")),
+            content_type=_required(data, "content_type"),
+            blob_key=_required(data, "blob_key"),
+            bytes=_int(data, "bytes") or 0,
+            width=_int(data, "width"),
+            height=_int(data, "height"),
+            duration_ms=_int(data, "duration_ms"),
+            name=_str(data, "name"),
+            alt=_str(data, "alt"),
+            small=Rendition.from_data(small) if isinstance(small, dict) and small else None,
+        )
+
+
+_WEB_PLAIN = ("content_type", "blob_key", "bytes", "width", "height", "duration_ms", "name", "alt")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class WebSlide:
+    """A slide of a hosted page: its text, duration (seconds) and parts."""
+
+    text: str | None
+    duration: int | None
+    parts: tuple[WebPart, ...]
+
+    def to_data(self) -> dict[str, JSONValue]:
+        """The slide as the fallbacks row keeps it: the one place the page's JSON is written."""
+        parts: list[JSONValue] = [part.to_data() for part in self.parts]
+        return {"text": self.text, "duration": self.duration, "parts": parts}
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, JSONValue]) -> WebSlide:
+        """The slide `to_data` wrote: the one place the page's JSON is read."""
+        parts = data.get("parts")
+        found = parts if isinstance(parts, list) else []
+        return cls(
+            _str(data, "text"),
+            _int(data, "duration"),
+            tuple(WebPart.from_data(p) for p in found if isinstance(p, dict)),
+        )
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Account:
     """A client of the API and the rules its requests are held to."""

@@ -167,12 +167,12 @@ async def test_an_mms_refusal_sends_the_sms_with_a_link(
     [body] = await postbacks(gateway)
     assert "<sent-as>SMS</sent-as>" in body
     assert "<status-details>" in body
-    assert [len(s["parts"]) for s in found.slides] == [2, 1]
-    kinds = [p["kind"] for s in found.slides for p in s["parts"]]
+    assert [len(s.parts) for s in found.slides] == [2, 1]
+    kinds = [p.kind.value for s in found.slides for p in s.parts]
     assert kinds == ["image", "audio", "ical"]
-    image = found.slides[0]["parts"][0]
-    assert image["content_type"] == "image/jpeg"
-    assert await gateway.services.blobs.exists(image["blob_key"])
+    image = found.slides[0].parts[0]
+    assert image.content_type == "image/jpeg"
+    assert await gateway.services.blobs.exists(image.blob_key)
 
 
 async def test_receipts_end_the_sms_once(gateway: Gateway, media_server: MediaServer) -> None:
@@ -272,7 +272,7 @@ async def test_the_send_controls_the_fallback(
         assert "".join(sms.sent[0].parts) == "Your MMS is here"
         found = await the_fallback(gateway, tracking_id)
         assert found.token is None
-        assert found.slides == []
+        assert found.slides == ()
 
 
 async def test_a_standard_account_never_falls_back(
@@ -343,8 +343,8 @@ async def test_content_the_handset_cannot_take_falls_back(
     assert carrier.submits == []
     found = await the_fallback(gateway, tracking_id)
     assert "application/pdf" in found.reason
-    pdf = found.slides[1]["parts"][0]
-    assert (pdf["kind"], pdf["content_type"], pdf["name"]) == ("pdf", "application/pdf", "doc.pdf")
+    pdf = found.slides[1].parts[0]
+    assert (pdf.kind.value, pdf.content_type, pdf.name) == ("pdf", "application/pdf", "doc.pdf")
 
 
 async def test_a_refused_sms_is_e202_and_a_busy_one_is_retried(
@@ -476,7 +476,7 @@ async def test_the_fallback_row_is_written_with_the_move(
 
     row = await deliveries.for_delivery(gateway.services.db, tracking_id)
     again = await fallbacks.begin(
-        gateway.services.db, row, {}, reason="again", now=dt.datetime.now(dt.UTC)
+        gateway.services.db, row, {}, slides=(), reason="again", now=dt.datetime.now(dt.UTC)
     )
     assert again is False
     async with gateway.services.db.read() as conn:

@@ -154,17 +154,16 @@ async def test_a_fallback_reads_back_typed(db: Database) -> None:
     tracking_id = await _send(db, mode=models.AccountMode.OPTIMIZED)
     delivery = await deliveries.for_delivery(db, tracking_id)
     assert delivery is not None
-    page = [{"text": "Hello", "duration": None, "parts": []}]
+    page = (models.WebSlide("Hello", None, ()),)
     content = {
         "token": None,
         "link_expires_at": LATER,
         "subject": None,
-        "slides": page,
         "sms_text": "Spring sale",
         "sms_coding": "gsm7",
         "sms_parts": 1,
     }
-    assert await fallbacks.begin(db, delivery, content, reason="too big", now=NOW)
+    assert await fallbacks.begin(db, delivery, content, slides=page, reason="too big", now=NOW)
 
     sms = await fallbacks.for_sms(db, tracking_id)
     assert isinstance(sms, fallbacks.SmsFallback)
@@ -187,7 +186,7 @@ async def test_a_fallback_reads_back_typed(db: Database) -> None:
         "token": None,
         "link_expires_at": LATER,
         "subject": None,
-        "slides": page,
+        "slides": ({"text": "Hello", "duration": None, "parts": ()},),
         "sms_text": "Spring sale",
         "sms_coding": "gsm7",
         "sms_parts": 1,

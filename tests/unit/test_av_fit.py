@@ -8,6 +8,7 @@ import io
 import av as pyav
 import pytest
 
+from mmsgate import models
 from mmsgate.media import av, av_source, prepare
 from mmsgate.models import MediaKind
 from mmsgate.profiles import DEFAULT, LEGACY, WEB
@@ -149,11 +150,11 @@ class TestNoBiggerThanTheSource:
             blobs[f"out{len(blobs)}"] = data
             return f"out{len(blobs) - 1}"
 
-        part = {"kind": "video", "content_type": "video/mp4", "blob_key": "src", "url": "x"}
-        [slide] = await prepare.for_web([{"text": None, "parts": [part]}], load, save)
-        [web] = slide["parts"]
-        assert blobs[web["blob_key"]] == clips["baseline"]
-        assert web["bytes"] == len(clips["baseline"])
+        part = models.StoredPart(MediaKind.VIDEO, "x", "src", "video/mp4", 0)
+        [slide] = await prepare.for_web([models.StoredSlide(None, (part,), None)], load, save)
+        [web] = slide.parts
+        assert blobs[web.blob_key] == clips["baseline"]
+        assert web.bytes == len(clips["baseline"])
 
 
 async def test_the_report_says_which_parts_were_kept(clips: dict[str, bytes]) -> None:

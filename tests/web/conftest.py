@@ -13,6 +13,7 @@ import pytest
 
 from mmsgate import settings as settings_mod
 from mmsgate.api.app import build_services, create_app
+from mmsgate.models import WebSlide
 from mmsgate.store import accounts, deliveries, fallbacks
 from mmsgate.store.blobs import BlobStore
 from mmsgate.store.db import Database
@@ -156,12 +157,12 @@ async def fall_back(
         "token": token,
         "link_expires_at": expires,
         "subject": subject,
-        "slides": slides,
         "sms_text": f"See your MMS https://mmsgate.test/m/{token}",
         "sms_coding": "gsm7",
         "sms_parts": 1,
     }
-    assert await fallbacks.begin(db, row, content, reason="test", now=now)
+    page = [WebSlide.from_data(slide) for slide in slides]
+    assert await fallbacks.begin(db, row, content, slides=page, reason="test", now=now)
     return Hosted(tracking_id, token, slides)
 
 

@@ -12,6 +12,7 @@ import secrets
 import pytest
 
 from mmsgate import mm7_codec as mm7
+from mmsgate.models import WebPart
 from mmsgate.store import fallbacks
 from mmsgate.web.page import linkify
 from mmsgate.web.parts import UNSATISFIABLE, byte_range, page_part
@@ -221,7 +222,7 @@ def test_parts_go_out_with_a_safe_type_and_file_name(
     """A part's stored type is kept only when it is one the page prepares for its kind, and
     a download's name loses any path, quote or control character and gains its extension."""
     stored = part(kind, content_type, "k" * 64, b"", name=name)
-    served = page_part(stored, dt.timedelta(days=1))
+    served = page_part(WebPart.from_data(stored), dt.timedelta(days=1))
     assert (served.content_type, served.disposition) == (served_type, disposition)
 
 

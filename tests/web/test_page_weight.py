@@ -11,6 +11,7 @@ import re
 import pytest
 from PIL import Image
 
+from mmsgate import models
 from mmsgate.media import prepare
 from mmsgate.web import page as web_page
 from tests.conftest import Gateway, MediaServer
@@ -192,20 +193,23 @@ async def test_the_web_copy_of_a_wide_image_comes_with_a_small_one() -> None:
         return key
 
     def source(kind: str, content_type: str, key: str) -> dict[str, object]:
-        return {"kind": kind, "content_type": content_type, "blob_key": key, "url": f"/{key}"}
+        return models.StoredPart(models.MediaKind(kind), f"/{key}", key, content_type, 0)
 
     parts = [
         source("image", "image/jpeg", "wide"),
         source("image", "image/jpeg", "narrow"),
         source("video", "video/mp4", "clip"),
     ]
-    [slide] = await prepare.for_web([{"text": None, "parts": parts}], load, save)
-    wide, narrow, clip = slide["parts"]
-    small = wide["small"]
-    assert (small["width"], small["height"]) == (prepare.SMALL_WIDTH, 360)
-    assert small["width"] < wide["width"]
-    assert small["bytes"] == len(blobs[small["blob_key"]]) < wide["bytes"]
-    with Image.open(io.BytesIO(blobs[small["blob_key"]])) as image:
+    [slide] = await prepare.for_web([models.StoredSlide(None, tuple(parts), None)], load, save)
+    wide, narrow, clip = slide.parts
+    small = wide.small
+    assert small is not None
+    assert (small.width, small.height) == (prepare.SMALL_WIDTH, 360)
+    assert wide.width is not None
+    assert small.width is not None
+    assert small.width < wide.width
+    assert small.bytes == len(blobs[small.blob_key]) < wide.bytes
+    with Image.open(io.BytesIO(blobs[small.blob_key])) as image:
         assert image.size == (prepare.SMALL_WIDTH, 360)
-    assert narrow["small"] is None
-    assert clip["small"] is None
+    assert narrow.small is None
+    assert clip.small is None

@@ -21,9 +21,9 @@ from typing import Any, Protocol
 
 import anyio.to_thread
 
-from mmsgate import errors
+from mmsgate import errors, models
 from mmsgate.media import av, av_source, compose, images
-from mmsgate.models import JSONValue, MediaKind
+from mmsgate.models import JSONValue, MediaKind, Rendition, StoredSlide, WebPart, WebSlide
 from mmsgate.profiles import WEB, CarrierProfile
 
 VERSION = 2  # bump when transcoding changes, so cached outputs are made anew
@@ -434,8 +434,8 @@ WEB_SMALL = dataclasses.replace(
 
 
 async def for_web(
-    slides: Sequence[Json], load: Load, save: Save, cache: TranscodeCache | None = None
-) -> list[dict[str, Any]]:
+    slides: Sequence[StoredSlide], load: Load, save: Save, cache: TranscodeCache | None = None
+) -> tuple[WebSlide, ...]:
     """The slides as the hosted page shows them: images, audio and video transcoded for a
     phone's browser (JPEG/PNG/GIF, AAC, H.264 MP4) and saved, images wider than
     SMALL_WIDTH with a `small` rendition too; other parts as they came.
@@ -443,37 +443,48 @@ async def for_web(
     Raises PartFailed when a part cannot be transcoded at all."""
     page = []
     for slide in slides:
-        parts = [await _web_part(StoredPart.of(p), load, save, cache) for p in slide["parts"]]
-        page.append({"text": slide.get("text"), "duration": slide.get("duration"), "parts": parts})
-    return page
+        parts = [await _web_part(_source_of(p), load, save, cache) for p in slide.parts]
+        page.append(WebSlide(slide.text, slide.duration, tuple(parts)))
+    return tuple(page)
+
+
+def _source_of(part: models.StoredPart) -> StoredPart:
+    return StoredPart(
+        part.kind,
+        part.content_type,
+        part.blob_key,
+        part.url,
+        part.width,
+        part.height,
+        part.duration_ms,
+    )
 
 
 async def _web_part(
     part: StoredPart, load: Load, save: Save, cache: TranscodeCache | None
-) -> dict[str, Any]:
+) -> WebPart:
     data = await load(part.blob_key)
     output = Output(data, part.content_type)
     if part.kind in WEB_TARGETS:
         with contextlib.suppress(images.ImageTooBig, av.AvTooBig):
             output = await _one(part, data, WEB, WEB_TARGETS[part.kind], cache)
     width, height, duration_ms = output.report.measures(part)
-    return {
-        "kind": part.kind.value,
-        "content_type": output.content_type,
-        "blob_key": await save(output.data),
-        "bytes": len(output.data),
-        "width": width,
-        "height": height,
-        "duration_ms": duration_ms,
-        "name": _file_name(part.url),
-        "alt": None,
-        "small": await _small(part, data, output, save, cache),
-    }
+    return WebPart(
+        kind=part.kind,
+        content_type=output.content_type,
+        blob_key=await save(output.data),
+        bytes=len(output.data),
+        width=width,
+        height=height,
+        duration_ms=duration_ms,
+        name=_file_name(part.url),
+        small=await _small(part, data, output, save, cache),
+    )
 
 
 async def _small(
     part: StoredPart, data: bytes, web: Output, save: Save, cache: TranscodeCache | None
-) -> dict[str, Any] | None:
+) -> Rendition | None:
     """The narrow rendition of a web image, made from the source; None for other kinds,
     for an image no wider than SMALL_WIDTH, or when it would save nothing."""
     width = web.report.width or 0
@@ -486,13 +497,13 @@ async def _small(
     small_width = small.report.width or 0
     if len(small.data) >= len(web.data) or small_width >= width:
         return None
-    return {
-        "content_type": small.content_type,
-        "blob_key": await save(small.data),
-        "bytes": len(small.data),
-        "width": small.report.width,
-        "height": small.report.height,
-    }
+    return Rendition(
+        small.content_type,
+        await save(small.data),
+        len(small.data),
+        small.report.width,
+        small.report.height,
+    )
 
 
 def _file_name(url: str | None) -> str | None:

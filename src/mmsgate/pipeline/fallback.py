@@ -24,7 +24,7 @@ from mmsgate import models, sms_text
 from mmsgate.carriers.base import ReceiptSink, SmsReceipt, SmsResult, SmsSubmit
 from mmsgate.media import prepare
 from mmsgate.pipeline.deps import Deps
-from mmsgate.pipeline.recipient import slides_of
+from mmsgate.pipeline.recipient import personalised
 from mmsgate.pipeline.transcodes import StoreCache
 from mmsgate.pipeline.worker import Outcome, keep_trying
 from mmsgate.settings import SmsRoute
@@ -48,7 +48,9 @@ def compose_text(text: str | None, link: str | None) -> str:
     return " ".join(w for w in (words, link) if w)
 
 
-async def begin(deps: Deps, row: Delivery, slides: Sequence[prepare.Json], reason: str) -> bool:
+async def begin(
+    deps: Deps, row: Delivery, slides: Sequence[models.StoredSlide], reason: str
+) -> bool:
     """Put the queued recipient on the fallback path; False when it had already moved on."""
     token = None if link_disabled(row) else secrets.token_urlsafe(24)  # 192 random bits
     link = f"{deps.public_url}/m/{token}" if token else None
@@ -58,17 +60,18 @@ async def begin(deps: Deps, row: Delivery, slides: Sequence[prepare.Json], reaso
     segmented = sms_text.segment(body, keep_whole=(link,) if link else ())
     cache = StoreCache(deps.db, deps.blobs)
     load, save = deps.blobs.get, deps.blobs.put
-    page = [] if token is None else await prepare.for_web(slides, load, save, cache)
+    page = () if token is None else await prepare.for_web(slides, load, save, cache)
     values = {
         "token": token,
         "link_expires_at": row.link_expires_at,
         "subject": row.subject or row.template_subject,
-        "slides": page,
         "sms_text": body,
         "sms_coding": segmented.coding,
         "sms_parts": len(segmented.parts),
     }
-    begun = await fallbacks.begin(deps.db, row, values, reason=reason, now=deps.clock())
+    begun = await fallbacks.begin(
+        deps.db, row, values, slides=page, reason=reason, now=deps.clock()
+    )
     if begun:
         log.info("fallback.begun", tracking_id=row.tracking_id, reason=reason)
     return begun
@@ -91,7 +94,7 @@ async def _begin_if_queued(job: Job, deps: Deps) -> None:
     if row is None or row.state != S.QUEUED:
         return
     try:
-        await begin(deps, row, slides_of(row), reason)
+        await begin(deps, row, personalised(row), reason)
     except prepare.PartFailed as failed:
         why = f"{reason}; and for the page: {failed}"
         move = Move(S.FAILED, "E102", why)

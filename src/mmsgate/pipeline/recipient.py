@@ -3,6 +3,8 @@ slides personalised, and whether it may fall back to SMS."""
 
 from __future__ import annotations
 
+import dataclasses
+
 from mmsgate import models
 from mmsgate.models import JSONValue
 from mmsgate.store.deliveries import Delivery
@@ -10,6 +12,11 @@ from mmsgate.store.deliveries import Delivery
 
 def slides_of(row: Delivery) -> list[dict[str, JSONValue]]:
     """The template's slides with this send's custom texts and merge data filled in."""
+    return [slide.to_data() for slide in personalised(row)]
+
+
+def personalised(row: Delivery) -> tuple[models.StoredSlide, ...]:
+    """`slides_of` as StoredSlides."""
     custom = row.custom_texts or {}
     data = row.merge_data or {}
     slides = []
@@ -17,8 +24,8 @@ def slides_of(row: Delivery) -> list[dict[str, JSONValue]]:
         text = custom.get(str(number), slide.text)
         if text:
             text = models.render_merge_tags(text, data)
-        slides.append({**slide.to_data(), "text": text})
-    return slides
+        slides.append(dataclasses.replace(slide, text=text))
+    return tuple(slides)
 
 
 def may_fall_back(row: Delivery) -> bool:

@@ -21,14 +21,13 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mmsgate import errors, models
-from mmsgate.models import JSONValue
+from mmsgate.models import JSONValue, WebPart, WebSlide
 from mmsgate.store.db import Database
 from mmsgate.store.deliveries import Delivery, Move, Recipient, advance
 from mmsgate.store.rows import Row
@@ -43,29 +42,41 @@ class Page:
 
     tracking_id: str
     subject: str | None
-    slides: list[dict[str, Any]]  # [{text, parts: [{kind, content_type, blob_key, ...}]}]
+    slides: tuple[WebSlide, ...]
     link_expires_at: dt.datetime
     opened_at: dt.datetime | None
 
     def expired(self, now: dt.datetime) -> bool:
         return now >= self.link_expires_at
 
-    def part(self, n: int) -> dict[str, Any] | None:
+    def part(self, n: int) -> WebPart | None:
         """Media part n (from 1) counted over all slides in order, as the page links them."""
-        flat = [p for slide in self.slides for p in slide.get("parts", ())]
+        flat = [p for slide in self.slides for p in slide.parts]
         return flat[n - 1] if 1 <= n <= len(flat) else None
 
 
 async def begin(
-    db: Database, row: Delivery, fallback: Mapping[str, object], *, reason: str, now: dt.datetime
+    db: Database,
+    row: Delivery,
+    fallback: Mapping[str, object],
+    *,
+    slides: Sequence[WebSlide],
+    reason: str,
+    now: dt.datetime,
 ) -> bool:
     """Put a queued recipient on the fallback path: its page, with the move. (The job that
     sends the SMS is the one beginning it: it was queued when the MMS was given up.)
 
-    `fallback` holds the fallbacks row's content (token, slides, sms_text, ...)."""
+    `fallback` holds the rest of the fallbacks row's content (token, sms_text, ...)."""
 
     async def also(conn: AsyncConnection) -> None:
-        values = {"tracking_id": row.tracking_id, "reason": reason, "opens": 0, "created_at": now}
+        values = {
+            "tracking_id": row.tracking_id,
+            "slides": [slide.to_data() for slide in slides],
+            "reason": reason,
+            "opens": 0,
+            "created_at": now,
+        }
         await conn.execute(fallbacks.insert().values({**fallback, **values}))
 
     return await advance(db, row, Move(S.FALLBACK, None, reason), now=now, also=also)
@@ -398,7 +409,9 @@ async def page(db: Database, token: str) -> Page | None:
         row = (await conn.execute(query)).first()
     if row is None:
         return None
-    return Page(row.tracking_id, row.subject, row.slides, row.link_expires_at, row.opened_at)
+    return Page(
+        row.tracking_id, row.subject, slides_of(row.slides), row.link_expires_at, row.opened_at
+    )
 
 
 async def opened(db: Database, token: str, now: dt.datetime) -> None:
@@ -439,7 +452,7 @@ class Fallback:
     token: str | None
     link_expires_at: dt.datetime
     subject: str | None
-    slides: list[dict[str, JSONValue]]  # as `Page.slides`
+    slides: tuple[WebSlide, ...]
     sms_text: str
     sms_coding: str
     sms_parts: int
@@ -452,7 +465,14 @@ class Fallback:
 
 def fallback_of(row: Row) -> Fallback:
     """A row of the fallbacks table as a Fallback."""
-    return Fallback(**{field.name: getattr(row, field.name) for field in _FALLBACK_FIELDS})
+    values = {field.name: getattr(row, field.name) for field in _FALLBACK_FIELDS}
+    return Fallback(**{**values, "slides": slides_of(row.slides)})
+
+
+def slides_of(column: JSONValue) -> tuple[WebSlide, ...]:
+    """The fallbacks row's `slides` column (a JSON list of slides) as WebSlides."""
+    found = column if isinstance(column, list) else []
+    return tuple(WebSlide.from_data(slide) for slide in found if isinstance(slide, dict))
 
 
 _FALLBACK_FIELDS = dataclasses.fields(Fallback)

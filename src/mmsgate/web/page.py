@@ -21,7 +21,7 @@ import re
 import time
 import urllib.parse
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TypeAlias
 
 import jinja2
 import structlog
@@ -29,6 +29,7 @@ from markupsafe import Markup, escape
 from starlette.requests import Request
 from starlette.responses import Response
 
+from mmsgate.models import MediaKind, WebPart
 from mmsgate.store import fallbacks
 from mmsgate.store.blobs import BlobStore
 from mmsgate.store.db import Database
@@ -44,19 +45,21 @@ SMALL = "size=small"  # the query that asks /media/{token}/{n} for an image's sm
 
 # What a part of each kind is offered as, when it is not shown in the page itself.
 DOWNLOADS = {
-    "vcard": "Add to contacts (vCard)",
-    "ical": "Add to calendar",
-    "pdf": "Open PDF",
-    "passbook": "Add to Wallet",
+    MediaKind.VCARD: "Add to contacts (vCard)",
+    MediaKind.ICAL: "Add to calendar",
+    MediaKind.PDF: "Open PDF",
+    MediaKind.PASSBOOK: "Add to Wallet",
 }
 # The file name a download gets: the part's own (from its source URL), with this extension.
 FILE_NAMES = {
-    "vcard": ("contact", ".vcf"),
-    "ical": ("event", ".ics"),
-    "pdf": ("document", ".pdf"),
-    "passbook": ("pass", ".pkpass"),
+    MediaKind.VCARD: ("contact", ".vcf"),
+    MediaKind.ICAL: ("event", ".ics"),
+    MediaKind.PDF: ("document", ".pdf"),
+    MediaKind.PASSBOOK: ("pass", ".pkpass"),
 }
-PLAYED = ("image", "video", "audio")
+PLAYED = (MediaKind.IMAGE, MediaKind.VIDEO, MediaKind.AUDIO)
+# What a template reads: names to plain values (strings, numbers, lists of such mappings).
+Context: TypeAlias = Mapping[str, object]
 _MONTHS = (
     "January", "February", "March", "April", "May", "June",
     "July", "August", "September", "October", "November", "December",
@@ -219,20 +222,20 @@ def etag_matches(header: str | None, etag: str) -> bool:
     return "*" in tags or etag in tags
 
 
-def page_context(token: str, page: fallbacks.Page) -> dict[str, Any]:
+def page_context(token: str, page: fallbacks.Page) -> Context:
     """What page.html shows: slides with their parts numbered as `/media/{token}/{n}`."""
-    n, seen = 0, collections.Counter[str]()
-    slides = []
+    n, seen = 0, collections.Counter[MediaKind]()
+    slides: list[Context] = []
     for slide in page.slides:
-        media: list[dict[str, Any]] = []
-        downloads: list[dict[str, Any]] = []
-        for part in slide.get("parts", ()):
+        media: list[Context] = []
+        downloads: list[Context] = []
+        for part in slide.parts:
             n += 1
-            seen[part["kind"]] += 1
-            first = part["kind"] == "image" and seen["image"] == 1
-            item = view_of(part, f"../media/{token}/{n}", seen[part["kind"]], first=first)
-            (media if part["kind"] in PLAYED else downloads).append(item)
-        slides.append({"text": slide.get("text"), "media": media, "downloads": downloads})
+            seen[part.kind] += 1
+            first = part.kind is MediaKind.IMAGE and seen[MediaKind.IMAGE] == 1
+            item = view_of(part, f"../media/{token}/{n}", seen[part.kind], first=first)
+            (media if part.kind in PLAYED else downloads).append(item)
+        slides.append({"text": slide.text, "media": media, "downloads": downloads})
     return {
         "title": page.subject or "Your message",
         "slides": slides,
@@ -241,42 +244,45 @@ def page_context(token: str, page: fallbacks.Page) -> dict[str, Any]:
     }
 
 
-def view_of(part: Mapping[str, Any], url: str, ordinal: int, *, first: bool) -> dict[str, Any]:
+def view_of(part: WebPart, url: str, ordinal: int, *, first: bool) -> Context:
     """One part as page.html uses it. The URL is relative (`../media/...`), so the page
     works the same behind a reverse proxy that mounts mmsgate under a path."""
-    kind = part["kind"]
-    noun = {"image": "Image", "video": "Video", "audio": "Audio"}.get(kind, "File")
+    kind = part.kind
+    noun = _NOUNS.get(kind, "File")
     return {
-        "kind": kind,
+        "kind": kind.value,
         "url": url,
-        "content_type": part["content_type"],
-        "width": part.get("width"),
-        "height": part.get("height"),
-        "alt": part.get("alt") or f"{noun} {ordinal} of the message",
+        "content_type": part.content_type,
+        "width": part.width,
+        "height": part.height,
+        "alt": part.alt or f"{noun} {ordinal} of the message",
         # Lazy images load as they near the screen; the first image is what the reader
         # sees at once (the largest paint), so it is fetched right away, and first.
         "loading": "eager" if first else "lazy",
         "priority": first,
         "srcset": _srcset(part, url),
         "label": DOWNLOADS.get(kind, "Download file"),
-        "name": file_name(part) if part.get("name") else None,
+        "name": file_name(part) if part.name else None,
     }
 
 
-def _srcset(part: Mapping[str, Any], url: str) -> str | None:
+_NOUNS = {MediaKind.IMAGE: "Image", MediaKind.VIDEO: "Video", MediaKind.AUDIO: "Audio"}
+
+
+def _srcset(part: WebPart, url: str) -> str | None:
     """`small 480w, full 800w` when the image has a small rendition, so a phone-width slot
     gets the narrow one; None (the `src` alone) otherwise."""
-    small, width = part.get("small"), part.get("width")
-    if part["kind"] != "image" or not small or not width or not small.get("width"):
+    small, width = part.small, part.width
+    if part.kind is not MediaKind.IMAGE or small is None or not width or not small.width:
         return None
-    return f"{url}?{SMALL} {small['width']}w, {url} {width}w"
+    return f"{url}?{SMALL} {small.width}w, {url} {width}w"
 
 
-def file_name(part: Mapping[str, Any]) -> str:
+def file_name(part: WebPart) -> str:
     """The name a part downloads under: its own, without any path, quote or control
     character, ending in its kind's extension (`flyer` → `flyer.pdf`), else a generic one."""
-    stem, extension = FILE_NAMES.get(part.get("kind", ""), ("file", ""))
-    raw = str(part.get("name") or "").replace("\\", "/").rsplit("/", 1)[-1]
+    stem, extension = FILE_NAMES.get(part.kind, ("file", ""))
+    raw = (part.name or "").replace("\\", "/").rsplit("/", 1)[-1]
     name = "".join(c for c in raw if c.isprintable() and c != '"').strip(" .")[:100] or stem
     if extension and not name.lower().endswith(extension):
         name += extension
@@ -348,7 +354,7 @@ def _environment() -> tuple[jinja2.Environment, Markup, str]:
     return env, Markup(css), f"'sha256-{digest}'"  # noqa: S704 - our own stylesheet
 
 
-def render(template: str, **context: Any) -> bytes:
+def render(template: str, **context: object) -> bytes:
     env, css, _ = _environment()
     return env.get_template(template).render(css=css, **context).encode()
 

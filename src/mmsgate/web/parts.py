@@ -14,25 +14,24 @@ import dataclasses
 import datetime as dt
 import re
 import urllib.parse
-from collections.abc import Mapping
-from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 
+from mmsgate.models import MediaKind, WebPart
 from mmsgate.store import mo
 from mmsgate.web.page import FILE_NAMES, SMALL, Web, etag_matches, file_name, lookup_key, respond
 
 YEAR = 365 * 24 * 3600
 # Types the pipeline prepares for the page, by kind; anything else is sent as a plain file.
 PAGE_TYPES = {
-    "image": ("image/jpeg", "image/png", "image/gif"),
-    "video": ("video/mp4",),
-    "audio": ("audio/mp4", "audio/mpeg", "audio/aac"),
-    "vcard": ("text/vcard", "text/x-vcard", "text/directory"),
-    "ical": ("text/calendar",),
-    "pdf": ("application/pdf",),
-    "passbook": ("application/vnd.apple.pkpass",),
+    MediaKind.IMAGE: ("image/jpeg", "image/png", "image/gif"),
+    MediaKind.VIDEO: ("video/mp4",),
+    MediaKind.AUDIO: ("audio/mp4", "audio/mpeg", "audio/aac"),
+    MediaKind.VCARD: ("text/vcard", "text/x-vcard", "text/directory"),
+    MediaKind.ICAL: ("text/calendar",),
+    MediaKind.PDF: ("application/pdf",),
+    MediaKind.PASSBOOK: ("application/vnd.apple.pkpass",),
 }
 # MO types a browser may show in place; they are still sandboxed.
 MO_INLINE = re.compile(r"(image/(jpeg|png|gif|webp|bmp)|audio/.+|video/.+|text/plain)")
@@ -80,33 +79,41 @@ def part_number(raw: str) -> int | None:
     return int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 4 else None
 
 
-def rendition(part: Mapping[str, Any] | None, size: str | None) -> Mapping[str, Any] | None:
+def rendition(part: WebPart | None, size: str | None) -> WebPart | None:
     """The part as asked: itself, or with `?size=small` its small rendition (an image's
     narrow copy, see `prepare.for_web`); None when there is no such rendition."""
     if part is None or size is None:
         return part
-    small = part.get("small")
-    if f"size={size}" != SMALL or not small:
+    small = part.small
+    if f"size={size}" != SMALL or small is None:
         return None
-    return {**small, "kind": part["kind"], "name": part.get("name")}
+    return dataclasses.replace(
+        part,
+        content_type=small.content_type,
+        blob_key=small.blob_key,
+        bytes=small.bytes,
+        width=small.width,
+        height=small.height,
+        small=None,
+    )
 
 
-def page_part(part: Mapping[str, Any], left: dt.timedelta) -> Served:
+def page_part(part: WebPart, left: dt.timedelta) -> Served:
     """A hosted page's part: cached no longer than the link lives."""
-    kind = part.get("kind", "")
-    content_type = part["content_type"]
-    if _base(content_type) not in PAGE_TYPES.get(kind, ()):
-        content_type, kind = "application/octet-stream", "file"
+    content_type = part.content_type
+    kind: MediaKind | None = part.kind  # None: served as a plain file
+    if _base(content_type) not in PAGE_TYPES.get(part.kind, ()):
+        content_type, kind = "application/octet-stream", None
     max_age = max(0, min(YEAR, int(left.total_seconds())))
-    if kind == "pdf":
+    if kind is MediaKind.PDF:
         # In the browser's own viewer; a CSP here would keep Chromium's viewer from starting.
-        return Served(part["blob_key"], content_type, max_age, _disposition("inline", part), None)
-    if kind in PAGE_TYPES and kind not in FILE_NAMES:
-        return Served(part["blob_key"], content_type, max_age)
-    return Served(part["blob_key"], content_type, max_age, _disposition("attachment", part))
+        return Served(part.blob_key, content_type, max_age, _disposition("inline", part), None)
+    if kind is not None and kind not in FILE_NAMES:
+        return Served(part.blob_key, content_type, max_age)
+    return Served(part.blob_key, content_type, max_age, _disposition("attachment", part))
 
 
-def mo_part(part: Mapping[str, Any]) -> Served:
+def mo_part(part: mo.MoPart) -> Served:
     """An MO part: sandboxed, and a download unless it is plain media or text."""
     base = _base(part["content_type"])
     inline = MO_INLINE.fullmatch(base) is not None
@@ -131,7 +138,7 @@ def _base(content_type: str) -> str:
     return content_type.split(";", 1)[0].strip().lower()
 
 
-def _disposition(how: str, part: Mapping[str, Any]) -> str:
+def _disposition(how: str, part: WebPart) -> str:
     """`attachment; filename="x.ics"; filename*=UTF-8''x.ics` (RFC 6266): an ASCII name
     for old clients, the real one for the rest."""
     name = file_name(part)
