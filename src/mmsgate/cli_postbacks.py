@@ -12,6 +12,7 @@ from rich.table import Table
 
 from mmsgate.api.requests import parse_timestamp
 from mmsgate.cli_support import ConfigOpt, DataDirOpt, fail, load_settings, out, with_db
+from mmsgate.models import JSONValue
 from mmsgate.pipeline import postbacks
 from mmsgate.store import accounts
 from mmsgate.store import jobs as jobs_store
@@ -82,7 +83,7 @@ def _postback_json(row: QueuedPostback) -> dict[str, object]:
     }
 
 
-def _body(payload: Mapping[str, object]) -> str | None:
+def _body(payload: Mapping[str, JSONValue]) -> str | None:
     """The body the postback sends (its event rendered, or as an earlier version stored it)."""
     if "event" not in payload and "body" not in payload:
         return None

@@ -241,3 +241,13 @@ async def test_account_without_url_needs_nothing_sent(db: Database) -> None:
     await worker.run_once()
     assert (await job_row(db)).state == "done"
     await worker.deps.http.aclose()
+
+
+def test_a_postback_job_naming_no_account_is_a_clear_error() -> None:
+    """A postback job whose payload names no account (or not as a number) raises an MmsgateError naming it."""
+    from mmsgate.errors import MmsgateError
+
+    for payload in ({}, {"account_id": "7"}, {"account_id": True}):
+        with pytest.raises(MmsgateError, match="names no account"):
+            postbacks.account_of(payload)
+    assert postbacks.account_of({"account_id": 7}) == 7

@@ -88,7 +88,7 @@ async def _begin_if_queued(job: Job, deps: Deps) -> None:
     or the recipient has moved on; content the page cannot take ends it in E102."""
     assert job.tracking_id is not None
     reason = (job.payload or {}).get("reason")
-    if reason is None:  # queued with the fallback already begun
+    if not isinstance(reason, str):  # queued with the fallback already begun
         return
     row = await deliveries.for_delivery(deps.db, job.tracking_id)
     if row is None or row.state != S.QUEUED:

@@ -28,13 +28,13 @@ import hashlib
 import hmac
 import time
 from collections.abc import Mapping
-from typing import Any
 from urllib.parse import urlsplit
 
 import structlog
 
 from mmsgate import http_client, metrics
-from mmsgate.models import PostbackEvent
+from mmsgate.errors import MmsgateError
+from mmsgate.models import JSONValue, PostbackEvent
 from mmsgate.pipeline.deps import Deps
 from mmsgate.pipeline.shares import Host
 from mmsgate.pipeline.worker import Outcome
@@ -55,23 +55,34 @@ def signature(secret: str, timestamp: int, body: bytes) -> str:
     return "v1=" + hmac.new(secret.encode("utf-8"), message, hashlib.sha256).hexdigest()
 
 
-def body_of(payload: Mapping[str, Any]) -> tuple[bytes, str]:
-    """The bytes a postback job sends and their Content-Type: its event rendered, or the
-    body an earlier version stored."""
-    if "event" in payload:
-        return render(PostbackEvent.from_data(payload["event"])), XML
+def body_of(payload: Mapping[str, JSONValue]) -> tuple[bytes, str]:
+    """The bytes a postback job sends and their Content-Type: its event (`postback_job`)
+    rendered, or the body an earlier version stored."""
+    event = payload.get("event")
+    if isinstance(event, dict):
+        return render(PostbackEvent.from_data(event)), XML
+    if event is not None:
+        raise MmsgateError(f"postback job's event is not an object: {event!r}")
     return str(payload["body"]).encode("utf-8"), str(payload.get("content_type", XML))
+
+
+def account_of(payload: Mapping[str, JSONValue]) -> int:
+    """The account a postback job goes to, as `postback_job` names it."""
+    account_id = payload.get("account_id")
+    if not isinstance(account_id, int) or isinstance(account_id, bool):
+        raise MmsgateError(f"postback job names no account: {account_id!r}")
+    return account_id
 
 
 async def send_postback(job: Job, deps: Deps) -> Outcome:
     """Step for JobKind.POSTBACK: POST the event's body, signed; retry until accepted."""
     payload = job.payload or {}
-    target = await deps.http.target(deps.db, int(payload["account_id"]))
+    account_id = account_of(payload)
+    target = await deps.http.target(deps.db, account_id)
     url, secret = target if target is not None else (None, "")
     if not url:
         log.info("postback.no_url", job_id=job.id)
         return Outcome()
-    account_id = int(payload["account_id"])
     unusable = http_client.url_problem(url)
     if unusable is not None:  # old data: URLs are checked when they are set
         metrics.POSTBACKS.labels("failed").inc()

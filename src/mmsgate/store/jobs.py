@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, TypedDict
+from typing import TypedDict
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -33,7 +33,7 @@ class Job:
     attempts: int
     tracking_id: str | None
     template_id: int | None
-    payload: dict[str, Any] | None
+    payload: dict[str, JSONValue] | None  # as the job's kind writes it (`new_job`)
     created_at: dt.datetime
 
 
@@ -44,7 +44,7 @@ class FollowUp:
     kind: models.JobKind
     tracking_id: str | None = None
     template_id: int | None = None
-    payload: dict[str, Any] | None = None
+    payload: dict[str, JSONValue] | None = None
 
 
 # The queue's statements are built once, with bound parameters: building and hashing an
@@ -145,6 +145,7 @@ async def claim(
 
 
 def _job(row: Row) -> Job:
+    """A row of the jobs table as a Job: the one reader of a job row's fields."""
     return Job(
         id=row.id,
         kind=models.JobKind(row.kind),
@@ -251,7 +252,7 @@ def _complete(worker: str) -> Callable[[AsyncConnection, list[_Done]], Awaitable
     return work
 
 
-def _queued(follow_up: FollowUp, now: dt.datetime) -> dict[str, Any]:
+def _queued(follow_up: FollowUp, now: dt.datetime) -> dict[str, object]:
     f = follow_up
     return new_job(
         f.kind, now, tracking_id=f.tracking_id, template_id=f.template_id, payload=f.payload
@@ -390,14 +391,15 @@ class QueuedPostback:
 
 
 def queued_postback_of(row: Row) -> QueuedPostback:
-    """A row of the jobs table as a QueuedPostback."""
+    """A row of the jobs table as a QueuedPostback: the job (`_job`) and its queue state."""
+    job = _job(row)
     return QueuedPostback(
-        id=row.id,
+        id=job.id,
         state=models.JobState(row.state),
-        attempts=row.attempts,
-        created_at=row.created_at,
+        attempts=job.attempts,
+        created_at=job.created_at,
         last_error=row.last_error,
-        payload=row.payload,
+        payload=job.payload,
     )
 
 
