@@ -108,7 +108,7 @@ def accounts_create(
     ],
     service_id: ServiceIdOpt = None,
     postback_url: PostbackUrlOpt = None,
-    postback_format: PostbackFormatOpt = None,
+    postback_format: PostbackFormatOpt = models.PostbackFormat.XML.value,
     mode: ModeOpt = "optimized",
     allow_ip: AllowIpOpt = None,
     action: ActionOpt = None,
@@ -121,7 +121,7 @@ def accounts_create(
 ) -> None:
     """Create an account and print its API key (shown once) and postback secret."""
     cfg = load_settings(config, data_dir)
-    form = _postback_format(postback_format or models.PostbackFormat.XML.value)
+    form = _postback_format(postback_format or "")
     created = _run(
         cfg,
         lambda db: accounts.create(
