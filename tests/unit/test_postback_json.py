@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import typing
 from typing import Any
 
 import pytest
@@ -230,3 +231,38 @@ def test_the_client_reference_survives_the_queue() -> None:
     """An event with a client-reference goes through the job's JSON data and back intact."""
     event = delivery("N101")
     assert models.PostbackEvent.from_data(json.loads(json.dumps(event.to_data()))) == event
+
+
+@pytest.mark.parametrize(
+    ("event", "shape"),
+    [
+        (delivery("N102", handset="h", details="d"), postback_json.DeliveryBody),
+        (models.PostbackEvent(D, 3, "E999"), postback_json.DeliveryBody),
+        (models.PostbackEvent(MO, 3, "N401", at=AT, files=("u",)), postback_json.MoBody),
+        (models.PostbackEvent(T, 3, "N003", mms_id=1), postback_json.TemplateBody),
+        (
+            models.PostbackEvent(
+                T,
+                3,
+                "E003",
+                mms_id=1,
+                failed=models.MediaKind.VIDEO,
+                failed_url="u",
+                client_reference="r",
+            ),
+            postback_json.TemplateBody,
+        ),
+    ],
+)
+def test_bodies_are_what_their_types_say(event: models.PostbackEvent, shape: Any) -> None:
+    """Each rendered body has every key its TypedDict requires and none it does not name,
+    each value of the declared kind (a string, or a list of objects): the types the
+    API's description of these postbacks is made from tell the truth."""
+    got = body(event)
+    hints = typing.get_type_hints(shape)
+    assert shape.__required_keys__ <= set(got) <= set(hints)
+    for key, value in got.items():
+        origin = typing.get_origin(hints[key])
+        assert isinstance(value, list if origin is list else str), (key, value)
+    for key in set(got) & {"status", "sent-as", "origin"}:
+        assert got[key] in typing.get_args(hints[key]), key
