@@ -49,19 +49,16 @@ def postbacks_list(
     """List postbacks, newest first, with their state, attempts and last error."""
     cfg = load_settings(config, data_dir)
 
-    async def go(db: Database) -> list[QueuedPostback]:
-        return await jobs_store.postbacks(
+    async def go(db: Database) -> tuple[list[QueuedPostback], dict[object, PostbackFormat]]:
+        found = await jobs_store.postbacks(
             db, await _account_id(db, account), failed_only=failed, since=None, limit=limit
         )
+        return found, {a.id: a.postback_format for a in await accounts.list_all(db)}
 
-    async def formats(db: Database) -> dict[object, PostbackFormat]:
-        return {a.id: a.postback_format for a in await accounts.list_all(db)}
-
-    rows = with_db(cfg, go, schema=Schema.READY)
+    rows, formats = with_db(cfg, go, schema=Schema.READY)
     if as_json:
-        form = with_db(cfg, formats, schema=Schema.READY)
         xml = PostbackFormat.XML
-        print(json.dumps([_postback_json(r, form.get(r.account_id, xml)) for r in rows]))
+        print(json.dumps([_postback_json(r, formats.get(r.account_id, xml)) for r in rows]))
         return
     table = Table("id", "account", "state", "attempts", "created", "last error")
     for r in rows:
