@@ -141,21 +141,23 @@ def accounts_create(
     )
     if created is None:
         fail(f"an account named {name!r} already exists")
+    _show_created(created, as_json=as_json)
+
+
+def _show_created(created: accounts.NewAccount, *, as_json: bool) -> None:
+    """The new account's key (shown only here), secret and postback format."""
     if as_json:
-        print(
-            json.dumps(
-                {
-                    "account": created.account.name,
-                    "id": created.account.id,
-                    "api_key": created.api_key,
-                    "postback_secret": created.postback_secret,
-                    "postback_format": created.account.postback_format.value,
-                }
-            )
-        )
+        shown = {
+            "account": created.account.name,
+            "id": created.account.id,
+            "api_key": created.api_key,
+            "postback_secret": created.postback_secret,
+            "postback_format": created.account.postback_format.value,
+        }
+        print(json.dumps(shown))
         return
     out.print(
-        f"account [bold]{name}[/bold] created\n"
+        f"account [bold]{created.account.name}[/bold] created\n"
         f"api-key: [bold green]{created.api_key}[/bold green]\n"
         f"postback secret: {created.postback_secret}"
     )
