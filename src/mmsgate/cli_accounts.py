@@ -27,6 +27,10 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 PostbackUrlOpt = Annotated[
     str | None, typer.Option("--postback-url", help="Where N101/N102 postbacks go.")
 ]
+PostbackFormatOpt = Annotated[
+    str | None,
+    typer.Option("--postback-format", help="xml (Sinch's XML postbacks, the default) or json."),
+]
 ModeOpt = Annotated[
     str | None, typer.Option("--mode", help="optimized (SMS fallback) or standard.")
 ]
@@ -80,6 +84,7 @@ def account_json(account: models.Account, secret: str | None = None) -> dict[str
         "service_ids": list(account.service_ids),
         "mode": account.mode.value,
         "postback_url": account.postback_url,
+        "postback_format": account.postback_format.value,
         "allowed_ips": list(account.allowed_ips),
         "allowed_actions": None
         if account.allowed_actions is None
@@ -103,6 +108,7 @@ def accounts_create(
     ],
     service_id: ServiceIdOpt = None,
     postback_url: PostbackUrlOpt = None,
+    postback_format: PostbackFormatOpt = models.PostbackFormat.XML.value,
     mode: ModeOpt = "optimized",
     allow_ip: AllowIpOpt = None,
     action: ActionOpt = None,
@@ -115,6 +121,7 @@ def accounts_create(
 ) -> None:
     """Create an account and print its API key (shown once) and postback secret."""
     cfg = load_settings(config, data_dir)
+    form = _postback_format(postback_format or "")
     created = _run(
         cfg,
         lambda db: accounts.create(
@@ -129,24 +136,28 @@ def accounts_create(
             max_rps=max_rps,
             daily_limit=daily_limit,
             mms_expiry_hours=mms_expiry_hours,
+            postback_format=form,
         ),
     )
     if created is None:
         fail(f"an account named {name!r} already exists")
+    _show_created(created, as_json=as_json)
+
+
+def _show_created(created: accounts.NewAccount, *, as_json: bool) -> None:
+    """The new account's key (shown only here), secret and postback format."""
     if as_json:
-        print(
-            json.dumps(
-                {
-                    "account": created.account.name,
-                    "id": created.account.id,
-                    "api_key": created.api_key,
-                    "postback_secret": created.postback_secret,
-                }
-            )
-        )
+        shown = {
+            "account": created.account.name,
+            "id": created.account.id,
+            "api_key": created.api_key,
+            "postback_secret": created.postback_secret,
+            "postback_format": created.account.postback_format.value,
+        }
+        print(json.dumps(shown))
         return
     out.print(
-        f"account [bold]{name}[/bold] created\n"
+        f"account [bold]{created.account.name}[/bold] created\n"
         f"api-key: [bold green]{created.api_key}[/bold green]\n"
         f"postback secret: {created.postback_secret}"
     )
@@ -157,6 +168,14 @@ def _mode(value: str) -> models.AccountMode:
         return models.AccountMode(value.lower())
     except ValueError:
         fail("--mode must be 'optimized' or 'standard'", code=2)
+
+
+def _postback_format(value: str) -> models.PostbackFormat:
+    try:
+        return models.PostbackFormat(value.strip().lower())
+    except ValueError:
+        known = " or ".join(repr(f.value) for f in models.PostbackFormat)
+        fail(f"--postback-format {value!r}: must be {known}", code=2)
 
 
 def _actions(values: list[str] | None) -> list[str] | None:
@@ -193,7 +212,15 @@ def accounts_list(
         print(json.dumps([account_json(a) for a in found]))
         return
     table = Table(
-        "id", "name", "senders", "service-ids", "mode", "postback url", "allowed ips", "api"
+        "id",
+        "name",
+        "senders",
+        "service-ids",
+        "mode",
+        "postback url",
+        "format",
+        "allowed ips",
+        "api",
     )
     for a in found:
         table.add_row(
@@ -203,6 +230,7 @@ def accounts_list(
             ", ".join(a.service_ids),
             a.mode.value,
             a.postback_url or "",
+            a.postback_format.value,
             ", ".join(a.allowed_ips) or "any",
             "on" if a.api_enabled else "off",
         )
@@ -269,6 +297,7 @@ def accounts_update(
         list[str] | None, typer.Option("--service-id", help="Replace the service-ids.")
     ] = None,
     postback_url: PostbackUrlOpt = None,
+    postback_format: PostbackFormatOpt = None,
     mode: ModeOpt = None,
     allow_ip: Annotated[
         list[str] | None, typer.Option("--allow-ip", help="Replace the IP allow-list (CIDR).")
@@ -294,6 +323,9 @@ def accounts_update(
         "senders": sender,
         "service_ids": service_id,
         "postback_url": postback_url,
+        "postback_format": None
+        if postback_format is None
+        else _postback_format(postback_format).value,
         "mode": None if mode is None else _mode(mode).value,
         "allowed_ips": [] if clear_allow_ip else _networks(allow_ip),
         "allowed_actions": None if action is None else _actions(action),

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from mmsgate.api.requests import parse_timestamp
 from mmsgate.cli_support import ConfigOpt, DataDirOpt, fail, load_settings, out, with_db
-from mmsgate.models import JSONValue
+from mmsgate.models import JSONValue, PostbackFormat
 from mmsgate.pipeline import postbacks
 from mmsgate.store import accounts
 from mmsgate.store import jobs as jobs_store
@@ -49,14 +49,16 @@ def postbacks_list(
     """List postbacks, newest first, with their state, attempts and last error."""
     cfg = load_settings(config, data_dir)
 
-    async def go(db: Database) -> list[QueuedPostback]:
-        return await jobs_store.postbacks(
+    async def go(db: Database) -> tuple[list[QueuedPostback], dict[object, PostbackFormat]]:
+        found = await jobs_store.postbacks(
             db, await _account_id(db, account), failed_only=failed, since=None, limit=limit
         )
+        return found, {a.id: a.postback_format for a in await accounts.list_all(db)}
 
-    rows = with_db(cfg, go, schema=Schema.READY)
+    rows, formats = with_db(cfg, go, schema=Schema.READY)
     if as_json:
-        print(json.dumps([_postback_json(r) for r in rows]))
+        xml = PostbackFormat.XML
+        print(json.dumps([_postback_json(r, formats.get(r.account_id, xml)) for r in rows]))
         return
     table = Table("id", "account", "state", "attempts", "created", "last error")
     for r in rows:
@@ -71,7 +73,7 @@ def postbacks_list(
     out.print(table)
 
 
-def _postback_json(row: QueuedPostback) -> dict[str, object]:
+def _postback_json(row: QueuedPostback, form: PostbackFormat) -> dict[str, object]:
     return {
         "id": row.id,
         "account_id": row.account_id,
@@ -79,15 +81,16 @@ def _postback_json(row: QueuedPostback) -> dict[str, object]:
         "attempts": row.attempts,
         "created_at": row.created_at.isoformat(),
         "last_error": row.last_error,
-        "body": _body(row.payload or {}),
+        "body": _body(row.payload or {}, form),
     }
 
 
-def _body(payload: Mapping[str, JSONValue]) -> str | None:
-    """The body the postback sends (its event rendered, or as an earlier version stored it)."""
+def _body(payload: Mapping[str, JSONValue], form: PostbackFormat) -> str | None:
+    """The body the postback sends (its event rendered in the account's format, or as an
+    earlier version stored it)."""
     if "event" not in payload and "body" not in payload:
         return None
-    return postbacks.body_of(payload)[0].decode("utf-8")
+    return postbacks.body_of(payload, form)[0].decode("utf-8")
 
 
 @postbacks_app.command("replay")

@@ -43,6 +43,14 @@ class AccountMode(enum.Enum):
     STANDARD = "standard"
 
 
+class PostbackFormat(enum.Enum):
+    """How an account's postbacks are written: Sinch's XML (the default, as the XML API
+    has always posted) or Sinch's JSON (API reference §8.3, §8.4)."""
+
+    XML = "xml"
+    JSON = "json"
+
+
 class Action(enum.Enum):
     """The Sinch XML actions, spelled as the API spells them."""
 
@@ -311,6 +319,7 @@ class Account:
     api_enabled: bool = True
     created_at: dt.datetime | None = None
     mms_expiry_hours: int | None = None  # default lifetime of a send (else 72 h)
+    postback_format: PostbackFormat = PostbackFormat.XML
 
     def may(self, action: Action) -> bool:
         """Whether this account may call `action` (None allows every action)."""
@@ -331,6 +340,15 @@ class TemplateInfo:
     created_at: dt.datetime
     fallback_sms_text: str | None = None
     disable_fallback: bool | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PostbackTarget:
+    """Where an account's postbacks go, the secret they are signed with, and their format."""
+
+    url: str | None
+    secret: str
+    format: PostbackFormat = PostbackFormat.XML
 
 
 class PostbackKind(enum.Enum):
@@ -364,6 +382,7 @@ class PostbackEvent:
     failed_url: str | None = None
     subject: str | None = None
     files: tuple[str, ...] = ()  # an MO's content URLs
+    client_reference: str | None = None  # the send's (or saveMMS's) own, echoed back
 
     def to_data(self) -> dict[str, object]:
         """The event as JSON-able data (fields with no value left out)."""

@@ -1,7 +1,11 @@
 """Sinch's postback bodies (XML, lower-case tags): the MT delivery events (N101, N102, N103,
 E101, E102, and the fallback SMS's N202/E202) and the saveMMS outcome (N003, E002/E003/E004).
 Tags in Sinch's order (API reference §8.1); optional ones are left out when there is nothing
-to say. `render` writes a queued PostbackEvent."""
+to say. `render` writes a queued PostbackEvent.
+
+`client-reference`, the request's own reference, follows `tracking-id` when the send (or
+the saveMMS) gave one: Sinch's XML postbacks list no such element, but its JSON ones carry
+it (§8.3), and XML clients ignore elements they do not know."""
 
 from __future__ import annotations
 
@@ -42,6 +46,7 @@ class Delivery:
     operator_id: int | None = None
     handset: str | None = None
     details: str | None = None
+    client_reference: str | None = None
 
 
 def delivery_postback(event: Delivery) -> bytes:
@@ -59,6 +64,7 @@ def delivery_postback(event: Delivery) -> bytes:
         ("from", event.sender),
         ("to", event.to),
         ("tracking-id", event.tracking_id),
+        ("client-reference", event.client_reference),
         ("operator-id", event.operator_id),
         ("timestamp", event.at.astimezone(dt.UTC).isoformat(timespec="seconds")),
         ("handset", event.handset),
@@ -93,13 +99,17 @@ def mo_postback(
 
 
 def template_postback(
-    code: str, mms_id: int, failed: tuple[models.MediaKind, str] | None = None
+    code: str,
+    mms_id: int,
+    failed: tuple[models.MediaKind, str] | None = None,
+    client_reference: str | None = None,
 ) -> bytes:
     """The saveMMS outcome: N003, or E002/E003/E004 naming the URL that failed."""
     fields: list[tuple[str, object | None]] = [
         ("origin", "MMS_MT"),
         ("code", code),
         ("mms-id", mms_id),
+        ("client-reference", client_reference),
     ]
     if failed is not None:
         fields.append((_NAME_OF_FAILED.get(failed[0], "image-name"), failed[1]))
@@ -124,7 +134,7 @@ def render(event: models.PostbackEvent) -> bytes:
         failed = None
         if event.failed is not None and event.failed_url is not None:
             failed = (event.failed, event.failed_url)
-        return template_postback(event.code, event.mms_id or 0, failed)
+        return template_postback(event.code, event.mms_id or 0, failed, event.client_reference)
     if event.kind is models.PostbackKind.MO:
         return mo_postback(
             event.tracking_id or "",
@@ -147,5 +157,6 @@ def render(event: models.PostbackEvent) -> bytes:
         operator_id=event.operator_id,
         handset=event.handset,
         details=event.details,
+        client_reference=event.client_reference,
     )
     return delivery_postback(delivery)

@@ -25,7 +25,7 @@ runner = CliRunner()
 SETTINGS = {
     "account", "id", "senders", "service_ids", "mode", "postback_url", "allowed_ips",
     "allowed_actions", "max_rps", "daily_limit", "mms_expiry_hours", "api_enabled",
-    "created_at",
+    "created_at", "postback_format",
 }  # fmt: skip
 
 

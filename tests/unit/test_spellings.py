@@ -14,6 +14,10 @@ MM7_SPELLING = re.compile(
     r"|TransactionID|MM7Version|Subject|Content|(?:DeliveryReport|Deliver|Submit|ReadReply)"
     r"(?:Req|Rsp)|RSErrorRsp|Retrieved|Forwarded|Expired|Rejected)[\"'>]"
 )
+# Sinch's JSON postback status words (API reference §8.3) share two MM7 statuses' spelling:
+# the JSON postback codec may write those two words, and no other MM7 spelling.
+SINCH_STATUS_WORDS = {"postback_json.py": re.compile(r"[\"'](Expired|Rejected)[\"']")}
+NOTHING = re.compile(r"(?!)")
 
 
 def test_mm7_spellings_live_only_in_the_codec() -> None:
@@ -23,7 +27,7 @@ def test_mm7_spellings_live_only_in_the_codec() -> None:
         for path in sorted(SRC.rglob("*.py"))
         if path.name != "mm7_codec.py"
         for n, line in enumerate(path.read_text("utf-8").splitlines(), 1)
-        if MM7_SPELLING.search(line)
+        if MM7_SPELLING.search(SINCH_STATUS_WORDS.get(path.name, NOTHING).sub("", line))
     ]
     assert found == []
 
@@ -41,6 +45,7 @@ SINCH_CODECS = {
     "api/sinch_xml.py",
     "api/requests.py",
     "postback_xml.py",
+    "postback_json.py",
     "api/json_errors.py",
     "api/status.py",
     "api/reports.py",

@@ -80,6 +80,7 @@ async def save_mms(
             disable_fallback=req.fallback.disabled,
             disable_fallback_link=req.fallback.link_disabled,
             link_expires_at=link_expires,
+            client_reference=req.client_reference,
         )
     )
     return results.Saved(mms_id)

@@ -117,7 +117,8 @@ def mms_id(doc: Node) -> int:
 
 
 def save_mms(doc: Node) -> SaveMms:
-    return SaveMms(content(doc), fallback(doc))
+    reference = rules.client_reference(doc.value("client-reference"), "client-reference")
+    return SaveMms(content(doc), fallback(doc), reference)
 
 
 def send_mms(doc: Node) -> SendMms:

@@ -77,6 +77,7 @@ class Delivery:
 class SaveMms:
     content: Content
     fallback: Fallback
+    client_reference: str | None = None  # echoed in the N003/E00x postback
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -36,7 +36,13 @@ async def encode_template(job: Job, deps: Deps) -> Outcome:
         metrics.TEMPLATES.labels("failed").inc()
         log.warning("template.encoding_failed", template_id=row.id, code=code, error=str(failed))
         event = models.PostbackEvent(
-            T, row.account_id, code, mms_id=row.id, failed=failed.kind, failed_url=failed.url
+            T,
+            row.account_id,
+            code,
+            mms_id=row.id,
+            failed=failed.kind,
+            failed_url=failed.url,
+            client_reference=row.client_reference,
         )
         await templates.finish_encoding(
             deps.db,
@@ -46,7 +52,9 @@ async def encode_template(job: Job, deps: Deps) -> Outcome:
             postbacks.postback_job(event, deps.clock()),
         )
         return Outcome()
-    event = models.PostbackEvent(T, row.account_id, "N003", mms_id=row.id)
+    event = models.PostbackEvent(
+        T, row.account_id, "N003", mms_id=row.id, client_reference=row.client_reference
+    )
     await templates.finish_encoding(
         deps.db,
         row.id,

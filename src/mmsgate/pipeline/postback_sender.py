@@ -1,22 +1,21 @@
 """What one worker's postbacks share: keep-alive connections to the customers, behind the
-address guard unless private networks are allowed, and each account's postback URL and
-secret, read again when older than TARGET_TTL seconds. Built once with the worker's `Deps`
-and closed with them."""
+address guard unless private networks are allowed, and each account's postback URL, secret
+and format, read again when older than TARGET_TTL seconds. Built once with the worker's
+`Deps` and closed with them."""
 
 from __future__ import annotations
 
 import time
 
-from mmsgate import http_client, http_lean
+from mmsgate import http_client, http_lean, models
 from mmsgate.store import accounts
 from mmsgate.store.db import Database
 
 POSTS_IN_FLIGHT = 64  # connections per customer host and worker; `shares` admits fewer
 ANSWER_READ = 8 * 1024  # bytes of a customer's answer read; the rest is never waited for
-# An account's postback URL and secret are read once a second at most: a change takes effect
-# for postbacks sent from a second after it on.
+# An account's postback URL, secret and format are read once a second at most: a change takes
+# effect for postbacks sent from a second after it on.
 TARGET_TTL = 1.0
-Target = tuple[str | None, str]
 
 
 class PostbackSender:
@@ -34,10 +33,11 @@ class PostbackSender:
             # postback, and no gap between the address checked and the one connected to.
             resolve=None if allow_private_networks else http_client.guarded(),
         )
-        self.targets: dict[int, tuple[float, Target | None]] = {}
+        self.targets: dict[int, tuple[float, models.PostbackTarget | None]] = {}
 
-    async def target(self, db: Database, account_id: int) -> Target | None:
-        """(postback URL, secret) of the account, or None when there is no such account."""
+    async def target(self, db: Database, account_id: int) -> models.PostbackTarget | None:
+        """The account's postback URL, secret and format, or None when there is no such
+        account."""
         now = time.monotonic()
         known = self.targets.get(account_id)
         if known is None or now - known[0] > TARGET_TTL:

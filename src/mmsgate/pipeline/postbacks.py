@@ -8,12 +8,13 @@ Each host gets its share of the worker's slots (`shares`), so a slow receiver de
 its own account's postbacks.
 
 A job holds its event as data (models.PostbackEvent), rendered when it is sent in the
-account's format (Sinch XML, postback_xml, the only one so far); a job queued by an earlier
-version holds the rendered body, which is sent as it is.
+account's format as it is then: Sinch XML (postback_xml, `application/xml`) or Sinch JSON
+(postback_json, `application/json`). A job queued by an earlier version holds the rendered
+body, which is sent as it is.
 
 Each POST carries `X-Mmsgate-Timestamp` and `X-Mmsgate-Signature: v1=<hex>`, the
-HMAC-SHA256 of `timestamp + "." + body` under the account's postback secret. Sinch signs
-nothing; clients that ignore the headers are unaffected.
+HMAC-SHA256 of `timestamp + "." + body` under the account's postback secret, whatever the
+body's format. Sinch signs nothing; clients that ignore the headers are unaffected.
 
 The POSTs go through the worker's `PostbackSender` (`Deps.http`: keep-alive to each
 customer, 10 s timeout by default). Its address guard runs when a connection is opened, on
@@ -32,13 +33,13 @@ from urllib.parse import urlsplit
 
 import structlog
 
-from mmsgate import http_client, metrics
+from mmsgate import http_client, metrics, postback_json, postback_xml
 from mmsgate.errors import MmsgateError
-from mmsgate.models import JSONValue, PostbackEvent
+from mmsgate.models import JSONValue, PostbackEvent, PostbackFormat
 from mmsgate.pipeline.deps import Deps
 from mmsgate.pipeline.shares import Host
 from mmsgate.pipeline.worker import Outcome
-from mmsgate.postback_xml import render, template_postback
+from mmsgate.postback_xml import template_postback
 from mmsgate.store.deliveries import postback_job
 from mmsgate.store.jobs import Job
 
@@ -47,6 +48,11 @@ SIGNATURE_HEADER = "X-Mmsgate-Signature"
 TIMESTAMP_HEADER = "X-Mmsgate-Timestamp"
 __all__ = ["body_of", "postback_job", "send_postback", "signature", "template_postback"]
 XML = "application/xml"
+JSON = "application/json"
+_RENDERERS = {
+    PostbackFormat.XML: (postback_xml.render, XML),
+    PostbackFormat.JSON: (postback_json.render, JSON),
+}
 
 
 def signature(secret: str, timestamp: int, body: bytes) -> str:
@@ -55,12 +61,15 @@ def signature(secret: str, timestamp: int, body: bytes) -> str:
     return "v1=" + hmac.new(secret.encode("utf-8"), message, hashlib.sha256).hexdigest()
 
 
-def body_of(payload: Mapping[str, JSONValue]) -> tuple[bytes, str]:
+def body_of(
+    payload: Mapping[str, JSONValue], form: PostbackFormat = PostbackFormat.XML
+) -> tuple[bytes, str]:
     """The bytes a postback job sends and their Content-Type: its event (`postback_job`)
-    rendered, or the body an earlier version stored."""
+    rendered in `form`, or the body an earlier version stored."""
     event = payload.get("event")
     if isinstance(event, dict):
-        return render(PostbackEvent.from_data(event)), XML
+        render, content_type = _RENDERERS[form]
+        return render(PostbackEvent.from_data(event)), content_type
     if event is not None:
         raise MmsgateError(f"postback job's event is not an object: {event!r}")
     return str(payload["body"]).encode("utf-8"), str(payload.get("content_type", XML))
@@ -79,8 +88,8 @@ async def send_postback(job: Job, deps: Deps) -> Outcome:
     payload = job.payload or {}
     account_id = account_of(payload)
     target = await deps.http.target(deps.db, account_id)
-    url, secret = target if target is not None else (None, "")
-    if not url:
+    url = target.url if target is not None else None
+    if target is None or not url:
         log.info("postback.no_url", job_id=job.id)
         return Outcome()
     unusable = http_client.url_problem(url)
@@ -92,8 +101,8 @@ async def send_postback(job: Job, deps: Deps) -> Outcome:
     wait = await deps.postback_shares.admit(host)
     if wait is not None:
         return Outcome.later(dt.timedelta(seconds=wait))
-    body, content_type = body_of(payload)
-    problem = await _timed_post(deps, host, url, secret, body, content_type)
+    body, content_type = body_of(payload, target.format)
+    problem = await _timed_post(deps, host, url, target.secret, body, content_type)
     if problem is None:
         metrics.POSTBACKS.labels("delivered").inc()
         log.info("postback.delivered", job_id=job.id, attempt=job.attempts)

@@ -60,6 +60,7 @@ class AccountChanges(TypedDict, total=False):
     daily_limit: int | None
     mms_expiry_hours: int | None
     api_enabled: bool
+    postback_format: str  # a PostbackFormat's value
 
 
 def hash_key(api_key: str) -> str:
@@ -85,6 +86,7 @@ def _row_to_account(row: Row) -> models.Account:
         api_enabled=row.api_enabled,
         created_at=row.created_at,
         mms_expiry_hours=row.mms_expiry_hours,
+        postback_format=models.PostbackFormat(row.postback_format),
     )
 
 
@@ -101,6 +103,7 @@ async def create(
     max_rps: float | None = None,
     daily_limit: int | None = None,
     mms_expiry_hours: int | None = None,
+    postback_format: models.PostbackFormat = models.PostbackFormat.XML,
 ) -> NewAccount | None:
     """Create an account; None when the name is taken. AccountError when another account
     has one of the senders already (a sender must name one account), or the postback URL is
@@ -121,6 +124,7 @@ async def create(
         "max_rps": max_rps,
         "daily_limit": daily_limit,
         "mms_expiry_hours": mms_expiry_hours,
+        "postback_format": postback_format.value,
         "api_enabled": True,
         "created_at": dt.datetime.now(dt.UTC),
     }
@@ -150,17 +154,17 @@ async def by_name(db: Database, name: str) -> models.Account | None:
     return None if row is None else _row_to_account(row)
 
 
-async def postback_target(db: Database, account_id: int) -> tuple[str | None, str] | None:
-    """(postback URL, signing secret) of an account, or None when there is no such account."""
+async def postback_target(db: Database, account_id: int) -> models.PostbackTarget | None:
+    """Where an account's postbacks go, signed with what, in which format; None when there
+    is no such account."""
+    columns = (accounts.c.postback_url, accounts.c.postback_secret, accounts.c.postback_format)
     async with db.read() as conn:
-        row = (
-            await conn.execute(
-                sa.select(accounts.c.postback_url, accounts.c.postback_secret).where(
-                    accounts.c.id == account_id
-                )
-            )
-        ).first()
-    return None if row is None else (row.postback_url, row.postback_secret)
+        row = (await conn.execute(sa.select(*columns).where(accounts.c.id == account_id))).first()
+    if row is None:
+        return None
+    return models.PostbackTarget(
+        row.postback_url, row.postback_secret, models.PostbackFormat(row.postback_format)
+    )
 
 
 async def list_all(db: Database) -> list[models.Account]:

@@ -72,6 +72,9 @@ class Recipient:
     sender: str
     operator_id: int | None
     template_id: int
+    # The send's client-reference, echoed in each of its postbacks (after the subclasses'
+    # fields: it is given by name).
+    client_reference: str | None = dataclasses.field(default=None, kw_only=True)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -113,6 +116,7 @@ def delivery_of(row: Row) -> Delivery:
         sender=row.sender,
         operator_id=row.operator_id,
         template_id=row.template_id,
+        client_reference=row.client_reference,
         message_id=row.message_id,
         service_id=row.service_id,
         subject=row.subject,
@@ -142,6 +146,7 @@ def reported_of(row: Row) -> Reported:
         sender=row.sender,
         operator_id=row.operator_id,
         template_id=row.template_id,
+        client_reference=row.client_reference,
         route=row.route,
     )
 
@@ -165,6 +170,7 @@ _DELIVERY = sa.select(
     messages.c.fallback_sms_text,
     messages.c.link_expires_at,
     messages.c.template_id,
+    messages.c.client_reference,
     templates.c.slides,
     templates.c.subject.label("template_subject"),
     templates.c.fallback_sms_text.label("template_fallback_text"),
@@ -197,6 +203,7 @@ _REPORT_ROW = sa.select(
     messages.c.sender,
     messages.c.operator_id,
     messages.c.template_id,
+    messages.c.client_reference,
 ).select_from(recipients.join(messages, messages.c.id == recipients.c.message_id))
 # Newest first: an MMSC that reuses a MessageID (after a reset) reports on the recipient it
 # took last, never on an older one long final.
@@ -418,6 +425,7 @@ async def advance(
         operator_id=row.operator_id,
         handset=to.handset,
         details=to.detail,
+        client_reference=row.client_reference,
     )
     return await move(db, row.tracking_id, to, postback=event, now=now, also=also)
 

@@ -106,6 +106,7 @@ def sms_fallback_of(row: Row) -> SmsFallback:
         sender=row.sender,
         operator_id=row.operator_id,
         template_id=row.template_id,
+        client_reference=row.client_reference,
         reason=row.reason,
         token=row.token,
         sms_text=row.sms_text,
@@ -131,6 +132,7 @@ _SMS = sa.select(
     messages.c.sender,
     messages.c.operator_id,
     messages.c.template_id,
+    messages.c.client_reference,
     messages.c.expires_at,
 ).select_from(
     fallbacks.join(recipients, recipients.c.tracking_id == fallbacks.c.tracking_id).join(

@@ -52,6 +52,8 @@ accounts = sa.Table(
     sa.Column("api_enabled", sa.Boolean, nullable=False),
     sa.Column("mms_expiry_hours", sa.Integer),
     sa.Column("created_at", UtcDateTime, nullable=False),
+    # A PostbackFormat's value; rows made before there was a choice are XML.
+    sa.Column("postback_format", sa.String(8), nullable=False, server_default="xml"),
 )
 
 templates = sa.Table(
@@ -73,6 +75,7 @@ templates = sa.Table(
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Column("deleted_at", UtcDateTime),
     sa.Column("reports", sa.JSON),
+    sa.Column("client_reference", sa.String(64)),  # saveMMS's, echoed in N003/E00x
     sa.Index("ix_templates_account_listing", "account_id", "kind", "created_at"),
 )
 

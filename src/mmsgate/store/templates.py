@@ -28,6 +28,7 @@ class Template:
     subject: str | None
     state: models.TemplateState
     slides: tuple[models.StoredSlide, ...]
+    client_reference: str | None = None  # saveMMS's, echoed in its N003/E00x postback
 
 
 def template_of(row: Row) -> Template:
@@ -40,6 +41,7 @@ def template_of(row: Row) -> Template:
         subject=row.subject,
         state=models.TemplateState(row.state),
         slides=tuple(models.StoredSlide.from_data(slide) for slide in row.slides),
+        client_reference=row.client_reference,
     )
 
 

@@ -44,6 +44,7 @@ class NewTemplate:
     disable_fallback: bool | None = None
     disable_fallback_link: bool | None = None
     link_expires_at: dt.datetime | None = None
+    client_reference: str | None = None  # saveMMS's, echoed in its N003/E00x postback
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -173,6 +174,7 @@ def _insert_template(conn: sa.Connection, t: NewTemplate, now: dt.datetime) -> i
             disable_fallback=t.disable_fallback,
             disable_fallback_link=t.disable_fallback_link,
             link_expires_at=t.link_expires_at,
+            client_reference=t.client_reference,
             created_at=now,
         )
         .returning(templates.c.id)
