@@ -250,11 +250,11 @@ async def handle_xml(svc: actions.Services, scope: Scope, receive: Receive) -> b
         request_log.note(action=action.value)
         if action in SEND_ACTIONS:
             echo.to = requests.echoed_to(doc)
+        client = scope["client"][0] if scope.get("client") else None
+        account = await svc.guard.check(requests.api_key(doc), action, client)
         claim = idempotency.claim(
             [v.decode("latin-1") for k, v in scope["headers"] if k == IDEMPOTENCY_KEY], "xml", body
         )
-        client = scope["client"][0] if scope.get("client") else None
-        account = await svc.guard.check(requests.api_key(doc), action, client)
         result = await DISPATCH[action](svc, account, doc, claim)
     except errors.ApiError as exc:
         request_log.note(code=exc.code.value, info=exc.info)
