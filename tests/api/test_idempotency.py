@@ -391,6 +391,33 @@ async def test_without_the_header_nothing_changes(gateway: Gateway) -> None:
     assert (got.messages, got.keys) == (2, 0)
 
 
+async def test_without_the_header_no_statement_touches_the_keys(
+    gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A send without a key looks up no key and writes none: no statement on the keys
+    table, the hot path (sendSavedMMS) as before."""
+
+    async def no_lookup(*_args: object) -> None:
+        raise AssertionError("a key was looked up for a request without one")
+
+    monkeypatch.setattr(idempotency, "find", no_lookup)
+    statements: list[str] = []
+
+    def seen(_conn: object, _cursor: object, statement: str, *_rest: object) -> None:
+        statements.append(statement)
+
+    engine = gateway.services.db.writer.sync_engine
+    sa.event.listen(engine, "before_cursor_execute", seen)
+    try:
+        mms_id = await saved_template(gateway)
+        for body in (send_saved(gateway.api_key, mms_id), send_mms(gateway.api_key)):
+            assert fields((await post(gateway, body, None)).content)["status"] == "Success"
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", seen)
+    assert any("INSERT INTO messages" in s for s in statements)
+    assert not [s for s in statements if "idempotency_keys" in s]
+
+
 async def test_other_actions_check_the_key_but_ignore_it(gateway: Gateway) -> None:
     """getMMSTemplates and deleteMMSID with a key answer as without one, twice alike."""
     key = gateway.api_key
