@@ -5,6 +5,7 @@
     ├── StartupError             a command cannot start: database, data dir, port; says the fix
     ├── AccountError             an account change is refused (a sender another account owns …)
     ├── BodyTooLarge             a request body is over its route's limit
+    ├── KeyTaken                 an accept lost its Idempotency-Key to a request that raced it
     ├── ApiError                 a request is refused; carries its Sinch error code
     │   ├── Unauthenticated      no API key, or one no account has
     │   ├── NotFound             what the request names does not exist (for its account)
@@ -66,6 +67,15 @@ class BodyTooLarge(MmsgateError):
     def __init__(self, limit: int) -> None:
         self.limit = limit
         super().__init__(f"the body is larger than {limit} bytes")
+
+
+class KeyTaken(MmsgateError):
+    """Another request stored this Idempotency-Key while this one was being accepted; this
+    one wrote nothing, and is answered as that one's retry (api/idempotency.py)."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        super().__init__(f"Idempotency-Key {key!r} was stored by another request")
 
 
 class ApiError(MmsgateError):

@@ -8,6 +8,10 @@ A client that closes its connection before the answer stops its request (cancell
 stored) until the action calls `http_server.committing()`, just before it hands its rows to
 the writer: from then on the request runs to its end, and a send is delivered even though
 its client never hears the `Success`.
+
+The accepts (saveMMS, sendMMS, sendSavedMMS) take the request's Idempotency-Key claim
+(api/idempotency.py, which runs them): they build their answer before the write, so the
+writer stores it with the key in the same transaction.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from mmsgate import codes, errors, http_server, metrics, models, numbers, profil
 from mmsgate.api import content as content_store
 from mmsgate.api import results, rules
 from mmsgate.api.guard import Guard
+from mmsgate.api.idempotency import Claim
 from mmsgate.settings import Settings
 from mmsgate.store import queries
 from mmsgate.store.blobs import BlobStore
@@ -58,7 +63,7 @@ class Recipient:
 
 
 async def save_mms(
-    services: Services, account: models.Account, req: rules.SaveMms
+    services: Services, account: models.Account, req: rules.SaveMms, claim: Claim | None = None
 ) -> results.Saved:
     now = services.clock()
     link_expires = (
@@ -81,12 +86,15 @@ async def save_mms(
             disable_fallback_link=req.fallback.link_disabled,
             link_expires_at=link_expires,
             client_reference=req.client_reference,
+            key=claim.new_key(results.Saved(0)) if claim else None,
         )
     )
     return results.Saved(mms_id)
 
 
-async def send_mms(services: Services, account: models.Account, req: rules.SendMms) -> results.Sent:
+async def send_mms(
+    services: Services, account: models.Account, req: rules.SendMms, claim: Claim | None = None
+) -> results.Sent:
     now = services.clock()
     plan = check_delivery(services.settings, account, req.delivery)
     check_fallback_text(account, req.fallback, None)
@@ -104,15 +112,24 @@ async def send_mms(services: Services, account: models.Account, req: rules.SendM
     send = new_send(
         account, models.Action.SEND_MMS, req.delivery, req.fallback, plan, expires_at, link_expires
     )
+    answer = sent(plan, send, 0, with_from=False)  # its mms-id is the template's, to come
     http_server.committing()
     mms_id = await services.writer.accept(
-        dataclasses.replace(send, template=template, subject=req.content.subject)
+        dataclasses.replace(
+            send,
+            template=template,
+            subject=req.content.subject,
+            key=claim.new_key(answer) if claim else None,
+        )
     )
-    return sent(plan, send, mms_id, with_from=False)
+    return counted(dataclasses.replace(answer, mms_id=mms_id), send)
 
 
 async def send_saved_mms(
-    services: Services, account: models.Account, req: rules.SendSavedMms
+    services: Services,
+    account: models.Account,
+    req: rules.SendSavedMms,
+    claim: Claim | None = None,
 ) -> results.Sent:
     now = services.clock()
     plan = check_delivery(services.settings, account, req.delivery)
@@ -154,9 +171,12 @@ async def send_saved_mms(
             req.fallback.disabled if req.fallback.disabled is not None else info.disable_fallback
         ),
     )
+    answer = sent(plan, send, req.mms_id, with_from=True)
     http_server.committing()
-    mms_id = await services.writer.accept(send)
-    return sent(plan, send, mms_id, with_from=True)
+    await services.writer.accept(
+        dataclasses.replace(send, key=claim.new_key(answer)) if claim else send
+    )
+    return counted(answer, send)
 
 
 async def delete_mms_id(
@@ -344,8 +364,8 @@ def new_tracking_id() -> str:
 
 
 def sent(plan: Plan, send: NewSend, mms_id: int, *, with_from: bool) -> results.Sent:
-    """The taken send: each number of the request, accepted with its tracking-id or refused."""
-    metrics.ACCEPTED.labels(send.action).inc(len(send.recipients))
+    """The answer to a send: each number of the request, accepted with its tracking-id or
+    refused."""
     tracking = iter(send.recipients)
     numbers: list[results.Accepted | results.Refused] = []
     for r in plan.recipients:
@@ -356,3 +376,9 @@ def sent(plan: Plan, send: NewSend, mms_id: int, *, with_from: bool) -> results.
             numbers.append(results.Refused(r.raw, r.error))
     sender = send.sender if with_from else None
     return results.Sent(mms_id, tuple(numbers), plan.is_list, sender)
+
+
+def counted(answer: results.Sent, send: NewSend) -> results.Sent:
+    """`answer`, once its send is stored: its numbers are counted as accepted."""
+    metrics.ACCEPTED.labels(send.action).inc(len(send.recipients))
+    return answer

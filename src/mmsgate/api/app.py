@@ -25,6 +25,7 @@ from mmsgate import codes, errors, http_server, logs, models, runtime
 from mmsgate import settings as settings_mod
 from mmsgate.api import (
     actions,
+    idempotency,
     json_errors,
     kannel,
     metrics_page,
@@ -53,20 +54,28 @@ XML_PATHS = frozenset({"/ep/v1/", "/ep/v1"})
 CLIENT_GONE = "client gone"  # the request line's code when the client did not wait
 SEND_ACTIONS = {models.Action.SEND_MMS, models.Action.SEND_SAVED_MMS}
 
-Handler = Callable[[actions.Services, models.Account, sinch_xml.Node], Awaitable[results.Result]]
+Handler = Callable[
+    [actions.Services, models.Account, sinch_xml.Node, idempotency.Claim | None],
+    Awaitable[results.Result],
+]
 DISPATCH: dict[models.Action, Handler] = {
-    models.Action.SEND_MMS: lambda s, a, d: actions.send_mms(s, a, requests.send_mms(d)),
-    models.Action.SAVE_MMS: lambda s, a, d: actions.save_mms(s, a, requests.save_mms(d)),
-    models.Action.SEND_SAVED_MMS: lambda s, a, d: actions.send_saved_mms(
-        s, a, requests.send_saved_mms(d)
+    models.Action.SEND_MMS: lambda s, a, d, c: idempotency.once(
+        s, a, c, lambda k: actions.send_mms(s, a, requests.send_mms(d), k)
     ),
-    models.Action.DELETE_MMS_ID: lambda s, a, d: actions.delete_mms_id(
+    models.Action.SAVE_MMS: lambda s, a, d, c: idempotency.once(
+        s, a, c, lambda k: actions.save_mms(s, a, requests.save_mms(d), k)
+    ),
+    models.Action.SEND_SAVED_MMS: lambda s, a, d, c: idempotency.once(
+        s, a, c, lambda k: actions.send_saved_mms(s, a, requests.send_saved_mms(d), k)
+    ),
+    models.Action.DELETE_MMS_ID: lambda s, a, d, _c: actions.delete_mms_id(
         s, a, requests.delete_mms_id(d)
     ),
-    models.Action.GET_MMS_TEMPLATES: lambda s, a, d: actions.get_mms_templates(
+    models.Action.GET_MMS_TEMPLATES: lambda s, a, d, _c: actions.get_mms_templates(
         s, a, requests.get_mms_templates(d)
     ),
 }
+IDEMPOTENCY_KEY = idempotency.HEADER.lower().encode()
 
 
 def build_services(settings: Settings, db: Database) -> actions.Services:
@@ -243,7 +252,10 @@ async def handle_xml(svc: actions.Services, scope: Scope, receive: Receive) -> b
             echo.to = requests.echoed_to(doc)
         client = scope["client"][0] if scope.get("client") else None
         account = await svc.guard.check(requests.api_key(doc), action, client)
-        result = await DISPATCH[action](svc, account, doc)
+        claim = idempotency.claim(
+            [v.decode("latin-1") for k, v in scope["headers"] if k == IDEMPOTENCY_KEY], "xml", body
+        )
+        result = await DISPATCH[action](svc, account, doc, claim)
     except errors.ApiError as exc:
         request_log.note(code=exc.code.value, info=exc.info)
         return sinch_xml.failure(exc, echo.to)

@@ -35,6 +35,7 @@ class Note:
     info: str | None = None
     tracking_ids: tuple[str, ...] = ()
     status: int | None = None  # when no answer reached the client: 499, it left first
+    replayed: bool = False  # answered again for its Idempotency-Key (api/idempotency.py)
 
 
 _current: contextvars.ContextVar[Note | None] = contextvars.ContextVar(
@@ -50,6 +51,7 @@ def note(
     info: str | None = None,
     tracking_ids: tuple[str, ...] = (),
     status: int | None = None,
+    replayed: bool = False,
 ) -> None:
     """Add to the current request's line; outside a logged request, nothing happens."""
     current = _current.get()
@@ -65,6 +67,8 @@ def note(
         current.tracking_ids = tracking_ids
     if status is not None:
         current.status = status
+    if replayed:
+        current.replayed = True
 
 
 def is_logged(path: str) -> bool:
@@ -109,4 +113,6 @@ def _write(scope: Scope, current: Note, status: int, ms: float) -> None:
         fields["tracking_id"] = current.tracking_ids[0]
     elif current.tracking_ids:
         fields["tracking_ids"] = list(current.tracking_ids)
+    if current.replayed:
+        fields["replayed"] = True
     log.info("api.request", **fields)

@@ -31,7 +31,7 @@ from structlog.typing import FilteringBoundLogger
 
 from mmsgate import metrics, models
 from mmsgate.pipeline.deps import Deps
-from mmsgate.store import jobs, workers
+from mmsgate.store import idempotency, jobs, workers
 from mmsgate.store.db import Database
 from mmsgate.store.jobs import FollowUp
 
@@ -325,15 +325,18 @@ class Worker:
                 log.exception("worker.renew_failed", worker=self.name)
 
     async def _prune_done(self) -> None:
-        """Every `prune_every` seconds, delete the done jobs older than `keep_done`: the
-        queue holds what is to do, not the whole past (the recipients' history does)."""
-        if self.keep_done is None:
-            return
+        """Every `prune_every` seconds, delete the done jobs older than `keep_done` (the
+        queue holds what is to do, not the whole past: the recipients' history does) and
+        the Idempotency-Keys past their window (store/idempotency.py)."""
         while True:
             try:
-                pruned = await jobs.prune(self.db, before=self.clock() - self.keep_done)
-                if pruned:
-                    log.info("worker.pruned", worker=self.name, jobs=pruned)
+                if self.keep_done is not None:
+                    pruned = await jobs.prune(self.db, before=self.clock() - self.keep_done)
+                    if pruned:
+                        log.info("worker.pruned", worker=self.name, jobs=pruned)
+                expired = await idempotency.prune(self.db, now=self.clock())
+                if expired:
+                    log.info("worker.pruned", worker=self.name, idempotency_keys=expired)
             except Exception:  # a database blip: the next round tries again
                 metrics.WORKER_ERRORS.labels("prune").inc()
                 log.exception("worker.prune_failed", worker=self.name)

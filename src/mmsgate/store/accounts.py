@@ -24,6 +24,7 @@ from mmsgate.store.rows import Row
 from mmsgate.store.schema import (
     accounts,
     fallbacks,
+    idempotency_keys,
     jobs,
     messages,
     mo_messages,
@@ -258,9 +259,10 @@ class Deleted:
 
 async def delete(db: Database, name: str, *, force: bool = False) -> Deleted:
     """Delete an account with everything that is its own: templates, messages and their
-    recipients (history, fallbacks, SMS parts), received MO, and every job for them (its
-    deliveries and postbacks not yet sent are dropped). Refused while recipients are in
-    flight, unless `force`. One transaction: all of it goes, or nothing."""
+    recipients (history, fallbacks, SMS parts), received MO, its Idempotency-Keys, and
+    every job for them (its deliveries and postbacks not yet sent are dropped). Refused
+    while recipients are in flight, unless `force`. One transaction: all of it goes, or
+    nothing."""
     async with db.write() as conn:
         account_id = await conn.scalar(sa.select(accounts.c.id).where(accounts.c.name == name))
         if account_id is None:
@@ -296,6 +298,6 @@ async def _delete_owned(conn: AsyncConnection, account_id: int) -> None:
     )
     for table in (sms_parts, fallbacks, recipient_events):
         await conn.execute(table.delete().where(table.c.tracking_id.in_(tracking)))
-    for table in (recipients, messages, templates, mo_messages):
+    for table in (recipients, messages, templates, mo_messages, idempotency_keys):
         await conn.execute(table.delete().where(table.c.account_id == account_id))
     await conn.execute(accounts.delete().where(accounts.c.id == account_id))

@@ -265,3 +265,18 @@ route_health = sa.Table(
     sa.Column("reason", sa.Text),  # why it is unhealthy, in words
     sa.Column("since", UtcDateTime, nullable=False),
 )
+
+# Idempotency-Key of accepted requests, per account: the fingerprint of the request that
+# first used it and its answer as data (its mms-id apart: the accept assigns it), written in
+# the accept's own transaction. A key binds for store.idempotency.WINDOW, then goes.
+idempotency_keys = sa.Table(
+    "idempotency_keys",
+    metadata,
+    sa.Column("account_id", sa.Integer, sa.ForeignKey("accounts.id"), primary_key=True),
+    sa.Column("key", sa.String(255), primary_key=True),
+    sa.Column("fingerprint", sa.String(64), nullable=False),
+    sa.Column("mms_id", sa.Integer, nullable=False),
+    sa.Column("result", sa.JSON, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Index("ix_idempotency_keys_created", "created_at"),
+)

@@ -6,6 +6,10 @@ the previous transaction was committing are written together, in one transaction
 request is answered only after the commit that holds its rows; a request whose rows cannot
 be written is rolled back alone (the batch is retried one request at a time) and nothing of
 it remains.
+
+A request that carries an Idempotency-Key has its key written in the same transaction
+(store/idempotency.py); one whose key another request took meanwhile fails alone, with
+`errors.KeyTaken`.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mmsgate import codes, errors, models
+from mmsgate.store import idempotency
 from mmsgate.store.db import Database
 from mmsgate.store.jobs import new_job
 from mmsgate.store.schema import jobs, messages, recipient_events, recipients, templates
@@ -45,6 +50,7 @@ class NewTemplate:
     disable_fallback_link: bool | None = None
     link_expires_at: dt.datetime | None = None
     client_reference: str | None = None  # saveMMS's, echoed in its N003/E00x postback
+    key: idempotency.NewKey | None = None  # a saveMMS's Idempotency-Key
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -70,6 +76,7 @@ class NewSend:
     fallback_sms_text: str | None = None
     disable_fallback: bool = False
     disable_fallback_link: bool = False
+    key: idempotency.NewKey | None = None
 
 
 class Writer:
@@ -100,7 +107,8 @@ class Writer:
         """Store a send with its recipients and delivery jobs; returns the mms-id it uses.
 
         Raises ApiError E241 when the template is gone and E626 while it is encoding: the
-        template's state is checked inside the transaction that writes the send.
+        template's state is checked inside the transaction that writes the send. Raises
+        KeyTaken when the send's Idempotency-Key was stored meanwhile by another request.
         """
         return await self._submit(send)
 
@@ -111,6 +119,14 @@ class Writer:
         self._idle.clear()
         try:
             result = await self._db.batched(self._write, key=_ACCEPTED, item=item, most=MAX_BATCH)
+        except sa.exc.IntegrityError as exc:
+            if item.key is None:
+                log.error("store.write_failed", error=repr(exc))
+                raise errors.ApiError(codes.ErrorCode.INTERNAL) from exc
+            # Run alone (Database.batched), a keyed accept conflicts on its key: another
+            # request with it committed first. The caller looks the key up to be sure.
+            log.info("store.key_taken", account_id=item.account_id)
+            raise errors.KeyTaken(item.key.key) from exc
         except Exception as exc:
             log.error("store.write_failed", error=repr(exc))
             raise errors.ApiError(codes.ErrorCode.INTERNAL) from exc
@@ -155,7 +171,20 @@ def _write_items(
         if not isinstance(result, errors.ApiError):
             ready.append((send, result))
     _insert_sends(conn, ready, now)
+    idempotency.write(conn, _keys(items, results), now)
     return results
+
+
+def _keys(
+    items: Sequence[NewTemplate | NewSend], results: Sequence[int | errors.ApiError]
+) -> list[tuple[int, idempotency.NewKey, int]]:
+    """(account, key, mms-id) of each item written that carries a key; a refused one
+    stores none, so its retry is a request of its own."""
+    return [
+        (item.account_id, item.key, result)
+        for item, result in zip(items, results, strict=True)
+        if item.key is not None and isinstance(result, int)
+    ]
 
 
 def _insert_template(conn: sa.Connection, t: NewTemplate, now: dt.datetime) -> int:
