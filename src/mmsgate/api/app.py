@@ -123,6 +123,10 @@ def create_app(
         request_log.note(action="messageStatus", tracking_ids=(request.path_params["tracking_id"],))
         return await status.message_status(svc, request)
 
+    async def list_endpoint(request: Request) -> Response:
+        request_log.note(action="listMessages")
+        return await status.list_messages(svc, request)
+
     async def template_endpoint(request: Request) -> Response:
         request_log.note(action="templateReport")
         return await reports.template_report(svc, request)
@@ -157,6 +161,7 @@ def create_app(
 
     routes = Starlette(
         routes=[
+            Route("/v1/messages", answered(list_endpoint), methods=["GET"]),
             Route("/v1/messages/{tracking_id}", answered(status_endpoint), methods=["GET"]),
             Route("/v1/templates/{mms_id}", answered(template_endpoint), methods=["GET"]),
             Route("/v1/preview", answered(preview_endpoint), methods=["POST"]),
