@@ -25,10 +25,12 @@ from mmsgate import codes, errors, http_server, logs, models, runtime
 from mmsgate import settings as settings_mod
 from mmsgate.api import (
     actions,
+    docs_page,
     json_errors,
     kannel,
     metrics_page,
     mm7,
+    openapi,
     ready,
     reports,
     request_log,
@@ -153,6 +155,16 @@ def create_app(
     async def metrics_endpoint(request: Request) -> Response:
         return await metrics_page.on_api_port(svc, request)
 
+    spec = openapi.document()
+    docs = docs_page.render(spec).encode("utf-8")
+
+    async def openapi_endpoint(_request: Request) -> Response:
+        return JSONResponse(spec)
+
+    async def docs_endpoint(_request: Request) -> Response:
+        headers = {"Content-Security-Policy": docs_page.CSP}
+        return Response(docs, media_type="text/html; charset=utf-8", headers=headers)
+
     async def healthz(_request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
@@ -170,6 +182,8 @@ def create_app(
             Route("/media/{token}/{n}", media_endpoint, methods=["GET", "HEAD"]),
             Route("/kannel/dlr", kannel_endpoint, methods=["GET", "POST"]),
             Route("/metrics", metrics_endpoint, methods=["GET"]),
+            Route("/openapi.json", openapi_endpoint, methods=["GET"]),
+            Route("/docs", docs_endpoint, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
         ],

@@ -21,6 +21,9 @@ import hashlib
 import json
 import re
 from collections.abc import Iterable
+from typing import Annotated
+
+from msgspec import Meta
 
 from mmsgate import codes, errors, models, numbers
 from mmsgate.api import rules
@@ -47,23 +50,50 @@ class ListQuery:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Parameter:
-    """One query parameter of the listing, as the OpenAPI document describes it."""
+    """One query parameter of the listing; `kind` is the type the OpenAPI document gives
+    its value (a list: the parameter may be repeated)."""
 
     name: str
     description: str
+    kind: object
     repeatable: bool = False
 
 
-PARAMETERS = (
-    Parameter("to", "the recipient's number, international digits (a leading + is allowed)"),
-    Parameter(
-        "state", f"one or more states, comma-separated or repeated: {STATES}", repeatable=True
+# A date-time (offset optional) or a date: one string kind, as JSON Schema has no union of
+# formats that msgspec writes.
+Instant = Annotated[
+    str,
+    Meta(
+        pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}([T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?"
+        r"(Z|[+-][0-9]{2}:?[0-9]{2})?)?$",
+        examples=["2026-12-01", "2026-12-01T09:30:00+01:00"],
     ),
-    Parameter("since", "created at or after: ISO 8601 date-time (no offset: UTC) or date"),
-    Parameter("until", "created before: ISO 8601 date-time (no offset: UTC) or date"),
-    Parameter("client-reference", "the send's client-reference, exactly"),
-    Parameter("limit", f"items per page, 1 to {MAX_LIMIT} (default {DEFAULT_LIMIT})"),
-    Parameter("cursor", "the `next-cursor` of the page before"),
+]
+PARAMETERS = (
+    Parameter(
+        "to",
+        "the recipient's number, international digits (a leading + is allowed)",
+        Annotated[str, Meta(pattern=r"^\+?(1[2-9][0-9]{2}[2-9][0-9]{6}|[2-9][0-9]{7,14})$")],
+    ),
+    Parameter(
+        "state",
+        "one or more states, comma-separated or repeated",
+        list[models.RecipientState],
+        repeatable=True,
+    ),
+    Parameter("since", "created at or after (a date-time without offset is UTC)", Instant),
+    Parameter("until", "created before (a date-time without offset is UTC)", Instant),
+    Parameter(
+        "client-reference",
+        "the send's client-reference, exactly",
+        Annotated[str, Meta(max_length=rules.MAX_CLIENT_REFERENCE)],
+    ),
+    Parameter(
+        "limit",
+        f"items per page (default {DEFAULT_LIMIT})",
+        Annotated[int, Meta(ge=1, le=MAX_LIMIT)],
+    ),
+    Parameter("cursor", "the `next-cursor` of the page before", str),
 )
 _KNOWN = {p.name: p for p in PARAMETERS}
 
