@@ -14,6 +14,7 @@ from starlette.routing import Route
 
 from mmsgate.api import openapi
 from mmsgate.api.app import create_app
+from mmsgate.store.schema import templates
 from tests.api.helpers import fields, sendings, text_template
 from tests.conftest import Gateway
 
@@ -169,3 +170,72 @@ async def test_the_docs_page_shows_every_operation_and_loads_nothing(gateway: Ga
     assert "client-reference" in text
     assert "at least 1, at most 500" in text
     assert 'href="#schema-MessageItem"' in response.text
+
+
+def test_an_operation_is_one_entry() -> None:
+    """A new operation, with a JSON body and two shapes of answer under one status, is one
+    more Operation: the document stays valid and names both shapes."""
+    from typing import TypedDict
+
+    class Ask(TypedDict):
+        action: str
+
+    class Done(TypedDict):
+        status: str
+
+    class Refused(TypedDict):
+        code: str
+
+    extra = openapi.Operation(
+        "post",
+        "/ep/v9/",
+        "tryIt",
+        "Try",
+        "An operation added for the test.",
+        {200: openapi.Answer("done or refused", Done, alternatives=(Refused,))},
+        body=openapi.Body("application/json", Ask, "what to do"),
+    )
+    spec = openapi.document((*openapi.OPERATIONS, extra))
+    validate(spec)
+    answer = spec["paths"]["/ep/v9/"]["post"]["responses"]["200"]["content"]["application/json"]
+    assert answer["schema"] == {
+        "anyOf": [{"$ref": "#/components/schemas/Done"}, {"$ref": "#/components/schemas/Refused"}]
+    }
+    assert {"Ask", "Done", "Refused", "MessageItem"} <= set(spec["components"]["schemas"])
+
+
+async def test_a_report_stored_before_the_newer_measures_still_matches(gateway: Gateway) -> None:
+    """A template report kept by an older mmsgate, its parts without `dropped` or `kept`,
+    is answered with those empty and null, as its schema says."""
+    spec = await spec_of(gateway)
+    mms_id = fields((await gateway.xml(text_template(gateway.api_key))).content)["mms-id"]
+    old_part = {
+        "slide": 1,
+        "kind": "text",
+        "content_type": "text/plain",
+        "source_bytes": 5,
+        "output_bytes": 5,
+    }
+    old = {"total_bytes": 900, "budget_bytes": 614400, "fits": True, "fallback": None}
+    async with gateway.services.db.write() as conn:
+        await conn.execute(
+            templates.update()
+            .where(templates.c.id == int(mms_id))
+            .values(reports={"default": {**old, "parts": [old_part]}})
+        )
+    response = await gateway.client.get(
+        f"/v1/templates/{mms_id}", headers={"x-api-key": gateway.api_key}
+    )
+    assert response.status_code == 200
+    check(spec, "/v1/templates/{mms_id}", "get", 200, response.json())
+    part = response.json()["profiles"]["default"]["parts"][0]
+    assert part == {
+        **old_part,
+        "width": None,
+        "height": None,
+        "duration_ms": None,
+        "codec": None,
+        "quality": None,
+        "dropped": [],
+        "kept": None,
+    }

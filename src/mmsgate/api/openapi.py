@@ -49,10 +49,16 @@ class Body:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Answer:
-    """One documented answer: why it is given and the type of its JSON body."""
+    """One documented answer: why it is given and the type of its JSON body, or any one
+    of several (`kind` or one of `alternatives`: a Success or a Failure under one status)."""
 
     description: str
     kind: object
+    alternatives: tuple[object, ...] = ()
+
+    @property
+    def kinds(self) -> tuple[object, ...]:
+        return (self.kind, *self.alternatives)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -188,7 +194,7 @@ def _kinds(operations: Sequence[Operation]) -> list[object]:
     """Every type the operations name, each once, in order."""
     kinds: list[object] = []
     for op in operations:
-        named = [p.kind for p in op.parameters] + [a.kind for a in op.answers.values()]
+        named = [p.kind for p in op.parameters] + [k for a in op.answers.values() for k in a.kinds]
         named += [op.body.kind] if op.body is not None else []
         kinds += [k for k in named if not any(k is seen for seen in kinds)]
     return kinds
@@ -202,7 +208,7 @@ def _operation(op: Operation, schema: _Schema) -> Json:
         "responses": {
             str(code): {
                 "description": answer.description,
-                "content": {JSON: {"schema": schema(answer.kind)}},
+                "content": {JSON: {"schema": _one_of([schema(k) for k in answer.kinds])}},
             }
             for code, answer in sorted(op.answers.items())
         },
@@ -221,6 +227,10 @@ def _operation(op: Operation, schema: _Schema) -> Json:
     if op.secured:
         entry["security"] = [{SECURITY: []}]
     return entry
+
+
+def _one_of(schemas: list[object]) -> object:
+    return schemas[0] if len(schemas) == 1 else {"anyOf": schemas}
 
 
 def _parameter(p: Parameter, schema: _Schema) -> Json:
