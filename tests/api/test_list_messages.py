@@ -121,6 +121,21 @@ async def test_paging_returns_every_item_once_newest_first(gateway: Gateway) -> 
     assert flat == await ids(gateway, limit="500")
 
 
+async def test_sends_made_while_paging_do_not_shift_the_pages(gateway: Gateway) -> None:
+    """Messages sent between two pages are not in the pages that follow, and no item of
+    the first listing is skipped or given twice."""
+    caller = await acme(gateway)
+    first = await send(caller, gateway, ",".join(f"1774555{n:04d}" for n in range(100, 106)))
+    await set_rows(gateway, first, created_at=T0)
+    page = (await listed(gateway, limit="4")).json()
+    later = await send(caller, gateway, "17745550200,17745550201")
+    rest = (await listed(gateway, limit="4", cursor=page["next-cursor"])).json()
+    seen = [i["tracking-id"] for i in page["messages"] + rest["messages"]]
+    assert seen == sorted(first, reverse=True)
+    assert rest["next-cursor"] is None
+    assert set(await ids(gateway, limit="2")) == set(later)
+
+
 async def test_an_exact_last_page_ends_with_a_null_cursor(gateway: Gateway) -> None:
     """When the items end with a page, that page's next-cursor is null: no empty page follows."""
     caller = await acme(gateway)
