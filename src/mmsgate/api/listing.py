@@ -32,6 +32,7 @@ from mmsgate.store.listing import MessageFilter, Position
 E = codes.ErrorCode
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
+MAX_CURSOR = 160  # characters: the longest cursor `cursor` writes is about 120
 STATES = ", ".join(s.value for s in models.RecipientState)
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _TRACKING_ID = re.compile(r"[A-Za-z0-9_-]{1,40}")
@@ -186,8 +187,11 @@ def cursor(last: Position, account_id: int) -> str:
 
 def read_cursor(raw: str, account_id: int) -> Position:
     """The position a cursor of `cursor` holds; ApiError (E100) for any other string."""
+    raw = raw.strip()
+    if len(raw) > MAX_CURSOR:  # before decoding: a deep JSON nesting would exhaust the stack
+        raise _bad_cursor()
     try:
-        text = base64.urlsafe_b64decode(raw.strip() + "=" * (-len(raw.strip()) % 4))
+        text = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4))
         micros, tracking_id, check = json.loads(text)
     except (binascii.Error, ValueError, TypeError):
         raise _bad_cursor() from None
