@@ -292,6 +292,14 @@ async def test_a_parameter_given_twice_is_refused(gateway: Gateway) -> None:
     assert "more than once" in response.json()["error-info"]
 
 
+async def test_a_client_reference_with_a_nul_is_400_e100(gateway: Gateway) -> None:
+    """A client-reference holding a NUL, which no send can have, is refused on both
+    databases (PostgreSQL cannot compare one)."""
+    status, code, info = await refused(gateway, **{"client-reference": "a\x00b"})
+    assert (status, code) == (400, "E100")
+    assert "NUL" in info
+
+
 async def test_a_bad_number_is_400_e110(gateway: Gateway) -> None:
     """A `to` that is no phone number is refused as a send refuses it, E110."""
     status, code, info = await refused(gateway, to="12345abc")

@@ -112,7 +112,7 @@ def read_query(items: Iterable[tuple[str, str]], account_id: int) -> ListQuery:
         states=_states(given.get("state", [])),
         since=since,
         until=until,
-        client_reference=_one(given, "client-reference"),
+        client_reference=_client_reference(_one(given, "client-reference")),
     )
     raw_cursor = _one(given, "cursor")
     after = None if raw_cursor is None else read_cursor(raw_cursor, account_id)
@@ -145,6 +145,19 @@ def _msisdn(raw: str | None) -> str | None:
     if msisdn is None:
         raise errors.ApiError(E.BAD_TO, f"Invalid 'to' number '{_short(raw)}'")
     return msisdn
+
+
+def _client_reference(raw: str | None) -> str | None:
+    # No stored reference holds a NUL (XML cannot carry one, PostgreSQL cannot store one):
+    # refused here rather than sent to a database that would fail on it.
+    if raw is not None and "\x00" in raw:
+        raise _invalid("client-reference holds a NUL character")
+    return raw
+
+
+def is_tracking_id(raw: str) -> bool:
+    """Whether `raw` has the shape of a tracking-id: one that has not cannot exist."""
+    return _TRACKING_ID.fullmatch(raw) is not None
 
 
 def _states(values: list[str]) -> frozenset[models.RecipientState]:
@@ -198,7 +211,7 @@ def read_cursor(raw: str, account_id: int) -> Position:
     valid = (
         type(micros) is int
         and isinstance(tracking_id, str)
-        and _TRACKING_ID.fullmatch(tracking_id)
+        and is_tracking_id(tracking_id)
         and check == _check(account_id, micros, tracking_id)
     )
     if not valid:

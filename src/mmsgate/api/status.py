@@ -93,7 +93,8 @@ async def message_status(svc: Services, request: Request) -> JSONResponse:
     """Answer JSON for the caller's own tracking-id; another account's is a 404 like a miss."""
     account = await svc.guard.authenticate(request.headers.get("x-api-key"))
     tracking_id = request.path_params["tracking_id"]
-    found = await queries.recipient_status(svc.db, account.id, tracking_id)
+    known = listing.is_tracking_id(tracking_id)  # else no query: PostgreSQL refuses a NUL
+    found = await queries.recipient_status(svc.db, account.id, tracking_id) if known else None
     if found is None:
         raise errors.NotFound(
             codes.ErrorCode.UNKNOWN_TRACKING_ID, f"no message with tracking-id {tracking_id}"
