@@ -1,9 +1,10 @@
 """Run schemathesis against a real `mmsgate run`: every operation of /openapi.json, a seeded,
 bounded budget, failing on a server error or an answer that does not match its schema.
 
-    scripts/schemathesis [--cases 2000] [--seed 20261207] [--keep DIR]
+    scripts/schemathesis [--cases 2000] [--seed 20261207] [--keep DIR] [--database-url URL]
 
-It starts `mmsgate run` on a free loopback port with a fresh data dir, creates an account,
+It starts `mmsgate run` on a free loopback port with a fresh data dir (its SQLite, or the
+PostgreSQL database given, which it migrates), creates an account,
 sends it a few messages (delivered, rejected, one that falls back to SMS) so the listing and
 status answers hold real items, then runs schemathesis with that account's key. The same
 seed gives the same cases. Exit status: schemathesis's (0: no failure).
@@ -47,28 +48,29 @@ def main() -> int:
     parser.add_argument("--cases", type=int, default=2000, help="test cases over all operations")
     parser.add_argument("--seed", type=int, default=20261207)
     parser.add_argument("--keep", type=Path, help="data dir to use and keep (default: a temp one)")
+    parser.add_argument("--database-url", help="an empty PostgreSQL database (default: SQLite)")
     args = parser.parse_args()
     with _data_dir(args.keep) as data:
-        return run(data, cases=args.cases, seed=args.seed)
+        return run(data, cases=args.cases, seed=args.seed, database_url=args.database_url)
 
 
-def run(data: Path, *, cases: int, seed: int) -> int:
+def run(data: Path, *, cases: int, seed: int, database_url: str | None = None) -> int:
     """The schemathesis run against a `mmsgate run` on `data`; its exit status."""
-    key = _account(data)
-    port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MMSGATE_")}
-    log = (data / "server.log").open("w")
-    server = subprocess.Popen(  # noqa: S603 - our own command
-        [sys.executable, "-m", "mmsgate", "run", "--port", str(port), "--data-dir", str(data)],
-        env=env,
-        stdout=log,
-        stderr=log,
+    if database_url:
+        env["MMSGATE_DATABASE_URL"] = database_url
+    # The account before the server: `run` makes its demo account only in an empty database.
+    _mmsgate(data, env, "migrate")
+    key = json.loads(
+        _mmsgate(data, env, "accounts", "create", "fuzz", "--sender", SENDER, "--json")
     )
+    port = _free_port()
+    server = _start(data, port, env)
     try:
         base = f"http://127.0.0.1:{port}"
         _wait_up(base)
-        _seed_messages(base, key)
-        return _schemathesis(base, key, cases=cases, seed=seed)
+        _seed_messages(base, str(key["api_key"]))
+        return _schemathesis(base, str(key["api_key"]), cases=cases, seed=seed, data=data)
     finally:
         server.terminate()
         try:
@@ -76,10 +78,20 @@ def run(data: Path, *, cases: int, seed: int) -> int:
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
-        log.close()
 
 
-def _schemathesis(base: str, key: str, *, cases: int, seed: int) -> int:
+def _start(data: Path, port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """`mmsgate run` on `port`, its output in DATA/server.log."""
+    with (data / "server.log").open("w") as log:
+        return subprocess.Popen(  # noqa: S603 - our own command
+            [sys.executable, "-m", "mmsgate", "run", "--port", str(port), "--data-dir", str(data)],
+            env=env,
+            stdout=log,
+            stderr=log,
+        )
+
+
+def _schemathesis(base: str, key: str, *, cases: int, seed: int, data: Path) -> int:
     command = [
         sys.executable,
         "-m",
@@ -104,18 +116,23 @@ def _schemathesis(base: str, key: str, *, cases: int, seed: int) -> int:
     ]
     print("scripts/schemathesis:", " ".join(command[3:]).replace(key, "KEY"), flush=True)
     env = {**os.environ, "SCHEMATHESIS_HOOKS": str(HOOKS)}
-    return subprocess.run(command, env=env, check=False).returncode  # noqa: S603 - our own
+    # In the data dir: schemathesis keeps a cache of what it found in its working directory.
+    done = subprocess.run(command, env=env, cwd=data, check=False)  # noqa: S603 - our own
+    return done.returncode
 
 
-def _account(data: Path) -> str:
-    command = ["accounts", "create", "fuzz", "--sender", SENDER, "--data-dir", str(data)]
-    created = subprocess.run(  # noqa: S603 - our own command
-        [sys.executable, "-m", "mmsgate", *command, "--json"],
+def _mmsgate(data: Path, env: dict[str, str], *args: str) -> str:
+    """What `mmsgate ARGS --data-dir DATA` prints; a failure ends the script."""
+    done = subprocess.run(  # noqa: S603 - our own command
+        [sys.executable, "-m", "mmsgate", *args, "--data-dir", str(data)],
+        env=env,
         capture_output=True,
         text=True,
-        check=True,
+        check=False,
     )
-    return str(json.loads(created.stdout)["api_key"])
+    if done.returncode != 0:
+        raise SystemExit(f"scripts/schemathesis: mmsgate {args[0]} failed: {done.stderr}")
+    return done.stdout
 
 
 def _seed_messages(base: str, key: str) -> None:
