@@ -1,7 +1,7 @@
 """an index for listing an account's recipients newest first (GET /v1/messages)
 
 Revision ID: 0016
-Revises: 0012
+Revises: 0013
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 from alembic import op
 
 revision = "0016"
-down_revision = "0012"
+down_revision = "0013"
 branch_labels = None
 depends_on = None
 
