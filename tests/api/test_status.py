@@ -58,3 +58,14 @@ async def test_health_and_readiness(gateway: Gateway) -> None:
     """/healthz answers ok; /readyz answers ok while the database is reachable."""
     assert (await gateway.client.get("/healthz")).json() == {"status": "ok"}
     assert (await gateway.client.get("/readyz")).status_code == 200
+
+
+async def test_a_tracking_id_no_send_could_have_is_404(gateway: Gateway) -> None:
+    """An id with characters no tracking-id has (a NUL, which PostgreSQL cannot even
+    compare) is a 404 E242 like any unknown one, on both databases."""
+    for raw in ("a%00b", "x" * 41, "a%20b"):
+        response = await gateway.client.get(
+            f"/v1/messages/{raw}", headers={"x-api-key": gateway.api_key}
+        )
+        assert response.status_code == 404, raw
+        assert response.json()["error-code"] == "E242"

@@ -25,11 +25,13 @@ from mmsgate import codes, errors, http_server, logs, models, runtime
 from mmsgate import settings as settings_mod
 from mmsgate.api import (
     actions,
+    docs_page,
     idempotency,
     json_errors,
     kannel,
     metrics_page,
     mm7,
+    openapi,
     ready,
     reports,
     request_log,
@@ -132,6 +134,10 @@ def create_app(
         request_log.note(action="messageStatus", tracking_ids=(request.path_params["tracking_id"],))
         return await status.message_status(svc, request)
 
+    async def list_endpoint(request: Request) -> Response:
+        request_log.note(action="listMessages")
+        return await status.list_messages(svc, request)
+
     async def template_endpoint(request: Request) -> Response:
         request_log.note(action="templateReport")
         return await reports.template_report(svc, request)
@@ -158,6 +164,16 @@ def create_app(
     async def metrics_endpoint(request: Request) -> Response:
         return await metrics_page.on_api_port(svc, request)
 
+    spec = openapi.document()
+    docs = docs_page.render(spec).encode("utf-8")
+
+    async def openapi_endpoint(_request: Request) -> Response:
+        return JSONResponse(spec)
+
+    async def docs_endpoint(_request: Request) -> Response:
+        headers = {"Content-Security-Policy": docs_page.CSP}
+        return Response(docs, media_type="text/html; charset=utf-8", headers=headers)
+
     async def healthz(_request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
@@ -166,6 +182,7 @@ def create_app(
 
     routes = Starlette(
         routes=[
+            Route("/v1/messages", answered(list_endpoint), methods=["GET"]),
             Route("/v1/messages/{tracking_id}", answered(status_endpoint), methods=["GET"]),
             Route("/v1/templates/{mms_id}", answered(template_endpoint), methods=["GET"]),
             Route("/v1/preview", answered(preview_endpoint), methods=["POST"]),
@@ -174,6 +191,8 @@ def create_app(
             Route("/media/{token}/{n}", media_endpoint, methods=["GET", "HEAD"]),
             Route("/kannel/dlr", kannel_endpoint, methods=["GET", "POST"]),
             Route("/metrics", metrics_endpoint, methods=["GET"]),
+            Route("/openapi.json", openapi_endpoint, methods=["GET"]),
+            Route("/docs", docs_endpoint, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
         ],

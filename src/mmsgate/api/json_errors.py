@@ -11,8 +11,10 @@ under `/v1` that no route serves is 404, a method its route does not take 405 (w
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Annotated, TypedDict
 
 import structlog
+from msgspec import Meta
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
@@ -24,6 +26,16 @@ from mmsgate.media import prepare
 log = structlog.get_logger(__name__)
 Endpoint = Callable[[Request], Awaitable[Response]]
 V1 = "/v1"
+
+ErrorBody = TypedDict(
+    "ErrorBody",
+    {
+        "error-code": Annotated[
+            str, Meta(description="the Sinch code, e.g. E104", pattern="^E[0-9]{3}$")
+        ],
+        "error-info": Annotated[str, Meta(description="why, in words")],
+    },
+)
 
 # By kind of refusal, most specific first: the first class the error is an instance of wins.
 STATUSES: tuple[tuple[type[errors.MmsgateError], int], ...] = (
@@ -65,7 +77,7 @@ async def not_routed(request: Request, exc: Exception) -> Response:
         info = f"Invalid request: no route {request.method} {path}"
     code = codes.ErrorCode.INVALID_REQUEST.value
     request_log.note(code=code, info=info)
-    body = {"error-code": code, "error-info": info}
+    body: ErrorBody = {"error-code": code, "error-info": info}
     return JSONResponse(body, exc.status_code, exc.headers)
 
 
@@ -74,7 +86,8 @@ def answer(exc: Exception) -> JSONResponse:
     code, info = _code_and_info(exc)
     status = next((s for kind, s in STATUSES if isinstance(exc, kind)), 500)
     request_log.note(code=code, info=info)
-    return JSONResponse({"error-code": code, "error-info": info}, status)
+    body: ErrorBody = {"error-code": code, "error-info": info}
+    return JSONResponse(body, status)
 
 
 def _code_and_info(exc: Exception) -> tuple[str, str]:

@@ -159,23 +159,26 @@ def recipient_status_of(
     )
 
 
+def status_query() -> sa.Select[tuple[object, ...]]:
+    """The recipients joined to their messages, with every column a RecipientStatus needs."""
+    return sa.select(
+        recipients,
+        messages.c.template_id,
+        messages.c.sender,
+        messages.c.action,
+        messages.c.operator_id,
+        messages.c.client_reference,
+        messages.c.expires_at,
+        messages.c.link_expires_at,
+    ).join(messages, messages.c.id == recipients.c.message_id)
+
+
 async def recipient_status(
     db: Database, account_id: int, tracking_id: str
 ) -> RecipientStatus | None:
     """Everything the status API shows about one recipient of one send, or None."""
-    query = (
-        sa.select(
-            recipients,
-            messages.c.template_id,
-            messages.c.sender,
-            messages.c.action,
-            messages.c.operator_id,
-            messages.c.client_reference,
-            messages.c.expires_at,
-            messages.c.link_expires_at,
-        )
-        .join(messages, messages.c.id == recipients.c.message_id)
-        .where(recipients.c.tracking_id == tracking_id, recipients.c.account_id == account_id)
+    query = status_query().where(
+        recipients.c.tracking_id == tracking_id, recipients.c.account_id == account_id
     )
     async with db.read() as conn:
         row = (await conn.execute(query)).first()

@@ -120,6 +120,8 @@ recipients = sa.Table(
     sa.Column("handset", sa.Text),
     sa.Index("ix_recipients_message", "message_id"),
     sa.Index("ix_recipients_carrier_message", "carrier_message_id"),
+    # GET /v1/messages: an account's recipients newest first, in keyset pages
+    sa.Index("ix_recipients_account_created", "account_id", "created_at", "tracking_id"),
 )
 
 recipient_events = sa.Table(
