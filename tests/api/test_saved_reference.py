@@ -13,20 +13,11 @@ from mmsgate.store.schema import templates
 from tests.api.helpers import failure_code, fields, text_template
 from tests.api.test_errors import snapshot
 from tests.conftest import Gateway
-from tests.pipeline.test_encode import insert_encoding_template, worker_for
+from tests.pipeline.encoding import insert_encoding_template, run_encoder
 from tests.pipeline.test_postbacks import Receiver, receiver
 
 pytestmark = pytest.mark.anyio
 __all__ = ["receiver"]  # the fixture, for these tests
-
-
-async def run_worker(gateway: Gateway) -> None:
-    worker = worker_for(gateway)
-    try:
-        while await worker.run_once():
-            pass
-    finally:
-        await worker.deps.http.aclose()
 
 
 @pytest.mark.parametrize("form", ["xml", "json"])
@@ -40,7 +31,7 @@ async def test_n003_echoes_the_saves_client_reference(
     extra = "<client-reference>tpl-7 &amp; co</client-reference>"
     answer = await gateway.xml(text_template(gateway.api_key, extra=extra))
     mms_id = fields(answer.content)["mms-id"]
-    await run_worker(gateway)
+    await run_encoder(gateway)
     [(headers, body)] = receiver.received
     if form == "json":
         assert headers["content-type"] == "application/json"
@@ -71,7 +62,7 @@ async def test_an_encoding_failure_echoes_the_client_reference(
         await conn.execute(
             templates.update().where(templates.c.id == template_id).values(client_reference="tpl-8")
         )
-    await run_worker(gateway)
+    await run_encoder(gateway)
     [(_headers, body)] = receiver.received
     assert json.loads(body) == {
         "origin": "MMS_MT",

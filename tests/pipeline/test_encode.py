@@ -3,7 +3,6 @@ E002/E003/E004; the report and preview endpoints show the same shape."""
 
 from __future__ import annotations
 
-import datetime as dt
 import io
 from typing import Any
 
@@ -11,20 +10,16 @@ import pytest
 import sqlalchemy as sa
 from PIL import Image
 
-from mmsgate import models
 from mmsgate.media import av, images
-from mmsgate.pipeline import encode, postbacks
-from mmsgate.pipeline.deps import Deps
-from mmsgate.pipeline.postback_sender import PostbackSender
-from mmsgate.pipeline.worker import Worker
+from mmsgate.pipeline import postbacks
 from mmsgate.profiles import PROFILES
 from mmsgate.store import accounts
-from mmsgate.store.jobs import new_job
-from mmsgate.store.schema import jobs, templates, transcodes
+from mmsgate.store.schema import templates, transcodes
 from tests import samples
 from tests.api.helpers import fields
 from tests.api.test_errors import snapshot
 from tests.conftest import Gateway, MediaServer
+from tests.pipeline.encoding import insert_encoding_template, run_encoder
 from tests.pipeline.test_postbacks import Receiver, receiver  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.anyio
@@ -59,20 +54,6 @@ def save_body(key: str, base: str) -> str:
     )
 
 
-def worker_for(gw: Gateway) -> Worker:
-    deps = Deps(
-        gw.services.db,
-        gw.services.blobs,
-        PostbackSender(allow_private_networks=True),
-        profiles=[PROFILES["default"], PROFILES["legacy"]],
-    )
-    steps = {
-        models.JobKind.ENCODE_TEMPLATE: encode.encode_template,
-        models.JobKind.POSTBACK: postbacks.send_postback,
-    }
-    return Worker(gw.services.db, steps, deps)
-
-
 async def test_template_is_prepared_reported_and_posted(
     gateway: Gateway,
     media_server: MediaServer,
@@ -86,12 +67,7 @@ async def test_template_is_prepared_reported_and_posted(
     mms_id = fields((await gateway.xml(save_body(gateway.api_key, media_server.base))).content)[
         "mms-id"
     ]
-    worker = worker_for(gateway)
-    try:
-        while await worker.run_once():
-            pass
-    finally:
-        await worker.deps.http.aclose()
+    await run_encoder(gateway)
     report = (
         await gateway.client.get(f"/v1/templates/{mms_id}", headers={"x-api-key": gateway.api_key})
     ).json()
@@ -108,31 +84,6 @@ async def test_template_is_prepared_reported_and_posted(
     assert report["profiles"]["legacy"]["parts"][1]["content_type"] == "audio/amr"
     [(_headers, body)] = receiver.received
     assert body == postbacks.template_postback("N003", int(mms_id))
-
-
-async def insert_encoding_template(gw: Gateway, slides: list[dict[str, object]]) -> int:
-    """A template row waiting for the encoder, written directly (as saveMMS would)."""
-    now = dt.datetime.now(dt.UTC)
-    async with gw.services.db.write() as conn:
-        result = await conn.execute(
-            templates.insert()
-            .values(
-                account_id=gw.account.id,
-                kind="saved",
-                name="broken",
-                subject=None,
-                state="encoding",
-                slides=slides,
-                slide_count=len(slides),
-                total_size=0,
-                created_at=now,
-            )
-            .returning(templates.c.id)
-        )
-        template_id = int(result.scalar_one())
-        job = new_job(models.JobKind.ENCODE_TEMPLATE, now, template_id=template_id)
-        await conn.execute(jobs.insert().values(job))
-    return template_id
 
 
 @pytest.mark.parametrize(
@@ -160,12 +111,7 @@ async def test_undecodable_part_fails_with_its_code_naming_the_url(
     template_id = await insert_encoding_template(
         gateway, [{"text": None, "duration": None, "parts": [part]}]
     )
-    worker = worker_for(gateway)
-    try:
-        while await worker.run_once():
-            pass
-    finally:
-        await worker.deps.http.aclose()
+    await run_encoder(gateway)
     async with gateway.services.db.read() as conn:
         state = await conn.scalar(sa.select(templates.c.state).where(templates.c.id == template_id))
     assert state == "failed"
@@ -214,12 +160,7 @@ async def test_the_same_media_is_transcoded_once_per_profile(
     for _ in range(2):
         response = await gateway.xml(save_body(gateway.api_key, media_server.base))
         ids.append(fields(response.content)["mms-id"])
-        worker = worker_for(gateway)
-        try:
-            while await worker.run_once():
-                pass
-        finally:
-            await worker.deps.http.aclose()
+        await run_encoder(gateway)
         assert sorted(runs) == ["audio", "audio", "image", "image"]  # 2 parts x 2 profiles
     async with gateway.services.db.read() as conn:
         cached = await conn.scalar(sa.select(sa.func.count()).select_from(transcodes))
