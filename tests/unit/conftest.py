@@ -1,4 +1,5 @@
-"""Unit-test fixtures: the anyio backend, and a media server on 127.0.0.1 scripted per path."""
+"""Unit-test fixtures: the anyio backend, a media server on 127.0.0.1 scripted per path, and
+an embedded data dir for the command-line tests."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import http.server
 import socket
 import threading
 from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 
 import pytest
 
@@ -156,3 +158,12 @@ def media_server() -> Iterator[MediaServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An embedded data dir (not made yet) that commands run in-process use: MMSGATE_DATA_DIR
+    points at it, and no MMSGATE_DATABASE_URL points elsewhere."""
+    monkeypatch.delenv("MMSGATE_DATABASE_URL", raising=False)
+    monkeypatch.setenv("MMSGATE_DATA_DIR", str(tmp_path / "data"))
+    return tmp_path / "data"

@@ -11,23 +11,8 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-from typer.testing import CliRunner
 
-from mmsgate.cli import app
-
-runner = CliRunner()
-
-
-@pytest.fixture
-def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.delenv("MMSGATE_DATABASE_URL", raising=False)
-    monkeypatch.setenv("MMSGATE_DATA_DIR", str(tmp_path / "data"))
-    return tmp_path / "data"
-
-
-def invoke(*args: str) -> tuple[int, str]:
-    result = runner.invoke(app, list(args))
-    return result.exit_code, result.output
+from tests.unit.cli_helpers import embedded_db, invoke, runner
 
 
 def test_create_prints_key_and_secret_as_json(data_dir: Path) -> None:
@@ -98,9 +83,8 @@ def test_postbacks_list_and_replay(data_dir: Path) -> None:
     import asyncio
     import datetime as dt
 
-    from mmsgate import models, settings
+    from mmsgate import models
     from mmsgate.pipeline.postbacks import postback_job, template_postback
-    from mmsgate.store.db import Database
     from mmsgate.store.jobs import new_job
     from mmsgate.store.schema import jobs
 
@@ -113,7 +97,7 @@ def test_postbacks_list_and_replay(data_dir: Path) -> None:
     earlier = new_job(models.JobKind.POSTBACK, then, payload=payload)
 
     async def add_dead() -> None:
-        db = Database(settings.load(env={"MMSGATE_DATA_DIR": str(data_dir)}).db_url)
+        db = embedded_db(data_dir)
         row = {
             **postback_job(n003, then),
             "state": "dead",

@@ -9,53 +9,28 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from typer.testing import CliRunner
 
-from mmsgate import settings
 from mmsgate.cli import app
-from mmsgate.store.db import Database
 from mmsgate.store.schema import jobs, messages, recipient_events, recipients, templates
 from tests.e2e.startup import env
+from tests.unit.cli_helpers import (
+    create,
+    embedded_db,
+    invoke,
+    json_of,
+    refused_on_create_and_update,
+    runner,
+    show,
+)
 
-runner = CliRunner()
 SETTINGS = {
     "account", "id", "senders", "service_ids", "mode", "postback_url", "allowed_ips",
     "allowed_actions", "max_rps", "daily_limit", "mms_expiry_hours", "api_enabled",
     "created_at", "postback_format",
 }  # fmt: skip
-
-
-@pytest.fixture
-def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.delenv("MMSGATE_DATABASE_URL", raising=False)
-    monkeypatch.setenv("MMSGATE_DATA_DIR", str(tmp_path / "data"))
-    return tmp_path / "data"
-
-
-def invoke(*args: str) -> tuple[int, str]:
-    result = runner.invoke(app, list(args))
-    return result.exit_code, result.output
-
-
-def json_of(*args: str) -> Any:
-    """What a `--json` command printed on stdout (logs go to stderr)."""
-    result = runner.invoke(app, [*args, "--json"])
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
-
-
-def create(name: str, *options: str) -> dict[str, Any]:
-    created: dict[str, Any] = json_of("accounts", "create", name, *options)
-    return created
-
-
-def show(name: str) -> dict[str, Any]:
-    shown: dict[str, Any] = json_of("accounts", "show", name)
-    return shown
 
 
 def test_show_prints_every_setting_and_the_secret(data_dir: Path) -> None:
@@ -105,13 +80,7 @@ def test_rotate_secret(data_dir: Path) -> None:
 @pytest.mark.parametrize("value", ["10.0.0.300", "example.com", "10.0.0.0/33", ""])
 def test_allow_ip_takes_only_cidrs(data_dir: Path, value: str) -> None:
     """A bad --allow-ip is refused (exit 2) on create and update; nothing changes."""
-    code, output = invoke("accounts", "create", "shop", "--sender", "1", "--allow-ip", value)
-    assert code == 2
-    assert "--allow-ip" in output
-    assert json_of("accounts", "list") == []
-    create("shop", "--sender", "1", "--allow-ip", "192.0.2.7")
-    code, output = invoke("accounts", "update", "shop", "--allow-ip", value)
-    assert code == 2
+    refused_on_create_and_update("--allow-ip", value, "192.0.2.7", 2, "--allow-ip")
     assert show("shop")["allowed_ips"] == ["192.0.2.7/32"]
 
 
@@ -145,15 +114,9 @@ def test_sender_of_another_account_is_refused(data_dir: Path) -> None:
 def test_a_postback_url_no_postback_can_reach_is_refused(data_dir: Path, url: str) -> None:
     """--postback-url that is not http(s) with a host is refused on create and on update,
     saying so; nothing is created and the URL already set stays."""
-    code, output = invoke("accounts", "create", "shop", "--sender", "1", "--postback-url", url)
-    assert code == 1
-    assert "http:// or https://" in output
-    assert json_of("accounts", "list") == []
-    create("shop", "--sender", "1", "--postback-url", "https://example.com/hook")
-    code, output = invoke("accounts", "update", "shop", "--postback-url", url)
-    assert code == 1
-    assert "http:// or https://" in output
-    assert show("shop")["postback_url"] == "https://example.com/hook"
+    good = "https://example.com/hook"
+    refused_on_create_and_update("--postback-url", url, good, 1, "http:// or https://")
+    assert show("shop")["postback_url"] == good
 
 
 def test_update_with_nothing_to_change_says_so(data_dir: Path) -> None:
@@ -189,7 +152,7 @@ def in_flight_message(data_dir: Path, account_id: int, state: str) -> None:
     job = {"state": "pending", "attempts": 0, "run_at": now, "created_at": now, "updated_at": now}
 
     async def go() -> None:
-        db = Database(settings.load(env={"MMSGATE_DATA_DIR": str(data_dir)}).db_url)
+        db = embedded_db(data_dir)
         async with db.write() as conn:
             template_id = (
                 await conn.execute(
@@ -247,7 +210,7 @@ def rows(data_dir: Path) -> dict[str, int]:
     """How many rows each table touched by a deletion has."""
 
     async def go() -> dict[str, int]:
-        db = Database(settings.load(env={"MMSGATE_DATA_DIR": str(data_dir)}).db_url)
+        db = embedded_db(data_dir)
         counts = {}
         async with db.read() as conn:
             for table in (templates, messages, recipients, recipient_events, jobs):

@@ -10,13 +10,18 @@ from pathlib import Path
 
 import pytest
 
-from mmsgate import models, settings
+from mmsgate import models
 from mmsgate.pipeline.postbacks import postback_job, template_postback
-from mmsgate.store.db import Database
 from mmsgate.store.schema import jobs
-from tests.unit.test_cli_accounts import create, data_dir, invoke, json_of, show
+from tests.unit.cli_helpers import (
+    create,
+    embedded_db,
+    invoke,
+    json_of,
+    refused_on_create_and_update,
+    show,
+)
 
-__all__ = ["data_dir"]  # the fixture, for these tests
 T = models.PostbackKind.TEMPLATE
 
 
@@ -47,15 +52,8 @@ def test_create_and_update_choose_the_format(data_dir: Path) -> None:
 def test_a_bad_format_is_refused_naming_the_allowed_ones(data_dir: Path, value: str) -> None:
     """A format other than xml or json exits 2 naming both, on create (nothing created) and
     on update (nothing changed)."""
-    code, output = invoke("accounts", "create", "shop", "--sender", "1", "--postback-format", value)
-    assert code == 2
-    assert "--postback-format" in output
-    assert "'xml' or 'json'" in output
-    assert json_of("accounts", "list") == []
-    create("shop", "--sender", "1", "--postback-format", "json")
-    code, output = invoke("accounts", "update", "shop", "--postback-format", value)
-    assert code == 2
-    assert "'xml' or 'json'" in output
+    allowed = ("--postback-format", "'xml' or 'json'")
+    refused_on_create_and_update("--postback-format", value, "json", 2, *allowed)
     assert show("shop")["postback_format"] == "json"
 
 
@@ -67,7 +65,7 @@ def test_postbacks_list_shows_each_body_in_its_accounts_format(data_dir: Path) -
     now = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
 
     async def queue() -> None:
-        db = Database(settings.load(env={"MMSGATE_DATA_DIR": str(data_dir)}).db_url)
+        db = embedded_db(data_dir)
         async with db.write() as conn:
             for account_id in (shop["id"], other["id"]):
                 event = models.PostbackEvent(T, account_id, "N003", mms_id=5)
