@@ -123,11 +123,14 @@ class DeliveryReport:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Deliver:
-    """A DeliverReq (MO): from whom, to which number ("" if absent), and its subject."""
+    """A DeliverReq (MO): from whom, to which number ("" if absent), and its subject;
+    `recipients` every To and Cc address in order (a group MO names the whole thread; Bcc
+    members are left out, as no member is shown them)."""
 
     sender: str
     recipient: str
     subject: str | None
+    recipients: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -152,6 +155,8 @@ class Incoming:
     namespace: str | None
     fields: dict[str, str]
     parts: tuple[tuple[str, bytes], ...] = ()
+    # Every address of the Recipients element, with the list (To, Cc, Bcc) it is in.
+    addressees: tuple[tuple[str, str], ...] = ()
 
     @property
     def operation(self) -> Operation | None:
@@ -171,7 +176,10 @@ class Incoming:
     @property
     def deliver(self) -> Deliver:
         f = self.fields
-        return Deliver(f.get("Sender", ""), f.get("Recipients", ""), f.get("Subject"))
+        shown = tuple(dict.fromkeys(a for kind, a in self.addressees if kind in ("To", "Cc")))
+        first_to = next((a for kind, a in self.addressees if kind == "To"), None)
+        recipient = first_to if first_to is not None else f.get("Recipients", "")
+        return Deliver(f.get("Sender", ""), recipient, f.get("Subject"), shown)
 
     @property
     def submit(self) -> SubmitRequest:
@@ -464,8 +472,11 @@ def decode_request(content_type: str, body: bytes) -> Incoming:
     envelope = parse_xml(soap)
     element = _body_element(envelope)
     fields = {}
+    addressees: tuple[tuple[str, str], ...] = ()
     for child in element:
         name = local(child.tag)
+        if name == "Recipients":
+            addressees = _addressees(child)
         within: dict[str, ET.Element] = {}  # the first element of each local name, in order
         for descendant in child.iter():
             within.setdefault(local(descendant.tag), descendant)
@@ -487,7 +498,20 @@ def decode_request(content_type: str, body: bytes) -> Incoming:
         ns,
         fields,
         rest,
+        addressees,
     )
+
+
+def _addressees(recipients: ET.Element) -> tuple[tuple[str, str], ...]:
+    """Each address a Recipients element lists, in document order, with the list it is in
+    (`To`, `Cc`, `Bcc`; `To` for one written outside any list)."""
+    found = []
+    for child in recipients:
+        if local(child.tag) in _ADDRESSES:
+            found.append(("To", child))
+        else:
+            found += [(local(child.tag), e) for e in child if local(e.tag) in _ADDRESSES]
+    return tuple((kind, _address(text)) for kind, e in found if (text := _joined(e)))
 
 
 def soap_part(content_type: str, body: bytes) -> tuple[bytes, mime.Leaves]:

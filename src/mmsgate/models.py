@@ -383,6 +383,9 @@ class PostbackEvent:
     subject: str | None = None
     files: tuple[str, ...] = ()  # an MO's content URLs
     client_reference: str | None = None  # the send's (or saveMMS's) own, echoed back
+    campaign_ref: str | None = None  # the send's campaign-ref, echoed back
+    keyword: str | None = None  # an MO's first word (postback_json, §8.4)
+    copy_to: tuple[str, ...] = ()  # the other members of a group MO
 
     def to_data(self) -> dict[str, object]:
         """The event as JSON-able data (fields with no value left out)."""
@@ -397,6 +400,8 @@ class PostbackEvent:
             data["failed"] = self.failed.value
         if self.files:
             data["files"] = list(self.files)
+        if self.copy_to:
+            data["copy_to"] = list(self.copy_to)
         return data
 
     @classmethod
@@ -404,11 +409,13 @@ class PostbackEvent:
         """The event `to_data` wrote."""
         plain = {name: data[name] for name in _EVENT_PLAIN if name in data}
         at, failed, files = data.get("at"), data.get("failed"), data.get("files")
+        copy_to = data.get("copy_to")
         return cls(
             kind=PostbackKind(data["kind"]),
             at=dt.datetime.fromisoformat(at) if isinstance(at, str) else None,
             failed=MediaKind(failed) if failed is not None else None,
             files=tuple(str(f) for f in files) if isinstance(files, list) else (),
+            copy_to=tuple(str(n) for n in copy_to) if isinstance(copy_to, list) else (),
             **plain,  # type: ignore[arg-type]
         )
 
@@ -416,7 +423,7 @@ class PostbackEvent:
 _EVENT_PLAIN = tuple(
     f.name
     for f in dataclasses.fields(PostbackEvent)
-    if f.name not in ("kind", "at", "failed", "files")
+    if f.name not in ("kind", "at", "failed", "files", "copy_to")
 )
 
 MERGE_TAG = re.compile(r"\{\$([A-Za-z0-9_\-]+)(?:\|([^}]*))?\}")

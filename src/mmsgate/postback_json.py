@@ -20,15 +20,20 @@ chosen for each code from §7.1:
   "Unrecognised", is not among §8.3's five and is not used.
 `status-details` is the event's own text (the carrier's answer, the fallback's reason) as
 the XML body has it, or else `Message <status>` as §8.3 lists them.
+
+`operator-name` follows `operator-id` when mmsgate knows the carrier under that id
+(`profiles.OPERATORS`), and is left out otherwise; `campaign-ref` echoes the send's own,
+after `client-reference`. An MO names the other members of a group thread in `copy-to` and
+its first word in `keyword` (§8.4; the event carries both, see api/mm7.py).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-from typing import Literal, NotRequired, TypedDict
+from typing import Literal, NotRequired, TypedDict, cast
 
-from mmsgate import models
+from mmsgate import models, profiles
 
 Status = Literal["Sent", "Delivered", "Failed", "Rejected", "Expired"]
 # Each MT code's usual word (§7.1), and the words XML status texts stand for (see above).
@@ -71,7 +76,9 @@ DeliveryBody = TypedDict(
         "to": NotRequired[str],
         "tracking-id": NotRequired[str],
         "client-reference": NotRequired[str],
+        "campaign-ref": NotRequired[str],
         "operator-id": NotRequired[str],
+        "operator-name": NotRequired[str],
         "timestamp": NotRequired[str],
         "handset": NotRequired[str],
     },
@@ -94,6 +101,7 @@ MoBody = TypedDict(
         "from": str,
         "to": str,
         "copy-to": NotRequired[list[CopyTo]],
+        "keyword": NotRequired[str],
         "tracking-id": str,
         "operator-id": NotRequired[str],
         "timestamp": NotRequired[str],
@@ -101,6 +109,11 @@ MoBody = TypedDict(
         "content": list[ContentFile],
     },
 )
+# The MO keys in the order bodies list them (as before copy-to and keyword, which follow `to`).
+_MO_ORDER = (
+    "origin", "code", "from", "to", "copy-to", "keyword", "tracking-id", "message-subject",
+    "content", "operator-id", "timestamp",
+)  # fmt: skip
 TemplateBody = TypedDict(
     "TemplateBody",
     {
@@ -141,7 +154,9 @@ def delivery_body(event: models.PostbackEvent) -> DeliveryBody:
     _put(body, "to", event.to)
     _put(body, "tracking-id", event.tracking_id)
     _put(body, "client-reference", event.client_reference)
+    _put(body, "campaign-ref", event.campaign_ref)
     _put(body, "operator-id", event.operator_id)
+    _put(body, "operator-name", operator_name(event.operator_id))
     if event.at is not None:
         body["timestamp"] = timestamp(event.at)
     _put(body, "handset", event.handset)
@@ -149,7 +164,8 @@ def delivery_body(event: models.PostbackEvent) -> DeliveryBody:
 
 
 def mo_body(event: models.PostbackEvent) -> MoBody:
-    """An MO (N401) postback: who sent what, with the URLs of the stored content."""
+    """An MO (N401) postback: who sent what, with the URLs of the stored content; the
+    other members of a group thread in `copy-to`, after `to`, and its `keyword` (§8.4)."""
     body: MoBody = {
         "origin": "MMS_MO",
         "code": "N401",
@@ -159,10 +175,13 @@ def mo_body(event: models.PostbackEvent) -> MoBody:
         "message-subject": event.subject or "",
         "content": [{"file": url} for url in event.files],
     }
+    if event.copy_to:
+        body["copy-to"] = [{"number": number} for number in event.copy_to]
+    _put(body, "keyword", event.keyword)
     _put(body, "operator-id", event.operator_id)
     if event.at is not None:
         body["timestamp"] = timestamp(event.at)
-    return body
+    return cast(MoBody, {key: body[key] for key in _MO_ORDER if key in body})  # type: ignore[literal-required]
 
 
 def template_body(event: models.PostbackEvent) -> TemplateBody:
@@ -173,6 +192,12 @@ def template_body(event: models.PostbackEvent) -> TemplateBody:
     if event.failed is not None and event.failed_url is not None:
         _put(body, _NAME_OF_FAILED.get(event.failed, "image-name"), event.failed_url)
     return body
+
+
+def operator_name(operator_id: int | None) -> str | None:
+    """The carrier's name under its Sinch operator id; None when mmsgate does not know it."""
+    operator = profiles.OPERATORS.get(operator_id) if operator_id is not None else None
+    return None if operator is None else operator.name
 
 
 def timestamp(at: dt.datetime) -> str:

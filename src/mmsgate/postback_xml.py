@@ -81,13 +81,16 @@ def mo_postback(
     subject: str | None,
     files: list[str],
     operator_id: int | None = None,
+    keyword: str | None = None,
 ) -> bytes:
-    """An MO (N401) postback: who sent what, with URLs of the stored content."""
+    """An MO (N401) postback: who sent what, with URLs of the stored content, and its
+    first word as `keyword` after `to` (API reference §8.4)."""
     fields: list[tuple[str, object | None]] = [
         ("origin", "MMS_MO"),
         ("code", "N401"),
         ("from", sender),
         ("to", to),
+        ("keyword", keyword),
         ("tracking-id", tracking_id),
         ("operator-id", operator_id),
         ("timestamp", at.astimezone(dt.UTC).isoformat(timespec="seconds")),
@@ -144,6 +147,7 @@ def render(event: models.PostbackEvent) -> bytes:
             event.subject,
             list(event.files),
             event.operator_id,
+            event.keyword,
         )
     delivery = Delivery(
         code=event.code,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import re
 
 import pytest
@@ -236,6 +237,53 @@ async def test_an_mo_message_is_stored_posted_and_served(gateway: Gateway) -> No
     token = files[0].split("/")[-2]
     assert (await gateway.client.get(f"/media/{token}/3")).status_code == 404
     assert (await gateway.client.get(f"/media/{token[:-2]}xx/1")).status_code == 404
+
+
+async def mo_postback_payload(gateway: Gateway) -> dict[str, object]:
+    async with gateway.services.db.read() as conn:
+        [payload] = (
+            await conn.scalars(
+                sa.select(jobs.c.payload).where(jobs.c.kind == models.JobKind.POSTBACK.value)
+            )
+        ).all()
+    return dict(payload)
+
+
+async def test_a_group_mo_names_the_others_in_copy_to_and_its_keyword(gateway: Gateway) -> None:
+    """A group DeliverReq whose To lists another member before the account's number, and
+    whose Cc lists two more (one again), reaches the account: its N401 has `to` the
+    account's number, the other members once each in `copy-to` (not the sender, not the
+    Bcc), and the text's first word in capitals as `keyword`, in JSON; XML has the keyword."""
+    content_type, body = mm7.encode_deliver(
+        "mo-g", "17745550100", "28444", [("text/plain", b"photo, please!")]
+    )
+    group = (
+        b"<Recipients><To><Number>+17745550199</Number><ShortCode>28444</ShortCode></To>"
+        b"<Cc><Number>17745550198</Number><Number>17745550100</Number>"
+        b"<Number>17745550199</Number></Cc><Bcc><Number>17745550197</Number></Bcc></Recipients>"
+    )
+    one = b"<Recipients><To><ShortCode>28444</ShortCode></To></Recipients>"
+    assert one in body
+    answer = await gateway.mm7(body.replace(one, group), content_type)
+    assert mm7.decode_response(answer.headers["content-type"], answer.content).status_code == 1000
+    payload = await mo_postback_payload(gateway)
+    as_json = json.loads(body_of(payload, models.PostbackFormat.JSON)[0])
+    assert as_json["to"] == "28444"
+    assert as_json["copy-to"] == [{"number": "17745550199"}, {"number": "17745550198"}]
+    assert as_json["keyword"] == "PHOTO"
+    assert "<keyword>PHOTO</keyword>" in body_of(payload)[0].decode()
+
+
+async def test_an_mo_without_words_has_no_keyword(gateway: Gateway) -> None:
+    """An MO with neither subject nor text (a photo alone) has no keyword and, sent to one
+    number, no copy-to."""
+    content_type, body = mm7.encode_deliver(
+        "mo-p", "17745550100", "28444", [("image/jpeg", samples.jpeg())]
+    )
+    assert (await gateway.mm7(body, content_type)).status_code == 200
+    as_json = json.loads(body_of(await mo_postback_payload(gateway), models.PostbackFormat.JSON)[0])
+    assert "keyword" not in as_json
+    assert "copy-to" not in as_json
 
 
 async def test_an_mo_message_to_a_number_of_no_account_is_refused(gateway: Gateway) -> None:

@@ -304,7 +304,22 @@ def test_deliver_req_decodes_sender_recipient_subject() -> None:
       </Recipients><Subject>Hi</Subject></DeliverReq></Body></Envelope>"""
     request = mm7.decode_request("text/xml", body)
     assert request.operation is mm7.Operation.DELIVER
-    assert request.deliver == mm7.Deliver("17745550100", "28444", "Hi")
+    assert request.deliver == mm7.Deliver("17745550100", "28444", "Hi", ("28444",))
+
+
+def test_a_group_deliver_req_lists_its_to_and_cc_but_not_its_bcc() -> None:
+    """A DeliverReq to a group names every To and Cc address in order, once each, as
+    digits; its recipient is the first To even when a Cc is a Number and the To a
+    ShortCode; Bcc addresses are left out."""
+    body = b"""<Envelope xmlns="http://schemas.xmlsoap.org/soap/envelope/"><Body>
+      <DeliverReq xmlns="urn:y"><MM7Version>6.8.0</MM7Version>
+      <Sender><Number>+17745550100</Number></Sender><Recipients>
+      <To><ShortCode>28444</ShortCode><Number>tel:+17745550199</Number></To>
+      <Cc><Number>+17745550198/TYPE=PLMN</Number><Number>17745550199</Number></Cc>
+      <Bcc><Number>17745550197</Number></Bcc></Recipients></DeliverReq></Body></Envelope>"""
+    deliver = mm7.decode_request("text/xml", body).deliver
+    assert deliver.recipient == "28444"
+    assert deliver.recipients == ("28444", "17745550199", "17745550198")
 
 
 def test_answer_names_the_response_in_the_request_namespace() -> None:

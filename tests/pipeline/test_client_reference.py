@@ -22,7 +22,8 @@ LATER = NOW + dt.timedelta(hours=72)
 
 
 async def sends(db: Database, references: list[str | None]) -> list[str]:
-    """One recipient per send of one template, each send with its client-reference."""
+    """One recipient per send of one template, each send with its client-reference and,
+    with one, the campaign-ref `c:` + that reference."""
     made = await accounts.create(db, "acme", senders=["12345"])
     assert made is not None
     account_id = made.account.id
@@ -40,6 +41,7 @@ async def sends(db: Database, references: list[str | None]) -> list[str]:
                 messages.insert().values(
                     id=f"m-{n}", account_id=account_id, template_id=template_id,
                     action="sendSavedMMS", sender="12345", client_reference=reference,
+                    campaign_ref=None if reference is None else f"c:{reference}",
                     disable_fallback=False, disable_fallback_link=False,
                     link_expires_at=LATER, expires_at=LATER, created_at=NOW,
                 )
@@ -77,7 +79,7 @@ async def test_lookups_made_together_each_get_their_own_reference(db: Database) 
 
 async def test_mms_postbacks_name_the_reference(db: Database) -> None:
     """N101 and N102 of a send (read for delivery, then by the MMSC's MessageID, on either
-    lookup) and an E101 of another name their send's client-reference."""
+    lookup) and an E101 of another name their send's client-reference and campaign-ref."""
     sent, failed = await sends(db, ["order-42", "order-43"])
     submit = Move(S.SUBMITTED, "N101", "ok", carrier_message_id="mmsc-1", route="r1")
     assert await deliveries.advance(db, await delivery(db, sent), submit, now=NOW)
@@ -96,10 +98,12 @@ async def test_mms_postbacks_name_the_reference(db: Database) -> None:
         ("N102", sent, "order-42"),
         ("E101", failed, "order-43"),
     ]
+    assert [e.campaign_ref for e in events] == ["c:order-42", "c:order-42", "c:order-43"]
 
 
 async def test_fallback_sms_postbacks_name_the_reference(db: Database) -> None:
-    """The fallback leg's N101 (sent-as SMS), N202 and E202 name the send's reference."""
+    """The fallback leg's N101 (sent-as SMS), N202 and E202 name the send's reference and
+    campaign-ref."""
     good, bad = await sends(db, ["sms-1", "sms-2"])
     content = {
         "token": None,
@@ -125,3 +129,4 @@ async def test_fallback_sms_postbacks_name_the_reference(db: Database) -> None:
         ("N202", "SMS", "sms-1"),
         ("E202", "SMS", "sms-2"),
     ]
+    assert [e.campaign_ref for e in events] == ["c:sms-1", "c:sms-2", "c:sms-1", "c:sms-2"]

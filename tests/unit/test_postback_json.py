@@ -47,6 +47,7 @@ COMMON = {
     "tracking-id": "TU1TXzkwMDAx",
     "client-reference": "order-42",
     "operator-id": "31004",
+    "operator-name": "T-Mobile",
     "timestamp": "2026-01-05T15:00:00.990498+00:00",
 }
 
@@ -129,7 +130,7 @@ def test_a_code_with_no_status_word_has_none() -> None:
 
 def test_mo_lists_its_content_as_files() -> None:
     """N401 has from, to, tracking-id, the subject ("" when none) and `content` as
-    `[{"file": url}]` in order (§8.4); no copy-to, which the event does not know."""
+    `[{"file": url}]` in order (§8.4); no copy-to or keyword when the event has none."""
     event = models.PostbackEvent(
         MO, 3, "N401", at=AT, tracking_id="MMS_MO_abc", sender="17745550100", to="28444",
         subject="Look ☀", files=("https://gw/media/t/1", "https://gw/media/t/2"),
@@ -148,6 +149,43 @@ def test_mo_lists_its_content_as_files() -> None:
     bare = models.PostbackEvent(MO, 3, "N401", at=AT, tracking_id="m", sender="1", to="2")
     assert body(bare)["message-subject"] == ""
     assert body(bare)["content"] == []
+
+
+def test_a_group_mo_names_its_thread_and_its_keyword() -> None:
+    """A group MO's other members are `copy-to` `[{"number": …}]` after `to`, then its
+    `keyword`, in §8.4's order; the XML body has the keyword after `to` and no copy-to."""
+    event = models.PostbackEvent(
+        MO, 3, "N401", at=AT, tracking_id="MMS_MO_abc", sender="17745550100", to="28444",
+        files=("https://gw/media/t/1",), keyword="PHOTO", copy_to=("17745550199", "17745550198"),
+    )  # fmt: skip
+    rendered = postback_json.render(event).decode()
+    assert rendered.startswith(
+        '{"origin":"MMS_MO","code":"N401","from":"17745550100","to":"28444",'
+        '"copy-to":[{"number":"17745550199"},{"number":"17745550198"}],"keyword":"PHOTO",'
+        '"tracking-id":"MMS_MO_abc",'
+    )
+    xml = postback_xml.render(event).decode()
+    assert "<to>28444</to>\n    <keyword>PHOTO</keyword>\n    <tracking-id>" in xml
+    assert "17745550199" not in xml
+
+
+def test_operator_name_follows_a_known_operator_id() -> None:
+    """A known Sinch operator id gets its carrier's name after it; an unknown id has no
+    operator-name, and the XML body has none either (§8.1 lists no such element)."""
+    assert body(delivery("N101", operator_id=31002))["operator-name"] == "AT&T"
+    unknown = body(delivery("N101", operator_id=39999))
+    assert unknown["operator-id"] == "39999"
+    assert "operator-name" not in unknown
+    assert b"operator-name" not in postback_xml.render(delivery("N101"))
+
+
+def test_the_sends_campaign_ref_follows_the_client_reference() -> None:
+    """A send's campaign-ref is echoed right after client-reference in JSON, not in XML."""
+    got = body(delivery("N102", campaign_ref="spring-26"))
+    keys = list(got)
+    assert got["campaign-ref"] == "spring-26"
+    assert keys.index("campaign-ref") == keys.index("client-reference") + 1
+    assert b"spring-26" not in postback_xml.render(delivery("N102", campaign_ref="spring-26"))
 
 
 def test_n003_carries_the_saves_client_reference() -> None:
@@ -233,12 +271,24 @@ def test_the_client_reference_survives_the_queue() -> None:
     assert models.PostbackEvent.from_data(json.loads(json.dumps(event.to_data()))) == event
 
 
+def test_campaign_ref_keyword_and_copy_to_survive_the_queue() -> None:
+    """An event's campaign-ref, keyword and copy-to go through the job's JSON data intact."""
+    mo = models.PostbackEvent(MO, 3, "N401", at=AT, keyword="HI", copy_to=("1555", "1556"))
+    for event in (delivery("N101", campaign_ref="c-1"), mo):
+        assert models.PostbackEvent.from_data(json.loads(json.dumps(event.to_data()))) == event
+
+
 @pytest.mark.parametrize(
     ("event", "shape"),
     [
         (delivery("N102", handset="h", details="d"), postback_json.DeliveryBody),
         (models.PostbackEvent(D, 3, "E999"), postback_json.DeliveryBody),
         (models.PostbackEvent(MO, 3, "N401", at=AT, files=("u",)), postback_json.MoBody),
+        (
+            models.PostbackEvent(MO, 3, "N401", at=AT, keyword="K", copy_to=("1",)),
+            postback_json.MoBody,
+        ),
+        (delivery("N101", campaign_ref="c"), postback_json.DeliveryBody),
         (models.PostbackEvent(T, 3, "N003", mms_id=1), postback_json.TemplateBody),
         (
             models.PostbackEvent(

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import string
+from collections.abc import Sequence
 
 import structlog
 from starlette.requests import Request
@@ -130,18 +132,23 @@ async def _mobile_originated(
     """Store an MO message's parts and queue its N401 postback to the account that owns
     the number it was sent to, when a route the MMSC authenticated as serves that number."""
     deliver = incoming.deliver
-    sender, recipient = deliver.sender, deliver.recipient
+    sender = deliver.sender
     if len(sender) > mo.MAX_ADDRESS:
         return _fault(incoming, 2002, f"Address Error: Sender over {mo.MAX_ADDRESS} characters")
     everyone = svc.settings.routes
-    if not any(inbound.serves(everyone, route, recipient) for route in routes):
+    addressed = deliver.recipients or (deliver.recipient,)
+    served = [n for n in addressed if any(inbound.serves(everyone, r, n) for r in routes)]
+    if not served:
         names = ", ".join(r.name for r in routes)
+        recipient = deliver.recipient
         return _fault(incoming, 2002, f"Address Error: route {names} does not serve {recipient}")
-    owner = next(
-        (a for a in await accounts.list_all(svc.db) if recipient in _digits(a.senders)), None
-    )
+    everyone_of = await accounts.list_all(svc.db)
+    owned = ((n, a) for n in served for a in everyone_of if n in _digits(a.senders))
+    recipient, owner = next(owned, (served[0], None))
     if not sender or owner is None:
         return _fault(incoming, 2002, f"Address Error: no account has {recipient!r}")
+    # A group MO names the whole thread: the other members are shown to the account.
+    copy_to = tuple(n for n in addressed if n not in (recipient, sender))
     http_server.committing()  # the parts' blobs, then the MO and its postback
     parts: list[mo.MoPart] = []
     for content_type, data in incoming.parts:
@@ -165,6 +172,8 @@ async def _mobile_originated(
         to=recipient,
         subject=subject,
         files=tuple(files),
+        keyword=keyword(subject, incoming.parts),
+        copy_to=copy_to,
     )
     message = mo.MoMessage(
         tracking_id=tracking_id,
@@ -180,6 +189,28 @@ async def _mobile_originated(
     log.info("mm7.mo_received", tracking_id=tracking_id, parts=len(parts))
     request_log.note(account=owner.name, tracking_ids=(tracking_id,))
     return _answer(incoming)
+
+
+MAX_KEYWORD = 32  # characters: a longer first word is no keyword anyone set up
+
+
+def keyword(subject: str | None, parts: Sequence[tuple[str, bytes]]) -> str | None:
+    """The MO's keyword (API reference §8.4): the first word of its subject, or else of its
+    first text part, without punctuation around it and in capitals (`photo!` is `PHOTO`).
+    Sinch names it only when it matches a keyword campaign; mmsgate has none, so it names
+    every first word and the account matches it against its own; None without one."""
+    texts = [subject or ""]
+    texts += [data.decode("utf-8", "replace") for kind, data in parts if _is_text(kind)][:1]
+    for text in texts:
+        words = text.split(maxsplit=1)
+        word = words[0].strip(string.punctuation) if words else ""
+        if word:
+            return word.upper() if len(word) <= MAX_KEYWORD else None
+    return None
+
+
+def _is_text(content_type: str) -> bool:
+    return content_type.split(";", 1)[0].strip().lower() == "text/plain"
 
 
 def _answer(incoming: mm7.Incoming) -> Response:

@@ -72,9 +72,10 @@ class Recipient:
     sender: str
     operator_id: int | None
     template_id: int
-    # The send's client-reference, echoed in each of its postbacks (after the subclasses'
-    # fields: it is given by name).
+    # The send's client-reference and campaign-ref, echoed in each of its postbacks (after
+    # the subclasses' fields: they are given by name).
     client_reference: str | None = dataclasses.field(default=None, kw_only=True)
+    campaign_ref: str | None = dataclasses.field(default=None, kw_only=True)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -117,6 +118,7 @@ def delivery_of(row: Row) -> Delivery:
         operator_id=row.operator_id,
         template_id=row.template_id,
         client_reference=row.client_reference,
+        campaign_ref=row.campaign_ref,
         message_id=row.message_id,
         service_id=row.service_id,
         subject=row.subject,
@@ -147,6 +149,7 @@ def reported_of(row: Row) -> Reported:
         operator_id=row.operator_id,
         template_id=row.template_id,
         client_reference=row.client_reference,
+        campaign_ref=row.campaign_ref,
         route=row.route,
     )
 
@@ -171,6 +174,7 @@ _DELIVERY = sa.select(
     messages.c.link_expires_at,
     messages.c.template_id,
     messages.c.client_reference,
+    messages.c.campaign_ref,
     templates.c.slides,
     templates.c.subject.label("template_subject"),
     templates.c.fallback_sms_text.label("template_fallback_text"),
@@ -204,6 +208,7 @@ _REPORT_ROW = sa.select(
     messages.c.operator_id,
     messages.c.template_id,
     messages.c.client_reference,
+    messages.c.campaign_ref,
 ).select_from(recipients.join(messages, messages.c.id == recipients.c.message_id))
 # Newest first: an MMSC that reuses a MessageID (after a reset) reports on the recipient it
 # took last, never on an older one long final.
@@ -426,6 +431,7 @@ async def advance(
         handset=to.handset,
         details=to.detail,
         client_reference=row.client_reference,
+        campaign_ref=row.campaign_ref,
     )
     return await move(db, row.tracking_id, to, postback=event, now=now, also=also)
 

@@ -107,6 +107,7 @@ def sms_fallback_of(row: Row) -> SmsFallback:
         operator_id=row.operator_id,
         template_id=row.template_id,
         client_reference=row.client_reference,
+        campaign_ref=row.campaign_ref,
         reason=row.reason,
         token=row.token,
         sms_text=row.sms_text,
@@ -133,6 +134,7 @@ _SMS = sa.select(
     messages.c.operator_id,
     messages.c.template_id,
     messages.c.client_reference,
+    messages.c.campaign_ref,
     messages.c.expires_at,
 ).select_from(
     fallbacks.join(recipients, recipients.c.tracking_id == fallbacks.c.tracking_id).join(
