@@ -16,7 +16,6 @@ import argparse
 import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,6 +24,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+
+# The server start and stop the end-to-end tests use (tests/e2e/startup.py), from the
+# checkout this script is in: it runs as `python scripts/schemathesis.py`, which puts only
+# scripts/ on the path.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.e2e.startup import env as user_env
+from tests.e2e.startup import healthy, stopped_after
+from tests.ports import free_port
 
 CHECKS = (
     "not_a_server_error",
@@ -56,28 +63,19 @@ def main() -> int:
 
 def run(data: Path, *, cases: int, seed: int, database_url: str | None = None) -> int:
     """The schemathesis run against a `mmsgate run` on `data`; its exit status."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MMSGATE_")}
-    if database_url:
-        env["MMSGATE_DATABASE_URL"] = database_url
+    env = user_env(**({"MMSGATE_DATABASE_URL": database_url} if database_url else {}))
     # The account before the server: `run` makes its demo account only in an empty database.
     _mmsgate(data, env, "migrate")
     key = json.loads(
         _mmsgate(data, env, "accounts", "create", "fuzz", "--sender", SENDER, "--json")
     )
-    port = _free_port()
-    server = _start(data, port, env)
-    try:
+    port = free_port()
+    with stopped_after(_start(data, port, env)) as server:
         base = f"http://127.0.0.1:{port}"
-        _wait_up(base)
+        if not healthy(base, server):
+            raise SystemExit("scripts/schemathesis: mmsgate run did not come up (see server.log)")
         _seed_messages(base, str(key["api_key"]))
         return _schemathesis(base, str(key["api_key"]), cases=cases, seed=seed, data=data)
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
 
 
 def _start(data: Path, port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -163,22 +161,6 @@ def _wait_for_fallback(client: httpx.Client, key: str) -> None:
             return
         time.sleep(0.2)
     raise SystemExit("scripts/schemathesis: the fallback send never reached its SMS")
-
-
-def _wait_up(base: str) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        with contextlib.suppress(httpx.TransportError):
-            if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                return
-        time.sleep(0.1)
-    raise SystemExit("scripts/schemathesis: mmsgate run did not come up (see server.log)")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextlib.contextmanager

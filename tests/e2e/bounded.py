@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import os
 import re
 import select
 import socket
@@ -15,8 +14,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
-
+from tests.e2e.startup import env, healthy, stopped_after
 from tests.ports import free_port
 
 SIM_PAIR = ("sim-mmsc", "sim-secret")  # the Basic pair /mm7 takes (simulator_inbound_*)
@@ -57,29 +55,21 @@ def running(tmp_path: Path, config: str = "") -> Iterator[Server]:
         f'simulator_inbound_username = "{SIM_PAIR[0]}"\n'
         f'simulator_inbound_password = "{SIM_PAIR[1]}"\n' + config
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MMSGATE_")}
-    env["MMSGATE_ALLOW_PRIVATE_NETWORKS"] = "1"
     out, log = tmp_path / "stdout.txt", tmp_path / "server.log"
     with out.open("w") as stdout, log.open("w") as stderr:
         proc = subprocess.Popen(
             [sys.executable, "-m", "mmsgate", "run", "--port", str(port), "--config", str(path)],
             cwd=tmp_path,
-            env=env,
+            env=env(MMSGATE_ALLOW_PRIVATE_NETWORKS="1"),
             stdout=stdout,
             stderr=stderr,
             text=True,
         )
-    try:
+    with stopped_after(proc):
         key = _demo_key(out, proc)
-        _wait_up(port, proc)
+        if not healthy(f"http://127.0.0.1:{port}", proc):
+            raise AssertionError("mmsgate run did not come up")
         yield Server(port, proc, key, tmp_path / "mmsgate-data", log)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def _demo_key(out: Path, proc: subprocess.Popen[str]) -> str:
@@ -89,16 +79,6 @@ def _demo_key(out: Path, proc: subprocess.Popen[str]) -> str:
             return found.group(1)
         time.sleep(0.05)
     raise AssertionError("mmsgate run printed no demo api-key")
-
-
-def _wait_up(port: int, proc: subprocess.Popen[str]) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and proc.poll() is None:
-        with contextlib.suppress(httpx.TransportError):
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200:
-                return
-        time.sleep(0.05)
-    raise AssertionError("mmsgate run did not come up")
 
 
 @dataclasses.dataclass
