@@ -149,11 +149,14 @@ class _Page(html.parser.HTMLParser):
 
 async def test_the_docs_page_shows_every_operation_and_loads_nothing(gateway: Gateway) -> None:
     """/docs is one HTML page, sized for phones, naming every operation with its parameters,
-    answers and every schema, with no script, stylesheet or image from anywhere."""
+    answers and every schema, with no script, stylesheet or image from anywhere, and the
+    hosted pages' headers against sniffing and referrers."""
     response = await gateway.client.get("/docs")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/html")
     assert "default-src 'none'" in response.headers["content-security-policy"]
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["referrer-policy"] == "no-referrer"
     page = _Page()
     page.feed(response.text)
     assert page.loads == []

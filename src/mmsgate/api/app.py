@@ -171,8 +171,7 @@ def create_app(
         return JSONResponse(spec)
 
     async def docs_endpoint(_request: Request) -> Response:
-        headers = {"Content-Security-Policy": docs_page.CSP}
-        return Response(docs, media_type="text/html; charset=utf-8", headers=headers)
+        return Response(docs, media_type="text/html; charset=utf-8", headers=docs_page.HEADERS)
 
     async def healthz(_request: Request) -> Response:
         return JSONResponse({"status": "ok"})

@@ -15,8 +15,11 @@ import jinja2
 from markupsafe import Markup, escape
 
 from mmsgate.api.openapi import Json
+from mmsgate.web import html
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
+# Built once at start: caches are told to ask again, so a new version shows at once.
+HEADERS = html.secure_headers(CSP, "no-cache")
 _REF = "#/components/schemas/"
 
 
@@ -141,11 +144,4 @@ def _list(value: object) -> list[object]:
 
 @functools.cache
 def _environment() -> jinja2.Environment:
-    env = jinja2.Environment(
-        loader=jinja2.PackageLoader("mmsgate.api", "templates"),
-        autoescape=True,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        undefined=jinja2.StrictUndefined,
-    )
-    return env
+    return html.templates("mmsgate.api")

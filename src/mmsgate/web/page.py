@@ -33,6 +33,7 @@ from mmsgate.models import MediaKind, WebPart
 from mmsgate.store import fallbacks
 from mmsgate.store.blobs import BlobStore
 from mmsgate.store.db import Database
+from mmsgate.web import html
 
 log = structlog.get_logger(__name__)
 
@@ -340,13 +341,7 @@ def long_date(at: dt.datetime) -> str:
 @functools.cache
 def _environment() -> tuple[jinja2.Environment, Markup, str]:
     """The templates, the page's CSS, and the CSP source that allows exactly that CSS."""
-    env = jinja2.Environment(
-        loader=jinja2.PackageLoader("mmsgate.web", "templates"),
-        autoescape=True,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        undefined=jinja2.StrictUndefined,
-    )
+    env = html.templates("mmsgate.web")
     env.filters["linkify"] = linkify
     css = importlib.resources.files("mmsgate.web").joinpath("templates/page.css").read_text()
     css = css.strip()
@@ -369,13 +364,7 @@ def page_headers(cache: str) -> dict[str, str]:
         f"default-src 'none'; img-src 'self' data:; media-src 'self'; style-src {style}; "
         "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
     )
-    return {
-        "Cache-Control": cache,
-        "Content-Security-Policy": csp,
-        "X-Content-Type-Options": "nosniff",
-        "Referrer-Policy": "no-referrer",
-        "X-Robots-Tag": "noindex, nofollow",
-    }
+    return {**html.secure_headers(csp, cache), "X-Robots-Tag": "noindex, nofollow"}
 
 
 def respond(
