@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import TypedDict
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -106,9 +107,25 @@ class Delivery(Recipient):
     account_mode: models.AccountMode
 
 
-def delivery_of(row: Row) -> Delivery:
-    """A row of `_DELIVERY` as a Delivery."""
-    return Delivery(
+class RecipientFields(TypedDict):
+    """What every Recipient is built from (`recipient_fields`)."""
+
+    tracking_id: str
+    msisdn: str
+    state: models.RecipientState
+    account_id: int
+    carrier_message_id: str | None
+    sender: str
+    operator_id: int | None
+    template_id: int
+    client_reference: str | None
+    campaign_ref: str | None
+
+
+def recipient_fields(row: Row) -> RecipientFields:
+    """The Recipient fields of a row that selects them (`_DELIVERY`, `_REPORT_ROW`, and the
+    fallback rows of store/fallbacks.py), for a Recipient subclass to add its own to."""
+    return RecipientFields(
         tracking_id=row.tracking_id,
         msisdn=row.msisdn,
         state=models.RecipientState(row.state),
@@ -119,6 +136,13 @@ def delivery_of(row: Row) -> Delivery:
         template_id=row.template_id,
         client_reference=row.client_reference,
         campaign_ref=row.campaign_ref,
+    )
+
+
+def delivery_of(row: Row) -> Delivery:
+    """A row of `_DELIVERY` as a Delivery."""
+    return Delivery(
+        **recipient_fields(row),
         message_id=row.message_id,
         service_id=row.service_id,
         subject=row.subject,
@@ -140,16 +164,7 @@ def delivery_of(row: Row) -> Delivery:
 def reported_of(row: Row) -> Reported:
     """A row of `_REPORT_ROW` as a Reported recipient."""
     return Reported(
-        tracking_id=row.tracking_id,
-        msisdn=row.msisdn,
-        state=models.RecipientState(row.state),
-        account_id=row.account_id,
-        carrier_message_id=row.carrier_message_id,
-        sender=row.sender,
-        operator_id=row.operator_id,
-        template_id=row.template_id,
-        client_reference=row.client_reference,
-        campaign_ref=row.campaign_ref,
+        **recipient_fields(row),
         route=row.route,
     )
 

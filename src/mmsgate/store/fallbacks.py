@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from mmsgate import errors, models
 from mmsgate.models import JSONValue, WebPart, WebSlide
 from mmsgate.store.db import Database
-from mmsgate.store.deliveries import Delivery, Move, Recipient, advance
+from mmsgate.store.deliveries import Delivery, Move, Recipient, advance, recipient_fields
 from mmsgate.store.rows import Row
 from mmsgate.store.schema import UtcDateTime, fallbacks, jobs, messages, recipients, sms_parts
 
@@ -98,16 +98,7 @@ class SmsFallback(Recipient):
 def sms_fallback_of(row: Row) -> SmsFallback:
     """A row of `_SMS` as an SmsFallback."""
     return SmsFallback(
-        tracking_id=row.tracking_id,
-        msisdn=row.msisdn,
-        state=models.RecipientState(row.state),
-        account_id=row.account_id,
-        carrier_message_id=row.carrier_message_id,
-        sender=row.sender,
-        operator_id=row.operator_id,
-        template_id=row.template_id,
-        client_reference=row.client_reference,
-        campaign_ref=row.campaign_ref,
+        **recipient_fields(row),
         reason=row.reason,
         token=row.token,
         sms_text=row.sms_text,
