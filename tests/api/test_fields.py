@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from mmsgate.settings import Route
 from mmsgate.store import schema
 from tests import samples
-from tests.api.helpers import failure_code, fields
+from tests.api.helpers import failure_code, fields, send_saved, text_template
 from tests.api.test_errors import TEXT, send_mms, snapshot
 from tests.conftest import Gateway, MediaServer
 
@@ -149,6 +149,20 @@ async def test_in_a_list_only_the_numbers_a_mask_cannot_reach_are_refused(
     async with gateway.services.db.read() as conn:
         numbers = (await conn.scalars(sa.select(schema.recipients.c.msisdn))).all()
     assert numbers == [UK]
+
+
+@pytest.mark.config(routes=MASKED)
+async def test_send_saved_mms_takes_the_mask_and_display_only_members(gateway: Gateway) -> None:
+    """sendSavedMMS reads both fields as sendMMS does: stored with the send, or E115."""
+    saved = await gateway.xml(text_template(gateway.api_key))
+    mms_id = fields(saved.content)["mms-id"]
+    extra = "<from-mask>Acme</from-mask><to-displayonly>447900000201</to-displayonly>"
+    refused = await gateway.xml(send_saved(gateway.api_key, mms_id, extra=extra))
+    assert failure_code(refused.content) == "E115"  # its default `to` is a US number
+    response = await gateway.xml(send_saved(gateway.api_key, mms_id, to=UK, extra=extra))
+    assert fields(response.content)["status"] == "Success", response.text
+    row = await stored_message(gateway)
+    assert (row.sender_mask, row.to_displayonly) == ("Acme", ["447900000201"])
 
 
 def image_slide(base: str) -> str:
