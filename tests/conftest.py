@@ -145,6 +145,8 @@ class MediaServer:
     base: str
     files: dict[str, tuple[str, bytes, dict[str, str]]]
     hits: dict[str, int]
+    # Requests per path answered 304: revalidations of a cached copy, not downloads.
+    revalidated: dict[str, int] = dataclasses.field(default_factory=dict)
 
     def add(self, path: str, content_type: str, data: bytes, **headers: str) -> str:
         self.files[path] = (content_type, data, headers)
@@ -155,6 +157,7 @@ class MediaServer:
 def media_server() -> Iterator[MediaServer]:
     files: dict[str, tuple[str, bytes, dict[str, str]]] = {}
     hits: dict[str, int] = {}
+    revalidated: dict[str, int] = {}
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -166,6 +169,7 @@ def media_server() -> Iterator[MediaServer]:
             content_type, data, headers = found
             etag = headers.get("ETag")
             if etag and self.headers.get("If-None-Match") == etag:
+                revalidated[self.path] = revalidated.get(self.path, 0) + 1
                 self.send_response(304)
                 self.end_headers()
                 return
@@ -184,7 +188,7 @@ def media_server() -> Iterator[MediaServer]:
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield MediaServer(f"http://127.0.0.1:{server.server_address[1]}", files, hits)
+        yield MediaServer(f"http://127.0.0.1:{server.server_address[1]}", files, hits, revalidated)
     finally:
         server.shutdown()
         server.server_close()

@@ -29,6 +29,7 @@ class ErrorCode(enum.Enum):
     BAD_FROM = ("E111", "Invalid 'from' / shortcode")
     IP_NOT_ALLOWED = ("E112", "Your IP address is not in this account's allow-list")
     THROUGHPUT_EXCEEDED = ("E113", "Throughput allowed for this action exceeded")
+    BAD_FROM_MASK = ("E115", "Invalid or unsupported from-mask")
     REQUEST_LIMIT = ("E120", "This account has reached its API request limit")
     TO_REQUIRED = ("E201", "The receiver number is required")
     BAD_PAGE_NUMBER = ("E212", "Invalid page-number")

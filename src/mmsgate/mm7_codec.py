@@ -55,6 +55,9 @@ class Submit:
     # Recipients as +E.164 (`+447900000001`) rather than international digits: MMSCs differ
     # in what `Number` must hold (TS 23.140 leaves its form to the MMSC).
     e164_numbers: bool = False
+    # Group members the handset shows but the MMSC does not deliver to (a send's
+    # to-displayonly), written after the recipients with displayOnly="true".
+    display_only: Sequence[str] = ()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -136,11 +139,14 @@ class Deliver:
 @dataclasses.dataclass(frozen=True, slots=True)
 class SubmitRequest:
     """A SubmitReq as an MMSC reads it (the simulator): its version, first recipient and
-    the reference to its content part ("" when absent)."""
+    the reference to its content part ("" when absent), its sender address and the
+    display-only members it names (never recipients)."""
 
     version: str
     recipient: str
     content_href: str
+    sender: str = ""
+    display_only: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -157,6 +163,8 @@ class Incoming:
     parts: tuple[tuple[str, bytes], ...] = ()
     # Every address of the Recipients element, with the list (To, Cc, Bcc) it is in.
     addressees: tuple[tuple[str, str], ...] = ()
+    # Addresses of Recipients marked displayOnly="true": shown, not delivered to.
+    display_only: tuple[str, ...] = ()
 
     @property
     def operation(self) -> Operation | None:
@@ -184,7 +192,13 @@ class Incoming:
     @property
     def submit(self) -> SubmitRequest:
         f = self.fields
-        return SubmitRequest(f.get("MM7Version", ""), f.get("Recipients", ""), f.get("Content", ""))
+        return SubmitRequest(
+            f.get("MM7Version", ""),
+            f.get("Recipients", ""),
+            f.get("Content", ""),
+            sender=f.get("SenderIdentification", ""),
+            display_only=self.display_only,
+        )
 
     @property
     def answer_namespace(self) -> str:
@@ -241,12 +255,14 @@ def _submit_body(s: Submit) -> list[str]:
     out = [_el("MM7Version", s.version)]
     ident = [_el(n, v) for n, v in (("VASPID", s.vasp_id), ("VASID", s.vas_id)) if v]
     if s.sender:
+        # ShortCode for a short code and an alphanumeric mask alike: of the three address
+        # forms (TS 23.140 SenderAddress) it is the one for a provisioned service sender,
+        # with no form imposed on it; Number is read as an MSISDN, and RFC2822Address must
+        # be an addr-spec (local@domain, RFC 2822 §3.4.1), which a mask such as `Acme` is not.
         ident.append(f"<SenderAddress>{_el('ShortCode', s.sender)}</SenderAddress>")
     if ident:
         out.append("<SenderIdentification>" + "".join(ident) + "</SenderIdentification>")
-    plus = "+" if s.e164_numbers else ""
-    numbers = "".join(_el("Number", plus + r.lstrip("+")) for r in s.recipients)
-    out.append(f"<Recipients><To>{numbers}</To></Recipients>")
+    out.append(f"<Recipients><To>{_numbers(s, s.recipients)}{_shown(s)}</To></Recipients>")
     optional = [
         ("ServiceCode", s.service_code),
         ("LinkedID", s.linked_id),
@@ -265,6 +281,20 @@ def _submit_body(s: Submit) -> list[str]:
     )
     out.append(f'<Content href="cid:mms-content"{adapt}/>')
     return out
+
+
+def _numbers(s: Submit, numbers: Sequence[str], attributes: str = "") -> str:
+    plus = "+" if s.e164_numbers else ""
+    return "".join(
+        f"<Number{attributes}>{xmlsafe.text(plus + n.lstrip('+'))}</Number>" for n in numbers
+    )
+
+
+def _shown(s: Submit) -> str:
+    """The display-only members, after the real recipient in the same To: the group MMS
+    form of TS 23.140 (the Annex example's To holds a Number and a displayOnly address).
+    The MMSC lists them on the handset and delivers to none of them."""
+    return _numbers(s, s.display_only, ' displayOnly="true"')
 
 
 def _el(name: str, value: str | None) -> str:
@@ -473,12 +503,16 @@ def decode_request(content_type: str, body: bytes) -> Incoming:
     element = _body_element(envelope)
     fields = {}
     addressees: tuple[tuple[str, str], ...] = ()
+    shown: list[str] = []
     for child in element:
         name = local(child.tag)
         if name == "Recipients":
             addressees = _addressees(child)
         within: dict[str, ET.Element] = {}  # the first element of each local name, in order
         for descendant in child.iter():
+            if _display_only(descendant):
+                shown.append(_address(_joined(descendant)))
+                continue  # shown on the handset, never a recipient
             within.setdefault(local(descendant.tag), descendant)
         number = next(
             (text for key in _ADDRESSES if key in within and (text := _joined(within[key]))),
@@ -499,6 +533,15 @@ def decode_request(content_type: str, body: bytes) -> Incoming:
         fields,
         rest,
         addressees,
+        tuple(shown),
+    )
+
+
+def _display_only(element: ET.Element) -> bool:
+    """An address marked displayOnly="true" (Rel-6 group MMS; peers write `True` too)."""
+    return any(
+        local(key) == "displayOnly" and value.strip().lower() in ("true", "1")
+        for key, value in element.attrib.items()
     )
 
 

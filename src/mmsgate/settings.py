@@ -113,6 +113,9 @@ class Route:
     # How recipients are written in SubmitReq: "digits" (447900000001) or "e164"
     # (+447900000001), as the MMSC expects.
     number_format: str = "digits"
+    # Whether the MMSC shows an alphanumeric sender (a send's from-mask) instead of the
+    # number; a send with a mask to a route without it is refused (E115).
+    sender_mask: bool = False
 
 
 NUMBER_FORMATS = ("digits", "e164")

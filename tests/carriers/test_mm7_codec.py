@@ -337,3 +337,49 @@ def test_simulated_delivery_report_reads_back() -> None:
     request = mm7.decode_request("text/xml", body)
     assert (request.transaction_id, request.report.status) == ("dr-3", mm7.MMStatus.RETRIEVED)
     assert (request.report.message_id, request.report.handset) == ("sim-1", "http://ua/h")
+
+
+GROUP = dataclasses.replace(
+    SUBMIT,
+    recipients=["447900000100"],
+    sender="Acme_Shop",
+    display_only=["447900000201", "447900000202"],
+)
+
+
+def test_display_only_members_follow_the_recipient_in_to() -> None:
+    """The display-only numbers are Numbers with displayOnly="true" after the real To."""
+    _content_type, body = mm7.encode_submit(GROUP, boundary="outer")
+    assert (
+        b"<Recipients><To><Number>447900000100</Number>"
+        b'<Number displayOnly="true">447900000201</Number>'
+        b'<Number displayOnly="true">447900000202</Number></To></Recipients>'
+    ) in body
+    assert b"<SenderAddress><ShortCode>Acme_Shop</ShortCode></SenderAddress>" in body
+    e164 = mm7.encode_submit(dataclasses.replace(GROUP, e164_numbers=True))[1]
+    assert b'<Number displayOnly="true">+447900000201</Number>' in e164
+
+
+def test_a_group_submit_reads_back_with_its_sender_and_display_only_members() -> None:
+    """Parsed back, the recipient is the real one, the sender the mask, and the display-only
+    members are listed apart, never as recipients."""
+    request = mm7.decode_request(*mm7.encode_submit(GROUP))
+    submit = request.submit
+    assert submit.recipient == "447900000100"
+    assert submit.sender == "Acme_Shop"
+    assert submit.display_only == ("447900000201", "447900000202")
+    assert request.display_only == submit.display_only
+
+
+def test_a_display_only_address_first_is_still_no_recipient() -> None:
+    """However a peer orders them (or spells True), a displayOnly address is never the
+    recipient read from Recipients."""
+    content_type, body = mm7.encode_submit(SUBMIT)
+    body = body.replace(
+        b"<To><Number>17745550100</Number>",
+        b'<To><RFC2822Address displayOnly="True">a@b.example</RFC2822Address>'
+        b"<Number>17745550100</Number>",
+    )
+    request = mm7.decode_request(content_type, body)
+    assert request.fields["Recipients"] == "17745550100"
+    assert request.display_only == ("a@b.example",)

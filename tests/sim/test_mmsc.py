@@ -169,3 +169,18 @@ async def test_reports_present_the_basic_pair(receiver: Receiver) -> None:  # no
         await reports(receiver, 1)
     [(headers, _)] = receiver.received
     assert headers["authorization"] == "Basic c2ltLW1tc2M6c2ltLXNlY3JldA=="
+
+
+async def test_the_simulator_keeps_the_newest_submits_it_saw(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`seen` holds each accepted SubmitReq's sender and recipient, the newest SEEN_MAX."""
+    from mmsgate.sim import mmsc
+
+    monkeypatch.setattr(mmsc, "SEEN_MAX", 2)
+    sim = SimulatedMmsc(None)
+    for number in ("447900000101", "447900000102", "447900000103"):
+        await send(sim, number)
+    await sim.aclose()
+    assert [s.recipient for s in sim.seen.values()] == ["447900000102", "447900000103"]
+    assert {s.sender for s in sim.seen.values()} == {"28444"}

@@ -27,7 +27,7 @@ from mmsgate.api import content as content_store
 from mmsgate.api import results, rules
 from mmsgate.api.guard import Guard
 from mmsgate.api.idempotency import Claim
-from mmsgate.settings import Settings
+from mmsgate.settings import Route, Settings
 from mmsgate.store import queries
 from mmsgate.store.blobs import BlobStore
 from mmsgate.store.db import Database
@@ -69,7 +69,9 @@ async def save_mms(
     link_expires = (
         link_expiration(req.fallback.link_expiration, now) if req.fallback.link_expiration else None
     )
-    stored = await services.content.store(req.content, account.id)
+    stored = await services.content.store(
+        req.content, account.id, use_cache=req.cache_content is not False
+    )
     state = models.TemplateState.ENCODING if stored.has_av else models.TemplateState.READY
     http_server.committing()  # from here on the request runs to its end (module docstring)
     mms_id = await services.writer.save_template(
@@ -99,7 +101,9 @@ async def send_mms(
     plan = check_delivery(services.settings, account, req.delivery)
     check_fallback_text(account, req.fallback, None)
     expires_at, link_expires = expirations(req.delivery, req.fallback, now, account)
-    stored = await services.content.store(req.content, account.id)
+    stored = await services.content.store(
+        req.content, account.id, use_cache=req.cache_content is not False
+    )
     template = NewTemplate(
         account_id=account.id,
         kind="inline",
@@ -226,7 +230,7 @@ def check_delivery(settings: Settings, account: models.Account, d: rules.Deliver
         )
     check_service_id(account, d.service_id)
     operator_id = check_operator(settings, d.operator_id)
-    recipients = tuple(check_number(settings, raw, operator_id) for raw in d.to)
+    recipients = tuple(check_number(settings, raw, operator_id, d.sender_mask) for raw in d.to)
     plan = Plan(recipients, operator_id, d.to_is_list)
     if not plan.accepted:
         first = recipients[0].error
@@ -264,19 +268,41 @@ def check_operator(settings: Settings, raw: str | None) -> int | None:
     return operator_id
 
 
-def check_number(settings: Settings, raw: str, operator_id: int | None) -> Recipient:
+def check_number(
+    settings: Settings, raw: str, operator_id: int | None, mask: str | None = None
+) -> Recipient:
     msisdn = numbers.normalize_msisdn(raw)
     if msisdn is None:
         return Recipient(
             raw, None, errors.ApiError(E.BAD_TO, f"Invalid 'to' / receiver number '{raw}'")
         )
-    if routing.route_for(settings.routes, operator_id, msisdn) is None:
+    route = routing.route_for(settings.routes, operator_id, msisdn)
+    if route is None:
         return Recipient(
             raw,
             msisdn,
             errors.ApiError(E.OPERATOR_NOT_SUPPORTED, f"No route serves number {msisdn}"),
         )
+    if mask is not None:
+        return Recipient(raw, msisdn, mask_refusal(route, msisdn))
     return Recipient(raw, msisdn)
+
+
+def mask_refusal(route: Route, msisdn: str) -> errors.ApiError | None:
+    """E115 when a from-mask cannot reach this number: never in North America (country
+    code 1, sinch-mms-api §12: no alphanumeric senders in the US), nor over a route whose
+    MMSC shows none (`sender_mask` off). Checked per number, like its route (E628)."""
+    if msisdn.startswith("1"):
+        return errors.ApiError(
+            E.BAD_FROM_MASK,
+            f"from-mask is not supported for {msisdn}: no alphanumeric senders in the US or Canada",
+        )
+    if not route.sender_mask:
+        return errors.ApiError(
+            E.BAD_FROM_MASK,
+            f"from-mask is not supported by route {route.name} (serving {msisdn})",
+        )
+    return None
 
 
 def check_fallback_text(
@@ -355,6 +381,8 @@ def new_send(
         fallback_sms_text=fallback.text,
         disable_fallback=bool(fallback.disabled),
         disable_fallback_link=bool(fallback.link_disabled),
+        to_displayonly=d.to_displayonly,
+        sender_mask=d.sender_mask,
     )
 
 

@@ -71,21 +71,27 @@ class ContentStore:
         self._settings = settings
         self._templates: dict[tuple[int, int], tuple[models.TemplateInfo, float]] = {}
 
-    async def store(self, content: Content, account_id: int) -> StoredContent:
+    async def store(
+        self, content: Content, account_id: int, *, use_cache: bool = True
+    ) -> StoredContent:
         """Fetch and check all media of the slides (E33x, E34x, E35x, E229, E629), keep it.
-        The fetches count against the account's share (`media.max_fetches_per_account`)."""
-        stored, data = await self.check(content, account_id)
+        The fetches count against the account's share (`media.max_fetches_per_account`).
+        `use_cache` false (cache-content false): every URL is fetched anew, bypassing the
+        fetch cache both ways."""
+        stored, data = await self.check(content, account_id, use_cache=use_cache)
         for blob in data.values():
             await self._blobs.put(blob)
         return stored
 
     async def check(
-        self, content: Content, account_id: int
+        self, content: Content, account_id: int, *, use_cache: bool = True
     ) -> tuple[StoredContent, dict[str, bytes]]:
         """Fetch and check all media without keeping anything: the slides as they would be
         stored, and the bytes by blob key."""
         refs = [(n, ref) for n, s in enumerate(content.slides, start=1) for ref in s.media]
-        fetched = await fetch.fetch_all(self._fetcher, refs, account=account_id)
+        fetched = await fetch.fetch_all(
+            self._fetcher, refs, account=account_id, use_cache=use_cache
+        )
         parts: list[models.StoredPart] = [None] * len(refs)  # type: ignore[list-item]
         problems: dict[int, errors.ApiError] = {}
 

@@ -109,6 +109,10 @@ def delivery(doc: Node) -> Delivery:
         campaign_ref=doc.value("campaign-ref") or None,
         client_reference=rules.client_reference(doc.value("client-reference"), "client-reference"),
         expiry=doc.value("mms-expiry-timestamp") or None,
+        to_displayonly=rules.displayonly(
+            ",".join(n.text for n in doc.all("to-displayonly")), "to-displayonly"
+        ),
+        sender_mask=rules.sender_mask(doc.value("from-mask"), "from-mask"),
     )
 
 
@@ -118,11 +122,15 @@ def mms_id(doc: Node) -> int:
 
 def save_mms(doc: Node) -> SaveMms:
     reference = rules.client_reference(doc.value("client-reference"), "client-reference")
-    return SaveMms(content(doc), fallback(doc), reference)
+    return SaveMms(content(doc), fallback(doc), reference, cache_content(doc))
 
 
 def send_mms(doc: Node) -> SendMms:
-    return SendMms(content(doc), fallback(doc), delivery(doc))
+    return SendMms(content(doc), fallback(doc), delivery(doc), cache_content(doc))
+
+
+def cache_content(doc: Node) -> bool | None:
+    return rules.flag(doc.value("cache-content"), "cache-content")
 
 
 def send_saved_mms(doc: Node) -> SendSavedMms:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import re
 
 from mmsgate import codes, errors, models, numbers
 
@@ -22,6 +23,13 @@ MAX_SUBJECT = 80
 MAX_NAME = 255
 MAX_DURATION = 60
 MAX_CLIENT_REFERENCE = 64
+# to-displayonly lists group members the handset shows; at most as many as a `to` list may
+# hold (E623, sinch-mms-api §12: the 100 of the multi-recipient era).
+MAX_DISPLAYONLY = 100
+# from-mask: at most 11 of a-z A-Z 0-9 _ -, not only digits (sinch-mms-api §12); the
+# 11-character bound is also what a GSM alphanumeric originator can carry.
+MAX_SENDER_MASK = 11
+_SENDER_MASK = re.compile(rf"[A-Za-z0-9_-]{{1,{MAX_SENDER_MASK}}}")
 # Template ids are 32-bit integers in the database (store/schema.py): a larger one names
 # no template, and must not reach a query (PostgreSQL refuses it as a parameter).
 MAX_MMS_ID = 2**31 - 1
@@ -71,6 +79,10 @@ class Delivery:
     campaign_ref: str | None
     client_reference: str | None
     expiry: str | None
+    # Group members shown on the handset, never delivered to (checked MSISDNs).
+    to_displayonly: tuple[str, ...] = ()
+    # An alphanumeric sender shown instead of `from` where the route carries one.
+    sender_mask: str | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -78,6 +90,8 @@ class SaveMms:
     content: Content
     fallback: Fallback
     client_reference: str | None = None  # echoed in the N003/E00x postback
+    # False: fetch this request's media anew, bypassing the fetch cache (None/True: use it).
+    cache_content: bool | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -85,6 +99,7 @@ class SendMms:
     content: Content
     fallback: Fallback
     delivery: Delivery
+    cache_content: bool | None = None  # as on SaveMms
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -209,6 +224,43 @@ def duration(raw: str | None, number: int) -> int | None:
 def numbers_of(raw: str) -> list[str]:
     """The numbers of one `to` value: a comma (or semicolon) list."""
     return [p.strip() for p in raw.replace(";", ",").split(",") if p.strip()]
+
+
+def displayonly(raw: str | None, field: str) -> tuple[str, ...]:
+    """A comma list of display-only numbers, each checked like a `to` number (E110), at
+    most MAX_DISPLAYONLY of them (E623); () when absent or empty."""
+    parts = numbers_of(raw or "")
+    if len(parts) > MAX_DISPLAYONLY:
+        raise errors.ApiError(
+            E.TOO_MANY_RECIPIENTS,
+            f"'{field}' holds {len(parts)} numbers, at most {MAX_DISPLAYONLY}",
+        )
+    checked: list[str] = []
+    for part in parts:
+        msisdn = numbers.normalize_msisdn(part)
+        if msisdn is None:
+            raise errors.ApiError(E.BAD_TO, f"Invalid '{field}' number '{part}'")
+        if msisdn not in checked:
+            checked.append(msisdn)
+    return tuple(checked)
+
+
+def sender_mask(raw: str | None, field: str) -> str | None:
+    """An alphanumeric sender (sinch-mms-api §12): 1 to MAX_SENDER_MASK of a-z A-Z 0-9 _ -,
+    not only digits; None when absent or empty.
+
+    A bad mask is E115, the one code Sinch gives for sender masks (its JSON status list:
+    a mask too long). E111 would tell the client its `from` is wrong, which it is not.
+    """
+    if raw is None or raw == "":
+        return None
+    if not raw.isascii() or not _SENDER_MASK.fullmatch(raw) or raw.isdigit():
+        raise errors.ApiError(
+            E.BAD_FROM_MASK,
+            f"Invalid {field} '{raw[: MAX_SENDER_MASK + 1]}': 1 to {MAX_SENDER_MASK} of "
+            "a-z A-Z 0-9 _ -, not only digits",
+        )
+    return raw
 
 
 def client_reference(value: str | None, field: str) -> str | None:

@@ -43,6 +43,9 @@ ALIASES = {
     "itemsperpage": "items-per-page",
     "clientreference": "client-reference",
     "mmsexpirytimestamp": "mms-expiry-timestamp",
+    "frommask": "from-mask",  # Skycore FROM_MASK arrives as from-mask already
+    "todisplayonly": "to-displayonly",
+    "cachecontent": "cache-content",
 }
 # Wrappers of the 2013 legacy layout whose children belong to the parent.
 TRANSPARENT = {"content", "sequence"}

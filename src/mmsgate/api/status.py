@@ -55,6 +55,13 @@ MessageItem = TypedDict(
         "action": Annotated[str, Meta(description="the request that sent it")],
         "to": Annotated[str, Meta(description="the recipient, international digits")],
         "from": Annotated[str, Meta(description="the sender")],
+        "from-mask": Annotated[
+            str | None, Meta(description="the alphanumeric sender shown instead, if any")
+        ],
+        "to-displayonly": Annotated[
+            list[str],
+            Meta(description="group members shown on the handset, never delivered to"),
+        ],
         "operator-id": Annotated[int | None, Meta(description="as the request gave it")],
         "client-reference": Annotated[str | None, Meta(description="as the request gave it")],
         "state": State,
@@ -124,6 +131,8 @@ def render(found: RecipientStatus, public_url: str) -> MessageItem:
         "action": found.action,
         "to": found.msisdn,
         "from": found.sender,
+        "from-mask": found.sender_mask,
+        "to-displayonly": list(found.to_displayonly),
         "operator-id": found.operator_id,
         "client-reference": found.client_reference,
         "state": found.state.value,

@@ -165,11 +165,16 @@ class Fetcher:
         """Close the pooled connections."""
         await self._client.aclose()
 
-    async def fetch(self, ref: MediaRef, slide: int, account: int | None = None) -> Fetched:
+    async def fetch(
+        self, ref: MediaRef, slide: int, account: int | None = None, *, use_cache: bool = True
+    ) -> Fetched:
         """Fetch `ref` for 1-based `slide`, or raise the MediaError a Sinch client expects;
-        within `account`'s share of the fetches when one is named."""
+        within `account`'s share of the fetches when one is named. With `use_cache` false
+        (a request's cache-content false) the cache is neither read nor written: the URL is
+        fetched anew, unconditionally."""
+        cache = self._cache if use_cache else None
         slot = _Slot(ref, slide)
-        cached = await self._cache.lookup(ref.url) if self._cache is not None else None
+        cached = await cache.lookup(ref.url) if cache is not None else None
         total = self._settings.total_timeout
         share = self._accounts.hold(account) if account is not None else contextlib.nullcontext()
         try:
@@ -181,8 +186,8 @@ class Fetcher:
         except http_client.HttpError:
             raise slot.failed(f"the connection to {shown(ref.url)} failed") from None
         has_validator = fetched.etag is not None or fetched.last_modified is not None
-        if self._cache is not None and not fetched.revalidated and has_validator:
-            await self._cache.remember(fetched)
+        if cache is not None and not fetched.revalidated and has_validator:
+            await cache.remember(fetched)
         return fetched
 
     async def _follow(self, slot: _Slot, cached: CachedCopy | None) -> Fetched:
@@ -338,7 +343,11 @@ async def _read_capped(
 
 
 async def fetch_all(
-    fetcher: Fetcher, refs: Sequence[tuple[int, MediaRef]], *, account: int | None = None
+    fetcher: Fetcher,
+    refs: Sequence[tuple[int, MediaRef]],
+    *,
+    account: int | None = None,
+    use_cache: bool = True,
 ) -> list[Fetched]:
     """Fetch `(slide, ref)` pairs concurrently, for `account`; results keep their order.
 
@@ -355,7 +364,7 @@ async def fetch_all(
         slide, ref = refs[index]
         with scopes[index]:
             try:
-                results[index] = await fetcher.fetch(ref, slide, account)
+                results[index] = await fetcher.fetch(ref, slide, account, use_cache=use_cache)
             except MediaError as exc:
                 failures[rank] = exc
                 for later in order[rank + 1 :]:

@@ -91,7 +91,9 @@ def _submit_req(job: Job, row: Delivery, route: Route, composed: Composed) -> Su
         recipients=[row.msisdn],
         content_type=composed.content_type,
         content=composed.body,
-        sender=row.sender,
+        # The mask only where the route carries one (checked at accept; a route changed
+        # since then gets the number, which every MMSC takes).
+        sender=row.sender_mask if row.sender_mask and route.sender_mask else row.sender,
         vasp_id=route.vasp_id,
         vas_id=route.vas_id,
         service_code=route.service_code,
@@ -100,6 +102,7 @@ def _submit_req(job: Job, row: Delivery, route: Route, composed: Composed) -> Su
         version=route.mm7_version,
         namespace=route.mm7_namespace,
         e164_numbers=route.number_format == "e164",
+        display_only=row.to_displayonly,
     )
 
 

@@ -44,6 +44,7 @@ DEFAULT = ("accept", (M.RETRIEVED,))
 # The UAProf a simulated handset reports on retrieval; N102 carries it as `handset`.
 SIM_HANDSET = "http://uaprof.mmsgate.invalid/sim-phone-1.xml"
 MO_ORDER_MAX_BYTES = 64 * 1024  # POST /mo: a small JSON order
+SEEN_MAX = 10_000  # SubmitReqs kept in `seen`, the newest: a long run's memory stays flat
 
 
 @dataclasses.dataclass(slots=True)
@@ -55,6 +56,10 @@ class SimulatedMmsc:
     report_delay: float = 0.05
     submits: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
     accepted: dict[str, str] = dataclasses.field(default_factory=dict)
+    # What each accepted SubmitReq said, by MessageID: its sender (a number or a mask) and
+    # the display-only members it listed, which are never treated as recipients (the
+    # newest SEEN_MAX).
+    seen: dict[str, mm7.SubmitRequest] = dataclasses.field(default_factory=dict)
     tasks: set[asyncio.Task[None]] = dataclasses.field(default_factory=set)
     client: http_lean.LeanClient | None = None  # one pool for all reports, made on first use
     # Reports owed, kept on disk like a real MMSC's store: a restarted simulator sends the
@@ -183,6 +188,16 @@ class SimulatedMmsc:
             return Response(b"server busy", status_code=500, media_type="text/plain")
         message_id = "sim-" + secrets.token_hex(8)
         self.accepted[message_id] = number
+        self.seen[message_id] = incoming.submit
+        if len(self.seen) > SEEN_MAX:
+            del self.seen[next(iter(self.seen))]
+        log.debug(
+            "sim.accepted",
+            message_id=message_id,
+            to=number,
+            sender=incoming.submit.sender,
+            display_only=list(incoming.submit.display_only),
+        )
         for n, status in enumerate(reports):
             key = f"{message_id}/{n}"
             self._note({"key": key, "id": message_id, "number": number, "status": status})

@@ -105,6 +105,8 @@ class Delivery(Recipient):
     template_fallback_text: str | None
     template_link_disabled: bool | None
     account_mode: models.AccountMode
+    to_displayonly: tuple[str, ...] = ()  # shown as group members, never delivered to
+    sender_mask: str | None = None  # the alphanumeric sender shown instead of `sender`
 
 
 class RecipientFields(TypedDict):
@@ -158,6 +160,8 @@ def delivery_of(row: Row) -> Delivery:
         template_fallback_text=row.template_fallback_text,
         template_link_disabled=row.template_link_disabled,
         account_mode=models.AccountMode(row.account_mode),
+        to_displayonly=tuple(row.to_displayonly or ()),
+        sender_mask=row.sender_mask,
     )
 
 
@@ -190,6 +194,8 @@ _DELIVERY = sa.select(
     messages.c.template_id,
     messages.c.client_reference,
     messages.c.campaign_ref,
+    messages.c.to_displayonly,
+    messages.c.sender_mask,
     templates.c.slides,
     templates.c.subject.label("template_subject"),
     templates.c.fallback_sms_text.label("template_fallback_text"),

@@ -134,6 +134,8 @@ class RecipientStatus:
     expires_at: dt.datetime
     events: tuple[Event, ...]  # oldest first
     fallback: Fallback | None
+    to_displayonly: tuple[str, ...] = ()  # the send's display-only group members
+    sender_mask: str | None = None  # the send's alphanumeric sender, when it had one
 
 
 def recipient_status_of(
@@ -156,6 +158,8 @@ def recipient_status_of(
         expires_at=row.expires_at,
         events=tuple(Event(models.RecipientState(e.state), e.code, e.detail, e.at) for e in events),
         fallback=fallback,
+        to_displayonly=tuple(row.to_displayonly or ()),
+        sender_mask=row.sender_mask,
     )
 
 
@@ -170,6 +174,8 @@ def status_query() -> sa.Select[tuple[object, ...]]:
         messages.c.client_reference,
         messages.c.expires_at,
         messages.c.link_expires_at,
+        messages.c.to_displayonly,
+        messages.c.sender_mask,
     ).join(messages, messages.c.id == recipients.c.message_id)
 
 

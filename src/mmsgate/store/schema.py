@@ -100,6 +100,10 @@ messages = sa.Table(
     sa.Column("link_expires_at", UtcDateTime, nullable=False),
     sa.Column("expires_at", UtcDateTime, nullable=False),
     sa.Column("created_at", UtcDateTime, nullable=False),
+    # Group members shown on the handset, never delivered to: a JSON list of MSISDNs.
+    sa.Column("to_displayonly", sa.JSON),
+    # The alphanumeric sender the MMSC shows instead of `sender` (at most 11 characters).
+    sa.Column("sender_mask", sa.String(11)),
 )
 
 recipients = sa.Table(

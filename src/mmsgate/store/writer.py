@@ -76,6 +76,8 @@ class NewSend:
     fallback_sms_text: str | None = None
     disable_fallback: bool = False
     disable_fallback_link: bool = False
+    to_displayonly: tuple[str, ...] = ()
+    sender_mask: str | None = None
     key: idempotency.NewKey | None = None
 
 
@@ -310,4 +312,6 @@ def _message_row(send: NewSend, template_id: int, now: dt.datetime) -> dict[str,
         "link_expires_at": send.link_expires_at,
         "expires_at": send.expires_at,
         "created_at": now,
+        "to_displayonly": list(send.to_displayonly) or None,
+        "sender_mask": send.sender_mask,
     }
